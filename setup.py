@@ -1,0 +1,5 @@
+# Used by catkin_python_setup() only: do not run it by hand (see README).
+from catkin_pkg.python_setup import generate_distutils_setup
+from setuptools import setup
+
+setup(**generate_distutils_setup(packages=["cube_detect"], package_dir={"": "src"}))

@@ -1,0 +1,3 @@
+from cube_detect.cli import main
+
+raise SystemExit(main())

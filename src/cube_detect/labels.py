@@ -1,0 +1,109 @@
+"""The one source of truth for class ids and names, and the two label files users have.
+
+- ``label_map.pbtxt``: TF Object Detection API format used in the workshops
+  (``item { id: 1 name: 'one' }``).
+- ``labels.txt``: pycoral format, one ``<id> <name>`` per line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Dict, Mapping
+
+from cube_detect.errors import CubeDetectError
+
+#: Class ids as in the workshops' label_map.pbtxt. Id 0 is background, never a label.
+LABELS: Dict[int, str] = {1: "one", 2: "two"}
+NAME_TO_ID: Dict[str, int] = {name: cid for cid, name in LABELS.items()}
+
+
+class LabelFileError(CubeDetectError):
+    """A label file that cannot be read; the message names the file and line."""
+
+
+def atomic_write_text(path: os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def format_label_map(labels: Mapping[int, str] = LABELS) -> str:
+    return "".join(f"item {{\n  id: {cid}\n  name: '{name}'\n}}\n" for cid, name in sorted(labels.items()))
+
+
+def format_labels_txt(labels: Mapping[int, str] = LABELS) -> str:
+    return "".join(f"{cid} {name}\n" for cid, name in sorted(labels.items()))
+
+
+def write_label_files(directory: os.PathLike, labels: Mapping[int, str] = LABELS) -> None:
+    """Write ``label_map.pbtxt`` and ``labels.txt`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "label_map.pbtxt", format_label_map(labels))
+    atomic_write_text(directory / "labels.txt", format_labels_txt(labels))
+
+
+_ITEM_RE = re.compile(r"item\s*\{(?P<body>[^{}]*)\}", re.S)
+_ID_RE = re.compile(r"\bid\s*:\s*(?P<id>-?\d+)")
+_NAME_RE = re.compile(r"\bname\s*:\s*(?P<q>['\"])(?P<name>[^'\"]*)(?P=q)")
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def read_label_map(path: os.PathLike) -> Dict[int, str]:
+    """Read a TF OD API ``label_map.pbtxt`` (items with ``id`` and ``name``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"{path}: cannot read label map: {exc}") from exc
+    labels: Dict[int, str] = {}
+    for item in _ITEM_RE.finditer(text):
+        line = _line_of(text, item.start())
+        id_match, name_match = _ID_RE.search(item["body"]), _NAME_RE.search(item["body"])
+        if not id_match or not name_match:
+            raise LabelFileError(f"{path}:{line}: item needs both 'id' and 'name'")
+        cid = int(id_match["id"])
+        if cid <= 0 or cid in labels:
+            raise LabelFileError(f"{path}:{line}: id {cid} is not a new positive id")
+        labels[cid] = name_match["name"]
+    if not labels:
+        raise LabelFileError(f"{path}: no 'item {{ id: N name: '...' }}' entries")
+    return labels
+
+
+def read_labels_txt(path: os.PathLike) -> Dict[int, str]:
+    """Read a pycoral ``labels.txt``: ``<id> <name>`` per line (blank lines ignored)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"{path}: cannot read labels: {exc}") from exc
+    labels: Dict[int, str] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise LabelFileError(f"{path}:{number}: expected '<id> <name>', got {line!r}")
+        cid = int(parts[0])
+        if cid in labels:
+            raise LabelFileError(f"{path}:{number}: id {cid} appears twice")
+        labels[cid] = parts[1].strip()
+    if not labels:
+        raise LabelFileError(f"{path}: no labels")
+    return labels
+
+
+def read_labels(path: os.PathLike) -> Dict[int, str]:
+    """Read either label file format, chosen by the file name's extension."""
+    return read_label_map(path) if str(path).endswith(".pbtxt") else read_labels_txt(path)

@@ -1,0 +1,94 @@
+"""The simulated robot's camera side, ROS-free: scenes with their true sorted labels.
+
+A scene source yields ``Scene(image_bgr, labels)`` where ``labels`` are the class names of the
+faces sorted along the arm's axis, i.e. what a perfect detector must report. Scenes come from
+a labelImg folder (images + VOC xml) or from the synthetic generator.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+
+from cube_detect.errors import ImageError
+
+
+@dataclass(frozen=True)
+class Scene:
+    image: np.ndarray  # HxWx3 BGR uint8, as the robot's camera gives it
+    labels: List[str]  # true class names, sorted left to right (or top to bottom)
+    name: str = ""
+
+
+def sorted_labels(boxes: Sequence, axis: str = "x") -> List[str]:
+    """Class names of ``boxes`` (objects with label/xmin/ymin/xmax/ymax) in the arm's order."""
+    if axis == "x":
+        key = lambda b: (b.xmin + b.xmax) / 2.0  # noqa: E731
+    else:
+        key = lambda b: (b.ymin + b.ymax) / 2.0  # noqa: E731
+    return [b.label for b in sorted(boxes, key=key)]
+
+
+class SyntheticScenes:
+    """Scene i of ``seed`` is the synthetic generator's image i: reproducible across runs."""
+
+    def __init__(self, seed: int = 0, axis: str = "x"):
+        from cube_detect import synth  # imported here: folder-only users never need it
+
+        self._render = synth.render_scene
+        self.seed, self.axis, self.index = int(seed), axis, 0
+
+    def next(self) -> Scene:
+        rng = np.random.default_rng([self.seed, self.index])
+        image, boxes = self._render(rng)
+        scene = Scene(image, sorted_labels(boxes, self.axis), f"synthetic:{self.seed}:{self.index}")
+        self.index += 1
+        return scene
+
+
+class FolderScenes:
+    """Cycles through the images of a folder (sorted by name); truth from the VOC xml beside each."""
+
+    EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+    def __init__(self, folder: os.PathLike, axis: str = "x"):
+        self.folder = Path(folder)
+        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in self.EXTENSIONS)
+        if not self.paths:
+            raise ImageError(f"{self.folder}: no images ({', '.join(self.EXTENSIONS)})")
+        self.axis, self.index = axis, 0
+
+    def next(self) -> Scene:
+        from cube_detect.dataset import read_voc
+
+        path = self.paths[self.index % len(self.paths)]
+        self.index += 1
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ImageError(f"{path}: cannot be read as an image")
+        xml = path.with_suffix(".xml")
+        labels = sorted_labels(read_voc(xml).boxes, self.axis) if xml.exists() else []
+        return Scene(image, labels, str(path))
+
+
+def make_scene_source(images: str = "", seed: int = 0, axis: str = "x"):
+    """A folder source when ``images`` names a folder, else synthetic scenes."""
+    return FolderScenes(images, axis) if images else SyntheticScenes(seed, axis)
+
+
+def encode_for_camera(image_bgr: np.ndarray, encoding: str) -> np.ndarray:
+    """Pixel data a camera with ``encoding`` would send for this BGR scene (for cv2_to_imgmsg)."""
+    conversions = {
+        "8UC3": None, "bgr8": None,
+        "rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA,
+        "mono8": cv2.COLOR_BGR2GRAY, "8UC1": cv2.COLOR_BGR2GRAY,
+    }
+    if encoding not in conversions:
+        raise ImageError(f"encoding {encoding!r} is not one of {sorted(conversions)}")
+    code = conversions[encoding]
+    return image_bgr.copy() if code is None else cv2.cvtColor(image_bgr, code)

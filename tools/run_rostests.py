@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Run every test/*.test with rostest (each on its own fresh roscore) and total the results.
+
+Exit non-zero if any rostest fails, errors, or runs no test case; the last line reads
+``rostest: N passed, N failed``. ``ROSTESTS=camera,detector`` runs only those files.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_one(test_file: Path):
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["rostest", "--text", "cube_detect", test_file.name],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    out = proc.stdout
+    tests = re.search(r"\* TESTS: (\d+)", out)
+    errors = re.search(r"\* ERRORS: (\d+)", out)
+    failures = re.search(r"\* FAILURES: (\d+)", out)
+    total = int(tests.group(1)) if tests else 0
+    bad = (int(errors.group(1)) if errors else 0) + (int(failures.group(1)) if failures else 0)
+    ok = proc.returncode == 0 and total > 0 and bad == 0
+    if not ok or os.environ.get("ROSTEST_VERBOSE"):
+        print(out[-20000:])
+    if total == 0:
+        bad = max(bad, 1)  # a .test file that ran nothing is a failure
+    print(f"rostest {test_file.name}: {'ok' if ok else 'FAILED'} "
+          f"({total} tests, {bad} failed, {time.monotonic() - started:.0f} s)", flush=True)
+    return max(total - bad, 0), bad if not ok else 0
+
+
+def main() -> int:
+    wanted = [w for w in os.environ.get("ROSTESTS", "").split(",") if w]
+    files = sorted((ROOT / "test").glob("*.test"))
+    if wanted:
+        files = [f for f in files if f.stem in wanted]
+    if not files:
+        print("rostest: no .test files found")
+        return 1
+    passed = failed = 0
+    for test_file in files:
+        ok_count, bad_count = run_one(test_file)
+        passed, failed = passed + ok_count, failed + max(bad_count, 0)
+    print(f"rostest: {passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make setup`: everything cube_detect needs on a fresh Debian 12 machine, idempotently.
+#   1. Debian's ROS 1 packages (only the missing ones; apt-get update only when needed)
+#   2. .venv from /usr/bin/python3 with --system-site-packages (sees rospy, cv2, cv_bridge)
+#      + pinned requirements (re-installed only when a requirements file changes)
+#   3. .catkin_ws/src/cube_detect -> this repository, built with the venv's python so that
+#      catkin's relay scripts (rosrun/roslaunch) run inside the venv
+# A second run changes nothing and takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+REQUIREMENTS=${REQUIREMENTS:-requirements/dev.txt}
+
+APT_PACKAGES=(
+  ros-core-python-dev python3-rostest python3-cv-bridge python3-opencv catkin
+  ros-std-srvs python3-std-srvs ros-std-msgs python3-std-msgs ros-sensor-msgs python3-sensor-msgs
+  ros-message-generation ros-message-runtime python3-genpy python3-venv cmake g++ make
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv from /usr/bin/python3"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+req_hash=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)-$REQUIREMENTS
+if [ "$(cat .venv/.requirements-installed 2>/dev/null)" != "$req_hash" ]; then
+  echo "setup: installing pinned Python requirements ($REQUIREMENTS)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
+  echo "$req_hash" > .venv/.requirements-installed
+fi
+
+mkdir -p .catkin_ws/src
+[ -L .catkin_ws/src/cube_detect ] || ln -sfn "$ROOT" .catkin_ws/src/cube_detect
+# Rebuild when anything catkin generates from changes (messages, services, scripts, build files).
+build_hash=$(cat package.xml CMakeLists.txt setup.py msg/* srv/* | sha256sum | cut -d' ' -f1)-$(ls scripts | sha256sum | cut -d' ' -f1)
+if [ "$(cat .catkin_ws/.built 2>/dev/null)" != "$build_hash" ] || [ ! -f .catkin_ws/devel/setup.bash ]; then
+  echo "setup: building the catkin workspace"
+  (
+    cd .catkin_ws
+    # ROS's setup files and catkin need Debian's python first on PATH, not pyenv's.
+    export PATH="/usr/bin:$PATH"
+    catkin_make -DPYTHON_EXECUTABLE="$ROOT/.venv/bin/python3" -DCMAKE_BUILD_TYPE=Release >build.log 2>&1 \
+      || { tail -40 build.log; echo "setup: catkin_make failed, see .catkin_ws/build.log"; exit 1; }
+  )
+  echo "$build_hash" > .catkin_ws/.built
+fi
+echo "setup: ready (source tools/env.sh to use roslaunch cube_detect ...)"
