@@ -1,0 +1,178 @@
+"""Export a trained Keras model to a fully 8-bit TFLite model (uint8 in and out, batch 1).
+
+Keras 3's documented path: ``model.export()`` (SavedModel) then
+``TFLiteConverter.from_saved_model`` with a representative data set drawn from the run's own
+training images. Writes ``NAME.tflite`` and the ``NAME.json`` sidecar atomically (a crash
+leaves the previous model intact, never a half-written one), ``labels.txt`` and
+``label_map.pbtxt`` beside them, and ``NAME_edgetpu.tflite`` when ``edgetpu_compiler`` is on
+PATH. Reports float-vs-int8 mAP@0.5 on the validation images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from cube_detect.labels import write_label_files
+from cube_detect.modelspec import ModelSpec
+
+log = logging.getLogger("cube_detect.export")
+
+
+def _representative(samples, count: int = 200, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(samples), size=min(count, len(samples)), replace=False)
+
+    def generator():
+        for k, i in enumerate(picks):
+            image = samples[i][0].astype(np.float32)[None, :, :, None] / 255.0
+            if k == 0:  # pin the input range to exactly [0, 1]: uint8 input = raw pixels
+                image[0, 0, 0, 0], image[0, 0, 1, 0] = 0.0, 1.0
+            yield [image]
+
+    return generator
+
+
+def convert(model, samples=None, quantize: bool = True) -> bytes:
+    """TFLite flatbuffer of ``model`` at batch 1: full-integer (uint8 I/O) or float."""
+    import tensorflow as tf
+
+    # Batch 1, static shapes: the Edge TPU compiler refuses a dynamic batch, and Keras 3's
+    # export() ignores Input(batch_size=...) unless given the signature.
+    signature = [tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32, name="image")]
+    with tempfile.TemporaryDirectory() as saved:
+        model.export(saved, verbose=False, input_signature=signature)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = _representative(samples)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+        return converter.convert()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples, threshold: float = 0.05):
+    """Detections (model pixels) of a TFLite model on model-sized samples, via tflite-runtime."""
+    from cube_detect.inference import Detector, _cpu_interpreter
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+        handle.write(model_bytes)
+        handle.flush()
+        detector = Detector(_cpu_interpreter(Path(handle.name), 2), spec, "cpu", "evaluation",
+                            Path(handle.name))
+        ids = spec.class_ids
+        out = []
+        from cube_detect.inference import decode_outputs
+
+        for image, _ in samples:
+            heat, boxes = detector.raw_outputs(image)
+            out.append([(ids[c], s, b) for c, s, b in decode_outputs(heat, boxes, spec.stride, threshold, 10)])
+    return out
+
+
+def compile_edgetpu(model_path: Path) -> Optional[dict]:
+    """Run ``edgetpu_compiler`` when installed; report how many ops map to the TPU."""
+    compiler = shutil.which("edgetpu_compiler")
+    if not compiler:
+        log.info("edgetpu_compiler not found: CPU model only; compile later with "
+                 "`edgetpu_compiler -s -o %s %s` on a machine that has it", model_path.parent, model_path)
+        return None
+    proc = subprocess.run([compiler, "-s", "-o", str(model_path.parent), str(model_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        log.error("edgetpu_compiler failed (exit %d): %s", proc.returncode, proc.stdout.strip()[-500:])
+        return {"ok": False, "log": proc.stdout[-2000:]}
+    mapped = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", proc.stdout)
+    cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", proc.stdout)
+    result = {"ok": True, "tpu_ops": int(mapped.group(1)) if mapped else None,
+              "cpu_ops": int(cpu.group(1)) if cpu else None}
+    log.info("Edge TPU model written: %s ops on the TPU, %s on the CPU", result["tpu_ops"], result["cpu_ops"])
+    return result
+
+
+def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, out: Path,
+                      training: Optional[dict] = None) -> dict:
+    """Convert, evaluate float vs int8, write model + sidecar + labels; returns the figures."""
+    from cube_detect.metrics import summarize
+    from cube_detect.train import float_detections, ground_truth
+    from cube_detect.model import predict_fn
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    int8 = convert(model, calibration_samples, quantize=True)
+    truth = ground_truth(val_samples, spec)
+    float_map = summarize(truth, float_detections(predict_fn(model), val_samples, spec), spec.labels)
+    int8_map = summarize(truth, tflite_detections(int8, spec, val_samples), spec.labels)
+    figures = {
+        "val_images": len(val_samples),
+        "float_mAP50": round(float_map["mAP50"], 4), "int8_mAP50": round(int8_map["mAP50"], 4),
+        "int8_mAP75": round(int8_map["mAP75"], 4),
+        "int8_loss_mAP50": round(float_map["mAP50"] - int8_map["mAP50"], 4),
+        "model_bytes": len(int8),
+    }
+    log.info("float mAP@0.5 %.4f, int8 mAP@0.5 %.4f (loss %.4f), %d bytes", figures["float_mAP50"],
+             figures["int8_mAP50"], figures["int8_loss_mAP50"], len(int8))
+    spec.extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "metrics": figures, "training": {k: v for k, v in (training or {}).items() if k != "export"}}
+    model_path = out.with_suffix(".tflite")
+    # Sidecar first, then the model: a reader that finds the new model finds its sidecar.
+    spec.save(out.with_suffix(".json"))
+    atomic_write_bytes(model_path, int8)
+    write_label_files(out.parent, spec.labels)
+    log.info("wrote %s (+ %s, labels.txt, label_map.pbtxt)", model_path, out.with_suffix(".json").name)
+    figures["model"] = str(model_path)
+    figures["edgetpu"] = compile_edgetpu(model_path)
+    return figures
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, required=True,
+                        help="training run folder (has best.keras and state.json)")
+    parser.add_argument("--checkpoint", choices=["best", "checkpoint"], default="best",
+                        help="which checkpoint of the run (default: best validation mAP)")
+    parser.add_argument("--out", required=True, help="model path prefix, e.g. models/mymodel")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    from cube_detect.errors import ModelError
+    from cube_detect.train import TrainConfig, load_data
+
+    path = args.workdir / f"{args.checkpoint}.keras"
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found (train first)")
+    state = json.loads((args.workdir / "state.json").read_text())
+    conf = state["config"]
+    spec = ModelSpec()
+    cfg = TrainConfig(out=Path(args.out), workdir=args.workdir, data=[Path(d) for d in state.get("data", [])],
+                      synthetic=min(int(conf.get("synthetic", 0)), 400), validation=int(conf.get("validation", 300)),
+                      seed=int(conf.get("seed", 0)))
+    train_samples, val_samples = load_data(cfg, spec)
+    model = tf.keras.models.load_model(path, compile=False)
+    figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
+                                training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")})
+    print(json.dumps(figures, indent=2, default=str))
+    return 0

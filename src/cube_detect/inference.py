@@ -1,0 +1,309 @@
+"""Run an exported cube_detect model: pre-processing, backends, decoding. No TensorFlow.
+
+Small functions at the model boundary (as pycoral's adapters): ``to_gray``, ``letterbox``,
+``decode_outputs``, ``nms``, ``sort_left_to_right``; and ``load_detector`` which picks the
+fastest backend that really works, in this order:
+
+1. pycoral with the ``_edgetpu`` model (only if pycoral is really installed and sees a TPU);
+2. tflite-runtime with the ``libedgetpu.so.1`` delegate and the ``_edgetpu`` model;
+3. tflite-runtime on the CPU with the int8 model.
+
+Each skipped backend's reason is kept in ``Detector.skipped`` and summed up in one line,
+``Detector.backend_reason``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from cube_detect.errors import ImageError, ModelError
+from cube_detect.labels import read_labels
+from cube_detect.modelspec import ModelSpec, sidecar_path
+
+log = logging.getLogger(__name__)
+
+#: The shipped default model (models/ at the package root).
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "cube_detect.tflite"
+
+Box = Tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    class_id: int
+    score: float
+    box: Box  # xmin, ymin, xmax, ymax in original-image pixels
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "id": self.class_id, "score": round(float(self.score), 4),
+                "box": [round(float(v), 1) for v in self.box]}
+
+
+# ----------------------------------------------------------------------------- pre-processing
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """HxW or HxWx{1,3,4} uint8 (BGR/BGRA) -> HxW uint8 gray."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ImageError(f"expected a uint8 numpy image, got {type(image).__name__} "
+                         f"{getattr(image, 'dtype', '')}")
+    if image.size == 0:
+        raise ImageError("empty image (0 pixels)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        gray = image
+    elif image.ndim == 3 and image.shape[2] == 3:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    else:
+        raise ImageError(f"unsupported image shape {image.shape}")
+    return gray
+
+
+def letterbox(gray: np.ndarray, width: int, height: int, pad_value: int = 0) -> Tuple[np.ndarray, float]:
+    """Scale ``gray`` to fit width x height keeping its aspect, pad bottom/right.
+
+    Returns the model-sized image and the scale (model pixels per original pixel); a box in
+    model pixels maps back by dividing by the scale.
+    """
+    h, w = gray.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(gray, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if (new_w, new_h) == (width, height):
+        return resized, scale
+    out = np.full((height, width), pad_value, np.uint8)
+    out[:new_h, :new_w] = resized
+    return out, scale
+
+
+# ----------------------------------------------------------------------------- decoding
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> List[int]:
+    """Indices kept by greedy non-maximum suppression, best first."""
+    if len(boxes) == 0:
+        return []
+    return list(cv2.dnn.NMSBoxes(
+        [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in boxes],
+        [float(s) for s in scores], 0.0, float(iou_threshold)).reshape(-1))
+
+
+def decode_outputs(heatmap: np.ndarray, boxes: np.ndarray, stride: int, threshold: float,
+                   max_detections: int, iou_threshold: float = 0.45):
+    """Peaks of ``heatmap`` (rows, cols, classes) -> (class_index, score, box in model pixels).
+
+    A peak is a cell that is the maximum of its 3x3 neighbourhood in its class channel and
+    scores at least ``threshold``. Its box is the cell centre minus/plus the regressed
+    left/top/right/bottom distances (``boxes``, in cells). One face carries one digit, so
+    NMS is class-agnostic.
+    """
+    dilated = cv2.dilate(heatmap.astype(np.float32), np.ones((3, 3), np.uint8))
+    if dilated.ndim == 2:  # cv2 drops a single trailing channel
+        dilated = dilated[:, :, None]
+    rows, cols, classes = np.nonzero((heatmap >= dilated) & (heatmap >= threshold))
+    if len(rows) == 0:
+        return []
+    scores = heatmap[rows, cols, classes].astype(np.float32)
+    ltrb = boxes[rows, cols].astype(np.float32) * stride
+    cx, cy = (cols + 0.5) * stride, (rows + 0.5) * stride
+    xyxy = np.stack([cx - ltrb[:, 0], cy - ltrb[:, 1], cx + ltrb[:, 2], cy + ltrb[:, 3]], axis=1)
+    order = np.argsort(-scores)[: max(4 * max_detections, 32)]
+    keep = [order[i] for i in nms(xyxy[order], scores[order], iou_threshold)][:max_detections]
+    return [(int(classes[k]), float(scores[k]), tuple(float(v) for v in xyxy[k])) for k in keep]
+
+
+def sort_left_to_right(detections: Sequence[Detection], axis: str = "x") -> List[Detection]:
+    """The arm's order: by box centre x (or y, for a camera mounted sideways)."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"sort axis must be 'x' or 'y', got {axis!r}")
+    i = 0 if axis == "x" else 1
+    return sorted(detections, key=lambda d: (d.box[i] + d.box[i + 2]) / 2.0)
+
+
+# ----------------------------------------------------------------------------- backends
+def _tflite_interpreter_class():
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+    except ImportError as exc:  # the robot's requirements install it; say how if they did not
+        raise ModelError("tflite-runtime is not installed: pip install -r requirements/runtime.txt") from exc
+    return Interpreter, load_delegate
+
+
+def _pycoral_interpreter(edgetpu_model: Path):
+    if importlib.util.find_spec("pycoral") is None:
+        raise RuntimeError("pycoral is not installed")
+    from pycoral.utils import edgetpu  # Google's pycoral (never the unrelated PyPI package)
+
+    if not hasattr(edgetpu, "make_interpreter"):
+        raise RuntimeError("the installed 'pycoral' is not Google's Coral library")
+    if not edgetpu.list_edge_tpus():
+        raise RuntimeError("pycoral sees no Edge TPU")
+    return edgetpu.make_interpreter(str(edgetpu_model))
+
+
+def _delegate_interpreter(edgetpu_model: Path, num_threads: int):
+    Interpreter, load_delegate = _tflite_interpreter_class()
+    try:
+        delegate = load_delegate("libedgetpu.so.1")
+    except (ValueError, OSError) as exc:
+        raise RuntimeError(f"libedgetpu.so.1 delegate not available ({str(exc).splitlines()[0]})") from exc
+    return Interpreter(model_path=str(edgetpu_model), experimental_delegates=[delegate], num_threads=num_threads)
+
+
+def _cpu_interpreter(model: Path, num_threads: int):
+    Interpreter, _ = _tflite_interpreter_class()
+    return Interpreter(model_path=str(model), num_threads=num_threads)
+
+
+class Detector:
+    """A loaded model on one backend. ``detect(image)`` -> detections sorted along ``sort_axis``."""
+
+    def __init__(self, interpreter, spec: ModelSpec, backend: str, backend_reason: str,
+                 model_path: Path, threshold: float = 0.5, max_detections: int = 4,
+                 sort_axis: str = "x", skipped: Optional[Dict[str, str]] = None):
+        self.interpreter, self.spec, self.model_path = interpreter, spec, model_path
+        self.backend, self.backend_reason, self.skipped = backend, backend_reason, skipped or {}
+        self.threshold, self.max_detections, self.sort_axis = float(threshold), int(max_detections), sort_axis
+        interpreter.allocate_tensors()
+        self._check_io()
+        self.last_timing_ms: Dict[str, float] = {}
+
+    def _check_io(self) -> None:
+        inp = self.interpreter.get_input_details()
+        if len(inp) != 1:
+            raise ModelError(f"{self.model_path}: expected 1 input tensor, found {len(inp)}")
+        self._input = inp[0]
+        expected = (1, self.spec.height, self.spec.width, self.spec.channels)
+        if tuple(self._input["shape"]) != expected or self._input["dtype"] != np.uint8:
+            raise ModelError(f"{self.model_path}: input is {tuple(self._input['shape'])} "
+                             f"{np.dtype(self._input['dtype']).name}, its sidecar says {expected} uint8")
+        outputs = self.interpreter.get_output_details()
+        by_channels = {int(o["shape"][-1]): o for o in outputs}
+        n = self.spec.num_classes
+        if len(outputs) != 2 or 4 not in by_channels or (n not in by_channels and n != 4):
+            shapes = [tuple(o["shape"]) for o in outputs]
+            raise ModelError(f"{self.model_path}: outputs {shapes} do not match {n} labels "
+                             f"({', '.join(self.spec.labels.values())}) + 4 box distances")
+        heat = [o for o in outputs if int(o["shape"][-1]) == n and o is not by_channels.get(4)] or [outputs[0]]
+        self._heatmap, self._boxes = heat[0], by_channels[4]
+        rows, cols = self.spec.grid
+        if tuple(self._heatmap["shape"][1:3]) != (rows, cols):
+            raise ModelError(f"{self.model_path}: output grid {tuple(self._heatmap['shape'][1:3])} "
+                             f"is not the sidecar's {(rows, cols)}")
+        scale, zero = self._input["quantization"]
+        # Inputs exported with scale 1/255 and zero point 0 take raw pixels: no arithmetic.
+        self._input_identity = abs(scale * 255.0 - 1.0) < 1e-6 and zero == 0
+        self._input_quant = (scale, zero)
+
+    def _dequantize(self, detail) -> np.ndarray:
+        data = self.interpreter.get_tensor(detail["index"])[0]
+        scale, zero = detail["quantization"]
+        if scale == 0:
+            return data.astype(np.float32)
+        return (data.astype(np.float32) - zero) * scale
+
+    def preprocess(self, image: np.ndarray) -> Tuple[np.ndarray, float, Tuple[int, int]]:
+        gray = to_gray(image)
+        boxed, scale = letterbox(gray, self.spec.width, self.spec.height, self.spec.pad_value)
+        if not self._input_identity:
+            s, z = self._input_quant
+            boxed = np.clip(np.round(boxed.astype(np.float32) / 255.0 / s + z), 0, 255).astype(np.uint8)
+        return boxed, scale, gray.shape[:2]
+
+    def raw_outputs(self, boxed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Run the network on a model-sized uint8 image; dequantized (heatmap, boxes)."""
+        self.interpreter.set_tensor(self._input["index"], boxed.reshape(self._input["shape"]))
+        self.interpreter.invoke()
+        return self._dequantize(self._heatmap), self._dequantize(self._boxes)
+
+    def detect(self, image: np.ndarray, threshold: Optional[float] = None,
+               max_detections: Optional[int] = None) -> List[Detection]:
+        t0 = time.perf_counter()
+        boxed, scale, (h, w) = self.preprocess(image)
+        t1 = time.perf_counter()
+        heatmap, boxes = self.raw_outputs(boxed)
+        t2 = time.perf_counter()
+        found = decode_outputs(heatmap, boxes, self.spec.stride,
+                               self.threshold if threshold is None else threshold,
+                               self.max_detections if max_detections is None else max_detections)
+        ids = self.spec.class_ids
+        detections = []
+        for cls, score, (x1, y1, x2, y2) in found:
+            box = (min(max(x1 / scale, 0.0), w), min(max(y1 / scale, 0.0), h),
+                   min(max(x2 / scale, 0.0), w), min(max(y2 / scale, 0.0), h))
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                continue
+            detections.append(Detection(self.spec.labels[ids[cls]], ids[cls], score, box))
+        result = sort_left_to_right(detections, self.sort_axis)
+        t3 = time.perf_counter()
+        self.last_timing_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                               "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return result
+
+
+def edgetpu_twin(model_path: Path) -> Path:
+    return model_path.with_name(model_path.stem + "_edgetpu.tflite")
+
+
+def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, backend: str = "auto",
+                  threshold: float = 0.5, max_detections: int = 4, num_threads: int = 1,
+                  sort_axis: str = "x") -> Detector:
+    """Load a model on the best backend that works (see the module docstring).
+
+    ``backend``: ``auto`` (Edge TPU if possible, else CPU), ``edgetpu`` (fail if no TPU) or
+    ``cpu``. Raises ``ModelError`` naming the file for a missing or corrupt model, a missing
+    or bad sidecar, or a labels file that does not match the model.
+    """
+    if backend not in ("auto", "edgetpu", "cpu"):
+        raise ModelError(f"backend must be auto, edgetpu or cpu, got {backend!r}")
+    model_path = Path(model_path) if model_path else DEFAULT_MODEL
+    if model_path.stem.endswith("_edgetpu"):  # given the compiled model: the CPU twin sits beside it
+        edgetpu_model_path = edgetpu_model_path or model_path
+        model_path = model_path.with_name(model_path.stem[: -len("_edgetpu")] + ".tflite")
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: model file not found")
+    spec = ModelSpec.load(sidecar_path(model_path))
+    if labels_path:
+        labels = read_labels(labels_path)
+        if labels != spec.labels:
+            raise ModelError(f"{labels_path}: labels {labels} do not match the model's "
+                             f"{spec.labels} ({sidecar_path(model_path)})")
+    edgetpu_model = Path(edgetpu_model_path) if edgetpu_model_path else edgetpu_twin(model_path)
+
+    skipped: Dict[str, str] = {}
+    attempts = []
+    if backend in ("auto", "edgetpu"):
+        if edgetpu_model.is_file():
+            attempts += [("edgetpu", "pycoral", lambda: _pycoral_interpreter(edgetpu_model)),
+                         ("edgetpu", "libedgetpu delegate", lambda: _delegate_interpreter(edgetpu_model, num_threads))]
+        else:
+            skipped["edgetpu"] = f"no Edge TPU model ({edgetpu_model.name} not found)"
+    if backend in ("auto", "cpu"):
+        attempts.append(("cpu", "tflite-runtime", lambda: _cpu_interpreter(model_path, num_threads)))
+
+    for name, how, make in attempts:
+        try:
+            interpreter = make()
+        except ModelError:
+            raise
+        except (RuntimeError, ValueError, OSError) as exc:
+            if name == "cpu":
+                raise ModelError(f"{model_path}: not a valid TFLite model ({str(exc).splitlines()[0]})") from exc
+            skipped[how] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        used = edgetpu_model if name == "edgetpu" else model_path
+        why_not = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        reason = f"{name} via {how} ({used.name})" + (f"; Edge TPU skipped: {why_not}" if why_not else "")
+        detector = Detector(interpreter, spec, name, reason, used, threshold, max_detections, sort_axis, skipped)
+        log.info("inference backend: %s", reason)
+        return detector
+    raise ModelError(f"{edgetpu_model}: no Edge TPU backend works ("
+                     + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")

@@ -1,0 +1,160 @@
+"""The detector network and its training targets (training side: imports TensorFlow).
+
+A small anchor-free, CenterNet-style network built only from ops the Edge TPU maps
+(CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, LOGISTIC; batch norm folds into the convolutions):
+
+  gray 160x120 -> conv 3x3/2 -> 3 depthwise-separable stages to stride 8 -> 4 residual
+  depthwise 5x5 blocks (receptive field > a whole face) -> two 1x1 heads:
+  heatmap (sigmoid, one channel per class) and boxes (ReLU, l/t/r/b distances in cells).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+from tensorflow.keras import layers
+
+from cube_detect.modelspec import ModelSpec
+
+PRIOR = 0.05  # initial heatmap score, as in focal-loss detectors (stable first steps)
+# Short CPU runs: moving statistics must follow the weights within a few hundred steps.
+BN_MOMENTUM = 0.9
+
+
+def _conv_bn_relu(x, filters, kernel, strides=1, name=""):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _separable(x, filters, kernel=3, strides=1, name=""):
+    x = layers.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(name=f"{name}_dw_relu")(x)
+    return _conv_bn_relu(x, filters, 1, name=f"{name}_pw")
+
+
+def build_model(spec: ModelSpec, width: int = 1) -> keras.Model:
+    """Float Keras model: input [0, 1] gray image, outputs (heatmap, boxes) at stride 8."""
+    if spec.stride != 8:
+        raise ValueError("this network has stride 8")
+    c = [16 * width, 32 * width, 48 * width, 64 * width]
+    inputs = keras.Input((spec.height, spec.width, spec.channels), batch_size=None, name="image")
+    x = _conv_bn_relu(inputs, c[0], 3, strides=2, name="stem")          # /2
+    x = _separable(x, c[1], strides=2, name="s4")                       # /4
+    x = _separable(x, c[1], name="s4b")
+    x = _separable(x, c[2], strides=2, name="s8")                       # /8
+    x = _conv_bn_relu(x, c[3], 1, name="s8_expand")
+    for i in range(4):
+        y = _separable(x, c[3], kernel=5, name=f"ctx{i}")
+        x = layers.Add(name=f"ctx{i}_add")([x, y])
+    x = _conv_bn_relu(x, c[3], 1, name="head")
+    heatmap = layers.Conv2D(spec.num_classes, 1, activation="sigmoid", name="heatmap",
+                            bias_initializer=keras.initializers.Constant(-np.log((1 - PRIOR) / PRIOR)))(x)
+    boxes = layers.Conv2D(4, 1, activation="relu", name="boxes",
+                          bias_initializer=keras.initializers.Constant(2.0))(x)
+    return keras.Model(inputs, [heatmap, boxes], name="cube_detect")
+
+
+# ----------------------------------------------------------------------------- targets
+def encode_targets(boxes: Sequence[Tuple[int, float, float, float, float]], spec: ModelSpec) -> np.ndarray:
+    """Training targets for one image, (rows, cols, num_classes + 5) float32.
+
+    ``boxes``: (class_index, x1, y1, x2, y2) in model-input pixels. Channels: per-class
+    Gaussian heatmap peaking at 1 in the cell holding each box centre (elliptic, sized by
+    the box, as TTFNet), then l/t/r/b distances in cells and a regression weight (the
+    Gaussian, so cells near a centre learn the box).
+    """
+    rows, cols = spec.grid
+    k, s = spec.num_classes, float(spec.stride)
+    target = np.zeros((rows, cols, k + 5), np.float32)
+    ys, xs = (np.arange(rows, dtype=np.float32) + 0.5), (np.arange(cols, dtype=np.float32) + 0.5)
+    # Large boxes first so a small box's regression wins where they overlap.
+    for cls, x1, y1, x2, y2 in sorted(boxes, key=lambda b: -(b[3] - b[1]) * (b[4] - b[2])):
+        cls = int(cls)
+        w, h = (x2 - x1) / s, (y2 - y1) / s
+        if w <= 0 or h <= 0:
+            continue
+        cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
+        ci, cj = min(int(cy), rows - 1), min(int(cx), cols - 1)
+        # Centre the Gaussian on the peak cell so that cell is exactly 1.
+        sx, sy = max(0.5, 0.16 * w), max(0.5, 0.16 * h)
+        g = np.exp(-((xs[None, :] - (cj + 0.5)) ** 2) / (2 * sx * sx) - ((ys[:, None] - (ci + 0.5)) ** 2) / (2 * sy * sy))
+        target[:, :, cls] = np.maximum(target[:, :, cls], g)
+        inside = (xs[None, :] > x1 / s) & (xs[None, :] < x2 / s) & (ys[:, None] > y1 / s) & (ys[:, None] < y2 / s)
+        weight = np.where(inside, g, 0.0)
+        update = weight > np.maximum(target[:, :, k + 4], 0.05)
+        xx, yy = np.broadcast_to(xs[None, :], (rows, cols)), np.broadcast_to(ys[:, None], (rows, cols))
+        dist = np.stack([xx - x1 / s, yy - y1 / s, x2 / s - xx, y2 / s - yy], axis=-1)
+        target[:, :, k:k + 4][update] = dist[update]
+        target[:, :, k + 4][update] = weight[update]
+    return target
+
+
+# ----------------------------------------------------------------------------- losses
+def focal_heatmap_loss(target, pred, alpha: float = 2.0, beta: float = 4.0):
+    """CenterNet's penalty-reduced focal loss, normalised by the number of objects."""
+    pred = tf.clip_by_value(pred, 1e-4, 1 - 1e-4)
+    pos = tf.cast(target >= 0.999, tf.float32)
+    pos_loss = -tf.math.log(pred) * tf.pow(1 - pred, alpha) * pos
+    neg_loss = -tf.math.log(1 - pred) * tf.pow(pred, alpha) * tf.pow(1 - target, beta) * (1 - pos)
+    num_pos = tf.maximum(tf.reduce_sum(pos), 1.0)
+    return (tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / num_pos
+
+
+def giou_box_loss(target_ltrb, weight, pred_ltrb):
+    """Generalised IoU loss of l/t/r/b boxes sharing a cell centre, weighted per cell."""
+    tl, tt, tr, tb = tf.unstack(target_ltrb, axis=-1)
+    pl, pt, pr, pb = tf.unstack(pred_ltrb, axis=-1)
+    t_area, p_area = (tl + tr) * (tt + tb), (pl + pr) * (pt + pb)
+    iw, ih = tf.minimum(tl, pl) + tf.minimum(tr, pr), tf.minimum(tt, pt) + tf.minimum(tb, pb)
+    inter = tf.maximum(iw, 0) * tf.maximum(ih, 0)
+    union = t_area + p_area - inter + 1e-6
+    cw, ch = tf.maximum(tl, pl) + tf.maximum(tr, pr), tf.maximum(tt, pt) + tf.maximum(tb, pb)
+    hull = cw * ch + 1e-6
+    giou = inter / union - (hull - union) / hull
+    return tf.reduce_sum((1 - giou) * weight) / tf.maximum(tf.reduce_sum(weight), 1e-3)
+
+
+def split_target(target, num_classes: int):
+    return target[..., :num_classes], target[..., num_classes:num_classes + 4], target[..., num_classes + 4]
+
+
+def make_train_step(model: keras.Model, optimizer, num_classes: int, box_weight: float = 2.0):
+    @tf.function(reduce_retracing=True)
+    def train_step(images, targets):
+        heat_t, box_t, weight = split_target(targets, num_classes)
+        with tf.GradientTape() as tape:
+            heat_p, box_p = model(images, training=True)
+            heat_loss = focal_heatmap_loss(heat_t, heat_p)
+            box_loss = giou_box_loss(box_t, weight, box_p)
+            loss = heat_loss + box_weight * box_loss
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, heat_loss, box_loss
+
+    return train_step
+
+
+def predict_fn(model: keras.Model):
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        return model(images, training=False)
+
+    return predict
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one inference (conv and depthwise layers)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c = layer.output.shape
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
+    return int(total)

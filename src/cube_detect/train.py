@@ -1,0 +1,392 @@
+"""``python -m cube_detect train``: train the detector from scratch on 2 CPU cores, then export.
+
+Data: the user's labelImg data sets (``--data DIR``: DIR/train for training, DIR/test for
+validation) and/or synthetic scenes made on the fly (``--synthetic N``). Every image is
+letterboxed to the model input once (the same ``letterbox`` inference uses), kept in memory,
+and augmented per epoch. Validation mAP@0.5 (COCO, pycocotools) after every epoch; a
+checkpoint after every epoch (atomic), so Ctrl-C or a crash loses at most one epoch and the
+same command resumes; curves in ``<workdir>/training_curves.png``; the best epoch is exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from cube_detect.errors import CubeDetectError
+from cube_detect.inference import letterbox, to_gray
+from cube_detect.labels import atomic_write_text
+from cube_detect.modelspec import ModelSpec
+
+log = logging.getLogger("cube_detect.train")
+
+# A sample in memory: model-sized gray image + boxes (class_index, x1, y1, x2, y2) in model pixels.
+Sample = Tuple[np.ndarray, np.ndarray]
+VALIDATION_SEED_OFFSET = 7_919  # synthetic validation scenes never overlap training ones
+
+
+# ----------------------------------------------------------------------------- data
+def to_sample(image: np.ndarray, boxes: Sequence, spec: ModelSpec) -> Sample:
+    """Letterbox one original image and scale its VOC boxes to model pixels."""
+    boxed, scale = letterbox(to_gray(image), spec.width, spec.height, spec.pad_value)
+    ids = spec.class_ids
+    name_to_index = {spec.labels[cid]: i for i, cid in enumerate(ids)}
+    rows = [(name_to_index[b.label], b.xmin * scale, b.ymin * scale, b.xmax * scale, b.ymax * scale)
+            for b in boxes]
+    return boxed, np.array(rows, np.float32).reshape(-1, 5)
+
+
+def _synthetic_sample(args) -> Sample:
+    seed, index, spec = args
+    from cube_detect.synth import render_scene
+
+    image, boxes = render_scene(np.random.default_rng([seed, index]))
+    return to_sample(image, boxes, spec)
+
+
+def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str) -> List[Sample]:
+    from tqdm import tqdm
+
+    jobs = [(seed, i, spec) for i in range(count)]
+    if workers <= 1 or count < 50:
+        return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        return list(tqdm(pool.imap(_synthetic_sample, jobs, chunksize=16), total=count, desc=desc,
+                         unit="img", leave=False))
+
+
+def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> List[Sample]:
+    from cube_detect.dataset import load_split
+
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        return []
+    samples = []
+    for item in load_split(split_dir, skip_bad=skip_bad):
+        image = cv2.imread(str(item.image_path), cv2.IMREAD_UNCHANGED)
+        samples.append(to_sample(image, item.annotation.boxes, spec))
+    return samples
+
+
+def augment(sample: Sample, rng: np.random.Generator) -> Sample:
+    """Geometric (scale, shift) and photometric (gamma, contrast, noise, blur) jitter.
+
+    No flips or large rotations: a mirrored 2 is not a 2. The synthetic scenes already vary
+    rotation, perspective and lighting; this adds per-epoch variety for a fixed image pool.
+    """
+    image, boxes = sample
+    h, w = image.shape
+    if rng.random() < 0.7:
+        s = rng.uniform(0.8, 1.25)
+        tx, ty = rng.uniform(-0.12, 0.12) * w, rng.uniform(-0.12, 0.12) * h
+        matrix = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]], np.float32)
+        image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=int(rng.integers(0, 30)))
+        if len(boxes):
+            b = boxes.copy()
+            b[:, [1, 3]] = b[:, [1, 3]] * s + matrix[0, 2]
+            b[:, [2, 4]] = b[:, [2, 4]] * s + matrix[1, 2]
+            area = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
+            b[:, [1, 3]] = b[:, [1, 3]].clip(0, w)
+            b[:, [2, 4]] = b[:, [2, 4]].clip(0, h)
+            visible = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2]) / np.maximum(area, 1e-6)
+            boxes = b[visible > 0.6]  # a face mostly out of frame is not labelled
+    img = image.astype(np.float32) / 255.0
+    img = np.power(img, rng.uniform(0.6, 1.6))  # dim or bright exposure
+    img = img * rng.uniform(0.6, 1.3) + rng.uniform(-0.08, 0.08)
+    if rng.random() < 0.3:
+        k = int(rng.choice([3, 5]))
+        img = cv2.GaussianBlur(img, (k, k), 0)
+    if rng.random() < 0.5:
+        img = img + rng.normal(0, rng.uniform(0.005, 0.04), img.shape).astype(np.float32)
+    return np.clip(img, 0, 1).astype(np.float32), boxes
+
+
+class BatchMaker:
+    """Shuffled, augmented batches of (images, targets), prepared one batch ahead in a thread."""
+
+    def __init__(self, samples: List[Sample], spec: ModelSpec, batch_size: int, seed: int):
+        from cube_detect.model import encode_targets
+
+        self.samples, self.spec, self.batch_size = samples, spec, batch_size
+        self.rng = np.random.default_rng(seed)
+        self._encode = encode_targets
+
+    def batch(self, indices) -> Tuple[np.ndarray, np.ndarray]:
+        images, targets = [], []
+        for i in indices:
+            img, boxes = augment(self.samples[i], self.rng)
+            images.append(img[:, :, None])
+            targets.append(self._encode([tuple(b) for b in boxes.tolist()], self.spec))
+        return np.stack(images), np.stack(targets)
+
+    def epoch(self):
+        order = self.rng.permutation(len(self.samples))
+        chunks = [order[i:i + self.batch_size] for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(self.batch, chunks[0]) if chunks else None
+            for k in range(len(chunks)):
+                batch = future.result()
+                future = pool.submit(self.batch, chunks[k + 1]) if k + 1 < len(chunks) else None
+                yield batch
+
+
+# ----------------------------------------------------------------------------- evaluation
+def float_detections(predict, samples: List[Sample], spec: ModelSpec, threshold: float = 0.05,
+                     batch_size: int = 64):
+    """Run the float Keras model on model-sized samples; detections in model pixels."""
+    from cube_detect.inference import decode_outputs
+
+    ids = spec.class_ids
+    out = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        images = np.stack([s[0] for s in chunk]).astype(np.float32)[..., None] / 255.0
+        heat, boxes = (t.numpy() for t in predict(images))
+        for h, b in zip(heat, boxes):
+            out.append([(ids[c], s, box) for c, s, box in decode_outputs(h, b, spec.stride, threshold, 10)])
+    return out
+
+
+def ground_truth(samples: List[Sample], spec: ModelSpec):
+    ids = spec.class_ids
+    return [[(ids[int(c)], (x1, y1, x2, y2)) for c, x1, y1, x2, y2 in s[1]] for s in samples]
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class TrainConfig:
+    out: Path
+    workdir: Path
+    data: List[Path]
+    synthetic: int = 6000
+    validation: int = 300
+    minutes: float = 9.0
+    epochs: int = 0  # 0 = as many as fit in ``minutes``
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    width: int = 1
+    skip_bad: bool = False
+    workers: int = 2
+    export: bool = True
+
+
+def _save_state(workdir: Path, model, state: dict) -> None:
+    tmp = workdir / "checkpoint.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, workdir / "checkpoint.keras")
+    atomic_write_text(workdir / "state.json", json.dumps(state, indent=2))
+
+
+def plot_curves(history: List[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [h["loss"] for h in history], label="total")
+    ax1.plot(epochs, [h["heat_loss"] for h in history], label="heatmap (focal)")
+    ax1.plot(epochs, [h["box_loss"] for h in history], label="box (1 - GIoU)")
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("training loss"), ax1.set_yscale("log"), ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.plot(epochs, [h["val_mAP50"] for h in history], "o-", label="mAP@0.5")
+    ax2.plot(epochs, [h["val_mAP75"] for h in history], "s-", label="mAP@0.75")
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("validation"), ax2.set_ylim(0, 1.01), ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.suptitle("cube_detect training")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def load_data(cfg: TrainConfig, spec: ModelSpec):
+    train, val = [], []
+    for root in cfg.data:
+        if not Path(root).is_dir():
+            raise CubeDetectError(f"{root}: data set folder not found")
+        user_train = dataset_samples(root, "train", spec, cfg.skip_bad)
+        user_val = dataset_samples(root, "test", spec, cfg.skip_bad)
+        log.info("data set %s: %d train, %d test images", root, len(user_train), len(user_val))
+        train += user_train
+        val += user_val
+    user_count = len(train)
+    if cfg.synthetic:
+        t0 = time.monotonic()
+        train += synthetic_samples(cfg.seed, cfg.synthetic, spec, cfg.workers, "synthetic train")
+        val += synthetic_samples(cfg.seed + VALIDATION_SEED_OFFSET, cfg.validation, spec, cfg.workers,
+                                 "synthetic validation")
+        log.info("rendered %d + %d synthetic scenes in %.0f s", cfg.synthetic, cfg.validation,
+                 time.monotonic() - t0)
+    if not train:
+        raise CubeDetectError("no training images: give --data DIR (with DIR/train) and/or --synthetic N")
+    if not val:  # user data without a test split: hold out every 10th image
+        val, train = train[::10], [s for i, s in enumerate(train) if i % 10]
+    if user_count and cfg.synthetic:
+        # Keep the user's photos at least a third of what the network sees.
+        repeat = max(1, int(0.5 * cfg.synthetic / max(user_count, 1)))
+        train += [s for s in train[:user_count] for _ in range(repeat - 1)]
+    return train, val
+
+
+def train(cfg: TrainConfig) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from cube_detect.model import build_model, count_macs, make_train_step, predict_fn
+    from cube_detect.metrics import summarize
+
+    tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
+    tf.keras.utils.set_random_seed(cfg.seed)
+    spec = ModelSpec()
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    train_samples, val_samples = load_data(cfg, spec)
+    val_truth = ground_truth(val_samples, spec)
+
+    state_path = cfg.workdir / "state.json"
+    if state_path.exists() and (cfg.workdir / "checkpoint.keras").exists():
+        state = json.loads(state_path.read_text())
+        model = tf.keras.models.load_model(cfg.workdir / "checkpoint.keras", compile=False)
+        log.info("resuming %s from epoch %d (best val mAP@0.5 %.3f)", cfg.workdir, state["epoch"],
+                 state.get("best_mAP50", 0))
+    else:
+        state = {"epoch": 0, "history": [], "best_mAP50": -1.0, "elapsed_s": 0.0,
+                 "data": [str(d) for d in cfg.data], "config": {
+            k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items() if k != "data"}}
+        model = build_model(spec, cfg.width)
+    log.info("model: %d parameters, %.1f M multiply-adds per frame; %d train / %d validation images",
+             model.count_params(), count_macs(model) / 1e6, len(train_samples), len(val_samples))
+
+    steps_per_epoch = len(train_samples) // cfg.batch_size
+    # --minutes is the whole run's budget: rendering, training, and ~1 minute of export.
+    train_budget_s = cfg.minutes * 60.0 - (time.monotonic() - started) - (60.0 if cfg.export else 10.0)
+    total_steps = cfg.epochs * steps_per_epoch if cfg.epochs else None
+    optimizer = tf.keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=1e-4, clipnorm=5.0)
+    lr_var = optimizer.learning_rate
+    train_step = make_train_step(model, optimizer, spec.num_classes)
+    predict = predict_fn(model)
+    batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"])
+    setup_s = time.monotonic() - started
+    trained_s = state.get("trained_s", 0.0)  # time in training steps, across resumes
+    steps_done = state.get("steps", 0)
+
+    def progress() -> float:
+        """Fraction of the run done: by steps with --epochs, else by the time budget."""
+        if total_steps:
+            return steps_done / total_steps
+        return trained_s / state["train_budget_s"]
+
+    # Fixed by the first run; a resumed run continues the same schedule.
+    state.setdefault("train_budget_s", max(train_budget_s, 1.0))
+    while progress() < 1.0:
+        epoch = state["epoch"] + 1
+        t_epoch = time.monotonic()
+        sums, count = np.zeros(3), 0
+        bar = tqdm(batches.epoch(), total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch",
+                   leave=False, mininterval=2.0)
+        for images, targets in bar:
+            t_step = time.monotonic()
+            p = min(progress(), 1.0)
+            warm = min(1.0, (steps_done + 1) / 100)  # linear warm-up, then cosine decay
+            lr_var.assign(cfg.lr * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))))
+            losses = np.array([float(v) for v in train_step(images, targets)])
+            sums, count, steps_done = sums + losses, count + 1, steps_done + 1
+            trained_s += time.monotonic() - t_step
+            bar.set_postfix(loss=f"{losses[0]:.3f}", refresh=False)
+            if progress() >= 1.0:
+                break
+        bar.close()
+        epoch_s = time.monotonic() - t_epoch
+        val = summarize(val_truth, float_detections(predict, val_samples, spec), spec.labels)
+        record = {"epoch": epoch, "steps": steps_done, "loss": sums[0] / max(count, 1),
+                  "heat_loss": sums[1] / max(count, 1), "box_loss": sums[2] / max(count, 1),
+                  "val_mAP50": val["mAP50"], "val_mAP75": val["mAP75"], "lr": float(lr_var.numpy()),
+                  "seconds": epoch_s}
+        state["history"].append(record)
+        state.update(epoch=epoch, steps=steps_done, trained_s=trained_s)
+        state["elapsed_s"] += time.monotonic() - started
+        started = time.monotonic()
+        if val["mAP50"] >= state["best_mAP50"]:
+            state["best_mAP50"] = val["mAP50"]
+            state["best_epoch"] = epoch
+            tmp = cfg.workdir / "best.tmp.keras"
+            model.save(tmp)
+            os.replace(tmp, cfg.workdir / "best.keras")
+        if "reached_095_s" not in state and val["mAP50"] >= 0.95:
+            state["reached_095_s"] = state["elapsed_s"]
+        _save_state(cfg.workdir, model, state)
+        plot_curves(state["history"], cfg.workdir / "training_curves.png")
+        log.info("epoch %d (%d steps, %.0f%%): loss %.3f, val mAP@0.5 %.3f, mAP@0.75 %.3f (%.0f s, %.1f min total)",
+                 epoch, steps_done, 100 * min(progress(), 1.0), record["loss"], val["mAP50"], val["mAP75"],
+                 epoch_s, state["elapsed_s"] / 60)
+    state["setup_s"] = setup_s
+    atomic_write_text(cfg.workdir / "state.json", json.dumps(state, indent=2))
+
+    result = {"workdir": str(cfg.workdir), "best_epoch": state.get("best_epoch"),
+              "val_mAP50": state["best_mAP50"], "train_minutes": state["elapsed_s"] / 60,
+              "minutes_to_mAP50_0.95": (state["reached_095_s"] / 60) if "reached_095_s" in state else None}
+    if cfg.export:
+        from cube_detect.export import export_checkpoint
+
+        best = tf.keras.models.load_model(cfg.workdir / "best.keras", compile=False)
+        result["export"] = export_checkpoint(best, spec, train_samples, val_samples, cfg.out,
+                                             training=result)
+    return result
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, nargs="*", default=[], metavar="DIR",
+                        help="labelImg data sets (DIR/train, DIR/test); none = synthetic only")
+    parser.add_argument("--synthetic", type=int, default=6000, metavar="N",
+                        help="synthetic training scenes rendered on the fly (default 6000; 0 = none)")
+    parser.add_argument("--validation", type=int, default=300, metavar="N",
+                        help="synthetic validation scenes, from a seed training never sees (default 300)")
+    parser.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget (default 9)")
+    parser.add_argument("--epochs", type=int, default=0, help="fixed number of epochs (overrides --minutes)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
+    parser.add_argument("--seed", type=int, default=0, help="fixed seed: data, init and order")
+    parser.add_argument("--width", type=int, default=1, help="channel multiplier of the network")
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad data-set files instead of stopping")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes rendering scenes")
+    parser.add_argument("--workdir", type=Path, help="checkpoints and plots (default runs/<out name>); "
+                        "an existing one is resumed")
+    parser.add_argument("--no-export", action="store_true", help="train only")
+    parser.add_argument("--out", required=True, help="model path prefix, e.g. models/mymodel -> "
+                        "models/mymodel.tflite + .json + labels.txt")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix == ".tflite":
+        out = out.with_suffix("")
+    cfg = TrainConfig(out=out, workdir=args.workdir or Path("runs") / out.name, data=list(args.data),
+                      synthetic=args.synthetic, validation=args.validation, minutes=args.minutes,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      width=args.width, skip_bad=args.skip_bad, workers=args.workers,
+                      export=not args.no_export)
+    result = train(cfg)
+    print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
+    return 0

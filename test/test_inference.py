@@ -1,0 +1,134 @@
+"""Inference boundary: pre-processing, decoding, sorting, model loading errors (no TensorFlow)."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from cube_detect.errors import ImageError, ModelError
+from cube_detect.inference import (Detection, decode_outputs, letterbox, load_detector, nms,
+                                   sort_left_to_right, to_gray)
+from cube_detect.modelspec import ModelSpec, sidecar_path
+
+
+def test_to_gray_accepts_gray_bgr_bgra_and_rejects_empty():
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    bgr[..., 2] = 255  # pure red in BGR
+    assert to_gray(bgr).shape == (4, 5)
+    assert to_gray(bgr)[0, 0] == 76  # ITU-R 601 luma of red: BGR order was honoured
+    assert to_gray(np.dstack([bgr, np.full((4, 5), 255, np.uint8)]))[0, 0] == 76
+    assert to_gray(np.full((4, 5, 1), 9, np.uint8))[0, 0] == 9
+    with pytest.raises(ImageError):
+        to_gray(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ImageError):
+        to_gray(np.zeros((4, 5, 3), np.float32))
+
+
+def test_letterbox_keeps_aspect_and_pads_bottom_right():
+    wide = np.full((480, 752), 200, np.uint8)
+    boxed, scale = letterbox(wide, 160, 120, pad_value=0)
+    assert boxed.shape == (120, 160)
+    assert scale == pytest.approx(160 / 752)
+    rows = round(480 * scale)
+    assert (boxed[:rows] == 200).all() and (boxed[rows:] == 0).all()
+    boxed, scale = letterbox(np.full((480, 640), 7, np.uint8), 160, 120)
+    assert scale == 0.25 and (boxed == 7).all()
+
+
+def _maps(peaks, rows=15, cols=20, classes=2):
+    heat = np.zeros((rows, cols, classes), np.float32)
+    boxes = np.zeros((rows, cols, 4), np.float32)
+    for r, c, k, score, ltrb in peaks:
+        heat[r, c, k] = score
+        boxes[r, c] = ltrb
+    return heat, boxes
+
+
+def test_decode_outputs_finds_peaks_boxes_and_applies_threshold():
+    heat, boxes = _maps([(5, 4, 1, 0.9, (2, 2, 2, 2)), (7, 15, 0, 0.7, (1, 2, 3, 4)), (1, 1, 0, 0.3, (1, 1, 1, 1))])
+    found = decode_outputs(heat, boxes, stride=8, threshold=0.5, max_detections=4)
+    assert [(c, round(s, 2)) for c, s, _ in found] == [(1, 0.9), (0, 0.7)]
+    # Cell (5, 4): centre (36, 44); 2 cells = 16 px each way.
+    assert found[0][2] == pytest.approx((20, 28, 52, 60))
+    assert found[1][2] == pytest.approx((124 - 8, 60 - 16, 124 + 24, 60 + 32))
+    assert decode_outputs(heat, boxes, 8, 0.95, 4) == []
+
+
+def test_decode_outputs_suppresses_overlaps_across_classes_and_caps_count():
+    # Two classes firing on the same face: one detection survives (one digit per face).
+    heat, boxes = _maps([(5, 5, 0, 0.8, (2, 2, 2, 2)), (5, 6, 1, 0.6, (2, 2, 2, 2))])
+    assert [c for c, _, _ in decode_outputs(heat, boxes, 8, 0.5, 4)] == [0]
+    many = [(2 + 3 * (i // 5), 2 + 4 * (i % 5), 0, 0.9 - i * 0.01, (1, 1, 1, 1)) for i in range(10)]
+    heat, boxes = _maps(many)
+    assert len(decode_outputs(heat, boxes, 8, 0.5, 4)) == 4
+
+
+def test_nms_keeps_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
+    assert sorted(nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5)) == [0, 2]
+
+
+def test_sort_left_to_right_and_top_to_bottom():
+    dets = [Detection("two", 2, 0.9, (300, 0, 400, 100)), Detection("one", 1, 0.8, (0, 200, 100, 300)),
+            Detection("two", 2, 0.7, (150, 400, 250, 470))]
+    assert [d.box[0] for d in sort_left_to_right(dets)] == [0, 150, 300]
+    assert [d.box[1] for d in sort_left_to_right(dets, "y")] == [0, 200, 400]
+    with pytest.raises(ValueError):
+        sort_left_to_right(dets, "z")
+
+
+def test_detection_to_dict_is_the_documented_json():
+    d = Detection("one", 1, 0.912345, (1.04, 2.0, 3.0, 4.0)).to_dict()
+    assert d == {"label": "one", "id": 1, "score": 0.9123, "box": [1.0, 2.0, 3.0, 4.0]}
+
+
+def test_missing_model_corrupt_model_and_bad_sidecar_name_the_file(tmp_path):
+    with pytest.raises(ModelError, match="nope.tflite"):
+        load_detector(tmp_path / "nope.tflite")
+    model = tmp_path / "bad.tflite"
+    model.write_bytes(b"this is not a flatbuffer" * 10)
+    with pytest.raises(ModelError, match="bad.json"):  # no sidecar yet
+        load_detector(model)
+    ModelSpec().save(sidecar_path(model))
+    with pytest.raises(ModelError, match="bad.tflite"):
+        load_detector(model, backend="cpu")
+    sidecar_path(model).write_text("{not json")
+    with pytest.raises(ModelError, match="bad.json"):
+        load_detector(model)
+
+
+def test_label_file_that_does_not_match_the_model_is_refused(shipped_model, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("1 one\n2 two\n3 three\n")
+    with pytest.raises(ModelError, match="labels.txt"):
+        load_detector(shipped_model, labels_path=labels)
+
+
+def test_sidecar_with_wrong_label_count_is_refused(shipped_model, tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(shipped_model.read_bytes())
+    doc = json.loads(sidecar_path(shipped_model).read_text())
+    doc["labels"] = {"1": "one", "2": "two", "3": "three"}
+    sidecar_path(model).write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="3 labels"):
+        load_detector(model)
+
+
+def test_edgetpu_missing_falls_back_to_cpu_with_one_reason(shipped_model):
+    detector = load_detector(shipped_model)
+    assert detector.backend == "cpu"
+    assert "Edge TPU skipped" in detector.backend_reason
+    with pytest.raises(ModelError, match="Edge TPU"):
+        load_detector(shipped_model, backend="edgetpu")
+
+
+def test_importing_inference_does_not_import_tensorflow_or_rospy():
+    import subprocess
+
+    code = ("import sys, cube_detect.inference, cube_detect.images, cube_detect.protocol, "
+            "cube_detect.capture, cube_detect.detect, cube_detect.evaluate, cube_detect.dataset; "
+            "bad = [m for m in ('tensorflow', 'rospy', 'keras') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

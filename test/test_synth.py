@@ -1,0 +1,140 @@
+"""Synthetic scenes: determinism, box sanity, data-set layout (no ROS, no TF)."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from cube_detect import cli, synth
+from cube_detect.dataset import Box, load_dataset, load_split, read_voc
+from cube_detect.labels import LABELS, read_label_map, read_labels_txt
+
+BATCH_SEED = 11
+BATCH = 48
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return [synth.render_indexed(BATCH_SEED, i) for i in range(BATCH)]
+
+
+def test_same_seed_and_index_same_scene_other_seed_differs():
+    image, boxes = synth.render_indexed(3, 7)
+    again, boxes_again = synth.render_scene(np.random.default_rng([3, 7]))
+    assert np.array_equal(image, again) and boxes == boxes_again
+    other, other_boxes = synth.render_indexed(4, 7)
+    assert image.shape != other.shape or not np.array_equal(image, other)
+    neighbour, _ = synth.render_indexed(3, 8)
+    assert image.shape != neighbour.shape or not np.array_equal(image, neighbour)
+
+
+def test_size_argument():
+    for size in synth.SIZES:
+        image, boxes = synth.render_scene(np.random.default_rng(1), size=size)
+        assert image.shape == (size[1], size[0], 3) and image.dtype == np.uint8
+        assert all(b.xmax <= size[0] and b.ymax <= size[1] for b in boxes)
+
+
+def test_boxes_inside_image_non_degenerate_and_counted(batch):
+    counts, labels, shapes = [], set(), set()
+    for image, boxes in batch:
+        height, width = image.shape[:2]
+        shapes.add((width, height))
+        counts.append(len(boxes))
+        for b in boxes:
+            assert isinstance(b, Box) and b.label in LABELS.values()
+            assert 0 <= b.xmin < b.xmax <= width and 0 <= b.ymin < b.ymax <= height
+            # a whole face, about 140-210 px wide (the box of a rotated face is wider)
+            assert 60 <= b.xmax - b.xmin <= 320 and 60 <= b.ymax - b.ymin <= 320
+            labels.add(b.label)
+    assert shapes == set(synth.SIZES)
+    assert labels == set(LABELS.values())
+    assert min(counts) >= 1 and max(counts) <= 4 and len(set(counts)) >= 3
+
+
+def test_box_holds_a_bright_face_with_a_dark_digit(batch):
+    for image, boxes in batch:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        background = np.median(gray)
+        for b in boxes:
+            # the centre of the box is on the face even when the face is turned by 45 degrees
+            cx, cy = (b.xmin + b.xmax) / 2, (b.ymin + b.ymax) / 2
+            rx, ry = (b.xmax - b.xmin) * 0.2, (b.ymax - b.ymin) * 0.2
+            centre = gray[int(cy - ry) : int(cy + ry), int(cx - rx) : int(cx + rx)]
+            paper, ink = np.percentile(centre, 90), np.percentile(centre, 2)
+            assert paper > background + 20, (b, paper, background)  # the face is brighter than the scene
+            assert ink < paper - 30, (b, ink, paper)  # and the digit darker than the face
+
+
+def test_grayscale_and_colour_cameras_both_occur(batch):
+    gray = [np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 1], im[..., 2]) for im, _ in batch]
+    assert any(gray) and not all(gray)
+
+
+def test_render_batch_matches_render_indexed():
+    images = synth.render_batch(5, 10, 3)
+    for i, (image, boxes) in enumerate(images):
+        ref_image, ref_boxes = synth.render_indexed(5, 10 + i)
+        assert np.array_equal(image, ref_image) and boxes == ref_boxes
+
+
+@pytest.mark.parametrize("count, share", [(10, 0.1), (100, 0.15), (7, 0.0), (50, 0.5)])
+def test_test_split_share(count, share):
+    assert sum(synth.is_test_index(i, share) for i in range(count)) == math.floor(count * share + 1e-9)
+
+
+def test_write_dataset_layout_and_read_back(tmp_path):
+    out = tmp_path / "synthetic"
+    counts = synth.write_dataset(out, count=10, seed=21, test_share=0.2, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["label_map.pbtxt", "labels.txt", "test", "train"]
+    assert read_label_map(out / "label_map.pbtxt") == LABELS and read_labels_txt(out / "labels.txt") == LABELS
+    train, test = load_dataset(out)
+    assert len(train) == 8 and len(test) == 2
+    assert counts["train"]["images"] == 8 and counts["test"]["images"] == 2
+    assert counts["train"]["faces"] == sum(len(s.annotation.boxes) for s in train)
+    for sample in train + test:
+        index = int(sample.image_path.stem.replace("image", ""))
+        assert sample.image_path.name == f"image{index:03d}.png"
+        assert sample.image_path.parent.name == ("test" if synth.is_test_index(index, 0.2) else "train")
+        image, boxes = synth.render_indexed(21, index)
+        assert sample.annotation.boxes == boxes
+        assert sample.annotation.filename == sample.image_path.name and sample.annotation.folder == sample.image_path.parent.name
+        assert (sample.annotation.width, sample.annotation.height) == (image.shape[1], image.shape[0])
+    first = train[0]
+    assert np.array_equal(cv2.imread(str(first.image_path)), synth.render_indexed(21, int(first.image_path.stem[5:]))[0])
+    assert not list(out.rglob(".*"))  # no temporary files left
+
+
+def test_workers_give_the_same_files(tmp_path):
+    synth.write_dataset(tmp_path / "one", count=4, seed=2, test_share=0.25, workers=1, progress=False)
+    synth.write_dataset(tmp_path / "two", count=4, seed=2, test_share=0.25, workers=2, progress=False)
+    for split in ("train", "test"):
+        a, b = load_split(tmp_path / "one" / split), load_split(tmp_path / "two" / split)
+        assert [s.image_path.name for s in a] == [s.image_path.name for s in b]
+        assert [s.annotation.boxes for s in a] == [s.annotation.boxes for s in b]
+        for sa, sb in zip(a, b):
+            assert sa.image_path.read_bytes() == sb.image_path.read_bytes()
+
+
+def test_synth_command(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert cli.main(["synth", "--out", str(out), "--count", "3", "--seed", "4", "--test-share", "0.34"]) == 0
+    assert "train: 2 images" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "test").iterdir()) == ["image002.png", "image002.xml"]
+    assert read_voc(out / "test" / "image002.xml").boxes == synth.render_indexed(4, 2)[1]
+    assert cli.main(["synth", "--out", str(out), "--count", "3", "--test-share", "1.5"]) == 2
+
+
+def test_layout_faces_never_overlap_and_are_in_frame():
+    for i in range(150):
+        rng = np.random.default_rng([77, i])
+        width, height = synth.SIZES[i % 2]
+        cubes = synth._layout(rng, width, height, width * 1.2, (rng.normal(0, 0.2), rng.normal(0, 0.14)))
+        assert 1 <= sum(c.label is not None for c in cubes) <= 4 and len(cubes) <= 4
+        for c in cubes:
+            assert synth._visible_fraction(c.front, width, height) >= synth.MIN_VISIBLE
+        for a in range(len(cubes)):
+            for b in range(a + 1, len(cubes)):
+                area, _ = cv2.intersectConvexConvex(cubes[a].hull.astype(np.float32), cubes[b].hull.astype(np.float32))
+                assert area == 0, (i, a, b)
