@@ -3,8 +3,9 @@
 #   1. Debian's ROS 1 packages (only the missing ones; apt-get update only when needed)
 #   2. .venv from /usr/bin/python3 with --system-site-packages (sees rospy, cv2, cv_bridge)
 #      + pinned requirements (re-installed only when a requirements file changes)
-#   3. .catkin_ws/src/cube_detect -> this repository, built with the venv's python so that
-#      catkin's relay scripts (rosrun/roslaunch) run inside the venv
+#   3. a catkin workspace whose src/cube_detect links to this repository (in ~/.cache, see
+#      tools/ws_path.sh), built with the venv's python so that catkin's relay scripts
+#      (rosrun/roslaunch) run inside the venv
 # A second run changes nothing and takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,19 +39,22 @@ if [ "$(cat .venv/.requirements-installed 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > .venv/.requirements-installed
 fi
 
-mkdir -p .catkin_ws/src
-[ -L .catkin_ws/src/cube_detect ] || ln -sfn "$ROOT" .catkin_ws/src/cube_detect
+# shellcheck source=ws_path.sh
+source tools/ws_path.sh
+WS=$(cube_detect_ws_path "$ROOT")
+mkdir -p "$WS/src"
+[ "$(readlink "$WS/src/cube_detect")" = "$ROOT" ] || ln -sfn "$ROOT" "$WS/src/cube_detect"
 # Rebuild when anything catkin generates from changes (messages, services, scripts, build files).
 build_hash=$(cat package.xml CMakeLists.txt setup.py msg/* srv/* | sha256sum | cut -d' ' -f1)-$(ls scripts | sha256sum | cut -d' ' -f1)
-if [ "$(cat .catkin_ws/.built 2>/dev/null)" != "$build_hash" ] || [ ! -f .catkin_ws/devel/setup.bash ]; then
-  echo "setup: building the catkin workspace"
+if [ "$(cat "$WS/.built" 2>/dev/null)" != "$build_hash" ] || [ ! -f "$WS/devel/setup.bash" ]; then
+  echo "setup: building the catkin workspace $WS"
   (
-    cd .catkin_ws
+    cd "$WS"
     # ROS's setup files and catkin need Debian's python first on PATH, not pyenv's.
     export PATH="/usr/bin:$PATH"
     catkin_make -DPYTHON_EXECUTABLE="$ROOT/.venv/bin/python3" -DCMAKE_BUILD_TYPE=Release >build.log 2>&1 \
-      || { tail -40 build.log; echo "setup: catkin_make failed, see .catkin_ws/build.log"; exit 1; }
+      || { tail -40 build.log; echo "setup: catkin_make failed, see $WS/build.log"; exit 1; }
   )
-  echo "$build_hash" > .catkin_ws/.built
+  echo "$build_hash" > "$WS/.built"
 fi
-echo "setup: ready (source tools/env.sh to use roslaunch cube_detect ...)"
+echo "setup: ready; catkin workspace $WS (source tools/env.sh to use roslaunch cube_detect ...)"
