@@ -96,12 +96,27 @@ def confusions(ground_truth, detections, labels: Mapping[int, str], iou: float =
     return counts
 
 
-def sequence_accuracy(ground_truth, detections, threshold: float = 0.5, axis: int = 0) -> float:
-    """Share of images whose sorted label sequence (detections >= threshold) is exactly right."""
+def row_axis(boxes) -> int:
+    """0 (x) when the faces spread more horizontally than vertically, else 1 (y): the axis a
+    user sets as the detector's sort axis for that camera mounting."""
+    if len(boxes) < 2:
+        return 0
+    centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])
+    spread = centres.max(axis=0) - centres.min(axis=0)
+    return int(spread[1] > spread[0])
+
+
+def sequence_accuracy(ground_truth, detections, threshold: float = 0.5) -> float:
+    """Share of images whose sorted label sequence (detections >= threshold) is exactly right.
+
+    Faces are sorted along the row's axis (x for a row, y for a column, see ``row_axis``),
+    as the detector node does with its ``sort_axis`` parameter.
+    """
     if not ground_truth:
         return 0.0
     right = 0
     for gts, dets in zip(ground_truth, detections):
+        axis = row_axis([b for _, b in gts])
         truth = [c for c, b in sorted(gts, key=lambda g: g[1][axis] + g[1][axis + 2])]
         found = [c for c, s, b in sorted((d for d in dets if d[1] >= threshold),
                                          key=lambda d: d[2][axis] + d[2][axis + 2])]
