@@ -5,7 +5,8 @@ Keras 3's documented path: ``model.export()`` (SavedModel) then
 training images. Writes ``NAME.tflite`` and the ``NAME.json`` sidecar atomically (a crash
 leaves the previous model intact, never a half-written one), ``labels.txt`` and
 ``label_map.pbtxt`` beside them, and ``NAME_edgetpu.tflite`` when ``edgetpu_compiler`` is on
-PATH. Reports float-vs-int8 mAP@0.5 on the validation images.
+PATH, and the float network as ``NAME.keras`` (benchmarks, fine-tuning). Reports
+float-vs-int8 mAP@0.5 on the validation images.
 """
 
 from __future__ import annotations
@@ -139,8 +140,13 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     # Sidecar first, then the model: a reader that finds the new model finds its sidecar.
     spec.save(out.with_suffix(".json"))
     atomic_write_bytes(model_path, int8)
+    # The float network too: for benchmarks against float TF/TFLite and for fine-tuning.
+    keras_tmp = out.with_name(f".{out.name}.tmp.keras")
+    model.save(keras_tmp)
+    os.replace(keras_tmp, out.with_suffix(".keras"))
     write_label_files(out.parent, spec.labels)
-    log.info("wrote %s (+ %s, labels.txt, label_map.pbtxt)", model_path, out.with_suffix(".json").name)
+    log.info("wrote %s (+ %s, %s, labels.txt, label_map.pbtxt)", model_path, out.with_suffix(".json").name,
+             out.with_suffix(".keras").name)
     figures["model"] = str(model_path)
     figures["edgetpu"] = compile_edgetpu(model_path)
     return figures

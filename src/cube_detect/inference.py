@@ -30,8 +30,20 @@ from cube_detect.modelspec import ModelSpec, sidecar_path
 
 log = logging.getLogger(__name__)
 
-#: The shipped default model (models/ at the package root).
+#: The shipped default model (models/ at the package root, in a source or devel space).
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "cube_detect.tflite"
+
+
+def default_model() -> Path:
+    """The shipped model: beside the sources, else in the installed package's share folder."""
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    try:
+        import rospkg  # only for installed (catkin install space) packages
+
+        return Path(rospkg.RosPack().get_path("cube_detect")) / "models" / "cube_detect.tflite"
+    except Exception:  # noqa: BLE001 - no ROS, or package not found: report the source path
+        return DEFAULT_MODEL
 
 Box = Tuple[float, float, float, float]
 
@@ -264,7 +276,7 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
     """
     if backend not in ("auto", "edgetpu", "cpu"):
         raise ModelError(f"backend must be auto, edgetpu or cpu, got {backend!r}")
-    model_path = Path(model_path) if model_path else DEFAULT_MODEL
+    model_path = Path(model_path) if model_path else default_model()
     if model_path.stem.endswith("_edgetpu"):  # given the compiled model: the CPU twin sits beside it
         edgetpu_model_path = edgetpu_model_path or model_path
         model_path = model_path.with_name(model_path.stem[: -len("_edgetpu")] + ".tflite")

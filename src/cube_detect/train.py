@@ -59,11 +59,13 @@ def _synthetic_sample(args) -> Sample:
 def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str) -> List[Sample]:
     from tqdm import tqdm
 
+    from cube_detect.synth import init_worker
+
     jobs = [(seed, i, spec) for i in range(count)]
     if workers <= 1 or count < 50:
         return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=init_worker) as pool:
         return list(tqdm(pool.imap(_synthetic_sample, jobs, chunksize=16), total=count, desc=desc,
                          unit="img", leave=False))
 
