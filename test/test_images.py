@@ -7,7 +7,7 @@ import pytest
 
 from cube_detect.errors import ImageError
 from cube_detect.images import (
-    CLASS_COLOURS, EMPTY_IMAGE_MESSAGE, SUPPORTED_ENCODINGS, draw_detections, imgmsg_to_bgr,
+    EMPTY_IMAGE_MESSAGE, SUPPORTED_ENCODINGS, imgmsg_to_bgr,
 )
 
 # A 2x3 BGR image whose pixels are distinguishable in every channel order.
@@ -132,14 +132,3 @@ def test_agrees_with_cv_bridge(encoding):
         np.testing.assert_array_equal(out, scene)
 
 
-def test_draw_detections_draws_boxes_in_class_colours_on_a_copy():
-    image = np.zeros((480, 640, 3), np.uint8)
-    dets = [SimpleNamespace(label="two", class_id=2, score=0.97, box=(100.0, 200.0, 260.0, 360.0)),
-            SimpleNamespace(label="one", class_id=1, score=0.81, box=(400.4, 0.0, 560.0, 150.0))]
-    out = draw_detections(image, dets)
-    assert not image.any()  # the input is untouched
-    assert out.shape == image.shape and out.dtype == np.uint8
-    assert tuple(out[280, 100]) == CLASS_COLOURS[2]  # left edge of the first box
-    assert tuple(out[100, 560]) == CLASS_COLOURS[1]  # right edge of the second box
-    assert not out[300:340, 150:220].any()  # box interiors are not filled
-    assert draw_detections(image, []).tobytes() == image.tobytes()

@@ -5,14 +5,12 @@ its images say ``8UC3`` (pixels are BGR, as OpenCV captured them); a grayscale c
 ``8UC1``; other cameras in the field publish ``bgr8``, ``rgb8``, ``mono8``, ``bgra8`` or
 ``rgba8``. Everything here works on any object with the message's fields (``height``,
 ``width``, ``encoding``, ``step``, ``data``), so it is tested without ROS.
-:func:`draw_detections` makes the annotated image the detector publishes.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Tuple
 
-import cv2
 import numpy as np
 
 from cube_detect.errors import ImageError
@@ -72,31 +70,3 @@ def imgmsg_to_bgr(msg) -> np.ndarray:
     pixels = data.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
     # Always a writable copy: the message's bytes are read-only and may be reused by rospy.
     return np.array(convert(pixels), dtype=np.uint8, order="C", copy=True)
-
-
-#: Box colour (BGR) per class id; other ids get white.
-CLASS_COLOURS = {1: (0, 200, 0), 2: (0, 140, 255)}
-
-
-def draw_detections(image_bgr: np.ndarray, detections: Sequence) -> np.ndarray:
-    """A copy of ``image_bgr`` with each detection's box and "N: label score" (N = arm order).
-
-    ``detections`` are objects with ``label``, ``class_id``, ``score`` and ``box``
-    (xmin, ymin, xmax, ymax in pixels), in the order the arm takes them.
-    """
-    out = image_bgr.copy()
-    height, width = out.shape[:2]
-    thickness = max(2, round(min(width, height) / 240))
-    font_scale = max(0.5, min(width, height) / 800)
-    for order, det in enumerate(detections, start=1):
-        colour = CLASS_COLOURS.get(int(det.class_id), (255, 255, 255))
-        x1, y1, x2, y2 = (int(round(float(v))) for v in det.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        text = f"{order}: {det.label} {float(det.score):.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        top = y1 - th - base - 4 if y1 - th - base - 4 >= 0 else min(y1 + 2, height - th - base - 4)
-        left = min(max(x1, 0), max(width - tw - 4, 0))
-        cv2.rectangle(out, (left, top), (left + tw + 4, top + th + base + 4), colour, cv2.FILLED)
-        cv2.putText(out, text, (left + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-    return out

@@ -10,7 +10,7 @@ A small anchor-free, CenterNet-style network built only from ops the Edge TPU ma
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf

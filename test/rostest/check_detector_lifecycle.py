@@ -5,7 +5,6 @@ Starts its own detector_node processes against the simulated camera of the launc
 file, so it can watch their output and exit status.
 """
 
-import os
 import shutil
 import signal
 import subprocess
