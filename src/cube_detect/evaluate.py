@@ -1,6 +1,6 @@
 """``python -m cube_detect evaluate --model M --data DIR``: how good is a model on labelled images.
 
-Runs the robot's own inference code (tflite-runtime, letterbox, decoding) on every image of a
+Runs the robot's own inference code (LiteRT, letterbox, decoding) on every image of a
 labelImg split and reports COCO mAP@0.5 and @0.75 (pycocotools), AP@0.5 per class, one<->two
 confusions, and the share of images whose left-to-right label sequence is exactly right.
 ``--plots DIR`` writes ``pr_curve.png`` and annotated images (detections in colour, truth in

@@ -74,7 +74,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples, threshold: float = 0.05):
-    """Detections (model pixels) of a TFLite model on model-sized samples, via tflite-runtime."""
+    """Detections (model pixels) of a TFLite model on model-sized samples, with the robot's interpreter."""
     from cube_detect.inference import Detector, _cpu_interpreter
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:

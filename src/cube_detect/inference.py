@@ -5,8 +5,11 @@ Small functions at the model boundary (as pycoral's adapters): ``to_gray``, ``le
 fastest backend that really works, in this order:
 
 1. pycoral with the ``_edgetpu`` model (only if pycoral is really installed and sees a TPU);
-2. tflite-runtime with the ``libedgetpu.so.1`` delegate and the ``_edgetpu`` model;
-3. tflite-runtime on the CPU with the int8 model.
+2. the TFLite interpreter with the ``libedgetpu.so.1`` delegate and the ``_edgetpu`` model;
+3. the TFLite interpreter on the CPU with the int8 model.
+
+The interpreter is LiteRT (``ai_edge_litert``, tflite-runtime's successor, whose int8 XNNPACK
+kernels are far faster), or ``tflite_runtime`` where only that is installed.
 
 Each skipped backend's reason is kept in ``Detector.skipped`` and summed up in one line,
 ``Detector.backend_reason``.
@@ -142,11 +145,27 @@ def sort_left_to_right(detections: Sequence[Detection], axis: str = "x") -> List
 
 # ----------------------------------------------------------------------------- backends
 def _tflite_interpreter_class():
+    """(Interpreter, load_delegate) of LiteRT, else of tflite-runtime."""
     try:
-        from tflite_runtime.interpreter import Interpreter, load_delegate
-    except ImportError as exc:  # the robot's requirements install it; say how if they did not
-        raise ModelError("tflite-runtime is not installed: pip install -r requirements/runtime.txt") from exc
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter, load_delegate
+        except ImportError as exc:  # the robot's requirements install it; say how if they did not
+            raise ModelError("no TFLite interpreter (ai-edge-litert or tflite-runtime) is installed: "
+                             "pip install -r requirements/runtime.txt") from exc
     return Interpreter, load_delegate
+
+
+def runtime_name() -> str:
+    """Which TFLite interpreter package ``load_detector`` uses, with its version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = _tflite_interpreter_class()[0].__module__.split(".")[0]
+    try:
+        return f"{package} {version(package.replace('_', '-'))}"
+    except PackageNotFoundError:
+        return package
 
 
 def _pycoral_interpreter(edgetpu_model: Path):
@@ -299,7 +318,7 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
         else:
             skipped["edgetpu"] = f"no Edge TPU model ({edgetpu_model.name} not found)"
     if backend in ("auto", "cpu"):
-        attempts.append(("cpu", "tflite-runtime", lambda: _cpu_interpreter(model_path, num_threads)))
+        attempts.append(("cpu", runtime_name(), lambda: _cpu_interpreter(model_path, num_threads)))
 
     for name, how, make in attempts:
         try:

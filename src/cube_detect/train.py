@@ -181,7 +181,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
-    width: int = 1
+    width: int = 2
     skip_bad: bool = False
     workers: int = 2
     export: bool = True
@@ -370,7 +370,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
     parser.add_argument("--seed", type=int, default=0, help="fixed seed: data, init and order")
-    parser.add_argument("--width", type=int, default=1, help="channel multiplier of the network")
+    parser.add_argument("--width", type=int, default=2, help="channel multiplier of the network (default 2)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad data-set files instead of stopping")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes rendering scenes")
     parser.add_argument("--workdir", type=Path, help="checkpoints and plots (default runs/<out name>); "

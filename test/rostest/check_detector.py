@@ -75,7 +75,7 @@ class DetectorProtocolTest(unittest.TestCase):
     def wait_idle(self, mark=None):
         """Until the detector waits for takeImage (again, after ``mark`` state messages)."""
         wait_for(lambda: self.states and self.states[-1] == IDLE and (mark is None or len(self.states) > mark),
-                 15, f"/detector/state {IDLE}")
+                 30, f"/detector/state {IDLE}")
 
     def run_cycle(self, take_value=True, ready_value=True, from_idle=True):
         """Ask for an image and take every cube; (labels received, truth as ids, faces message)."""
