@@ -35,7 +35,9 @@ fi
 req_hash=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)-$REQUIREMENTS
 if [ "$(cat .venv/.requirements-installed 2>/dev/null)" != "$req_hash" ]; then
   echo "setup: installing pinned Python requirements ($REQUIREMENTS)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
+  # (this machine's pip config names local index folders that may not exist: drop that noise)
+  { .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS" 2>&1; } \
+    | { grep -v "^WARNING: Location 'file://" || true; }
   echo "$req_hash" > .venv/.requirements-installed
 fi
 
