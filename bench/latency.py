@@ -1,0 +1,106 @@
+"""Inference latency of the shipped network on one 640x480 frame, 1 thread, pre- and
+post-processing included: int8 TFLite (what the robot runs) vs the same network as float
+TFLite and as float TensorFlow (the workshops' SavedModel path). Same frames, same run.
+
+Used by bench/run_bench.py; prints JSON when run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def frames(count: int = 20, seed: int = 9001):
+    from cube_detect.synth import render_scene
+
+    return [render_scene(np.random.default_rng([seed, i]), size=(640, 480))[0] for i in range(count)]
+
+
+def percentiles(samples_ms):
+    a = np.asarray(samples_ms)
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
+            "n": int(a.size)}
+
+
+def time_loop(fn, images, warmup: int, iterations: int):
+    for i in range(warmup):
+        fn(images[i % len(images)])
+    out = []
+    for i in range(iterations):
+        t0 = time.perf_counter()
+        fn(images[i % len(images)])
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: int = 20) -> dict:
+    from cube_detect.inference import decode_outputs, letterbox, load_detector, to_gray
+
+    images = frames()
+    detector = load_detector(model_path, backend="cpu", num_threads=1)
+    spec = detector.spec
+    results = {"int8_cpu": percentiles(time_loop(detector.detect, images, warmup, iterations))}
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from cube_detect.inference import _tflite_interpreter_class
+
+    Interpreter, _ = _tflite_interpreter_class()
+
+    from cube_detect.export import convert
+
+    model = tf.keras.models.load_model(keras_path, compile=False)
+
+    def prepare(image):
+        boxed, scale = letterbox(to_gray(image), spec.width, spec.height, spec.pad_value)
+        return (boxed.astype(np.float32) / 255.0)[None, :, :, None], scale
+
+    def decode(heat, boxes):
+        return decode_outputs(heat[0], boxes[0], spec.stride, 0.5, 4)
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+        handle.write(convert(model, quantize=False))
+        handle.flush()
+        interp = Interpreter(handle.name, num_threads=1)
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]["index"]
+        outs = sorted(interp.get_output_details(), key=lambda o: -int(o["shape"][-1] != 4))
+
+        def run_float_tflite(image):
+            x, _ = prepare(image)
+            interp.set_tensor(inp, x)
+            interp.invoke()
+            return decode(*(interp.get_tensor(o["index"]) for o in outs))
+
+        results["float_tflite"] = percentiles(time_loop(run_float_tflite, images, warmup, iterations))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, spec.height, spec.width, 1), tf.float32)])
+    def serve(x):
+        return model(x, training=False)
+
+    def run_float_tf(image):
+        x, _ = prepare(image)
+        heat, boxes = serve(tf.constant(x))
+        return decode(heat.numpy(), boxes.numpy())
+
+    results["float_tf"] = percentiles(time_loop(run_float_tf, images, warmup, max(iterations // 2, 200)))
+    timing = detector.last_timing_ms
+    results["int8_breakdown_last_ms"] = {k: round(v, 3) for k, v in timing.items()}
+    return results
+
+
+if __name__ == "__main__":
+    model = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "models" / "cube_detect.tflite"
+    print(json.dumps(measure(model, model.with_suffix(".keras")), indent=2))

@@ -1,0 +1,186 @@
+"""Goals, Markdown tables and the README's "Performance" section from bench/results.json and
+bench/soak.json.
+
+python bench/report.py   # rewrites README.md between <!-- bench:start --> and <!-- bench:end -->
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+SOAK = ROOT / "bench" / "soak.json"
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+MB = 1_000_000
+
+
+def get(data: dict, dotted: str):
+    value = data
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or value.get(key) is None:
+            return None
+        value = value[key]
+    return value
+
+
+def goals(results: dict) -> List[dict]:
+    """Each goal: name, target text, value, pass (None when not measured)."""
+    spec = [
+        ("int8 CPU latency p50", "latency_ms.int8_cpu.p50", "<=", 10.0, "≤ 10 ms"),
+        ("int8 speed-up vs float TF (medians)", "speedup_int8_vs_float_tf", ">=", 10.0, "≥ 10×"),
+        ("cycle p95 (takeImage → labels)", "cycle_ms.p95", "<=", 100.0, "≤ 100 ms"),
+        ("ready (launch → ~ready)", "ready_s", "<=", 2.0, "≤ 2 s"),
+        ("model size", "model_bytes", "<=", MB, "≤ 1 MB"),
+    ]
+    out = []
+    for name, key, op, target, text in spec:
+        value = get(results, key)
+        ok = None if value is None else (value <= target if op == "<=" else value >= target)
+        out.append({"goal": name, "key": key, "target": text, "value": value, "pass": ok})
+    return out
+
+
+def verdict(ok: Optional[bool]) -> str:
+    return "not measured" if ok is None else ("pass" if ok else "**FAIL**")
+
+
+def fmt_ms(stats: Optional[dict]) -> str:
+    if not stats or not stats.get("n"):
+        return "—"
+    return f"{stats['p50']:.1f} / {stats['p95']:.1f} ms"
+
+
+def machine_line(data: dict) -> str:
+    m = data.get("machine", {})
+    load = data.get("load_avg", {})
+    start = load.get("start") or [None]
+    end = load.get("end") or [None]
+    load_txt = (f"; 1-min load average {start[0]:.1f} at start, {end[0]:.1f} at end"
+                if start[0] is not None and end[0] is not None else "")
+    return (f"{data.get('date', '?')[:16].replace('T', ' ')} UTC, {m.get('cpu', '?')}, "
+            f"{m.get('cores', '?')} cores, {m.get('os', '')}{load_txt}")
+
+
+def bench_table(r: dict) -> str:
+    lat = r.get("latency_ms", {})
+    lines = [
+        f"**`make bench`** ({machine_line(r)}; `{r.get('command', 'make bench')}`)",
+        "",
+        "| figure | p50 / p95 | notes |",
+        "| --- | --- | --- |",
+        f"| int8 model, CPU, 1 thread, one 640×480 frame (pre + model + post) | {fmt_ms(lat.get('int8_cpu'))} "
+        f"| {lat.get('int8_runtime', '')}, n = {get(lat, 'int8_cpu.n') or 0} |",
+        f"| same network, float TFLite | {fmt_ms(lat.get('float_tflite'))} | {lat.get('int8_runtime', '')} |",
+        f"| same network, float TensorFlow (tf.function) | {fmt_ms(lat.get('float_tf'))} | TF, 1 thread |",
+        f"| cross-check: int8 model on TF's own tf.lite.Interpreter | {fmt_ms(lat.get('int8_tf_interpreter'))} "
+        f"| {get(lat, 'int8_tf_interpreter.runtime') or ''} |",
+        f"| cycle: `/takeImage` true → sorted labels on `~faces` | {fmt_ms(r.get('cycle_ms'))} "
+        f"| {get(r, 'cycle_ms.n') or 0} cycles, simulated robot, real roscore |",
+        f"| … of which: until the detector notices `/takeImage` | {fmt_ms(get(r, 'cycle_breakdown_ms.seen'))} "
+        f"| its `rate` 20 Hz parameter polling (`~state` → `detecting`) |",
+        f"| … of which: until the camera's image stamp | {fmt_ms(get(r, 'cycle_breakdown_ms.camera'))} "
+        f"| polling + camera service call (the sim renders a scene, ~8 ms) |",
+        f"| … of which: the node's inference (pre + model + post) "
+        f"| {fmt_ms(get(r, 'cycle_breakdown_ms.inference'))} | from `~faces` |",
+        f"| full protocol cycle (every cube handed over, arm answering at once) | {fmt_ms(r.get('protocol_cycle_ms'))} "
+        f"| mean {get(r, 'cubes_per_cycle') or 0:.1f} cubes per cycle |",
+        "",
+        "| figure | value | goal | |",
+        "| --- | --- | --- | --- |",
+    ]
+    values = {
+        "latency_ms.int8_cpu.p50": lambda v: f"{v:.2f} ms",
+        "speedup_int8_vs_float_tf": lambda v: f"{v:.2f}×",
+        "cycle_ms.p95": lambda v: f"{v:.1f} ms",
+        "ready_s": lambda v: f"{v:.2f} s",
+        "model_bytes": lambda v: f"{v:,} bytes",
+    }
+    for g in r.get("goals", goals(r)):
+        value = "—" if g["value"] is None else values[g["key"]](g["value"])
+        lines.append(f"| {g['goal']} | {value} | {g['target']} | {verdict(g['pass'])} |")
+    rss = r.get("node_peak_rss_mb")
+    lines.append(f"| detector node peak RSS (VmHWM) | {rss:.0f} MB | — | |" if rss
+                 else "| detector node peak RSS | — | — | |")
+    if r.get("speedup_int8_vs_float_tflite") is not None:
+        lines.append(f"| int8 speed-up vs float TFLite (medians) | {r['speedup_int8_vs_float_tflite']:.2f}× | — | |")
+    train = r.get("train")
+    if train:
+        minutes = train.get("minutes_to_mAP50_0.95")
+        when = f"; `make bench TRAIN=1` of {train['date'][:10]}" if train.get("carried_over") else ""
+        lines.append(f"| training from scratch to mAP@0.5 ≥ 0.95 (`TRAIN=1`) | "
+                     f"{'not reached' if minutes is None else f'{minutes:.1f} min'} | — | "
+                     f"best val mAP@0.5 {train.get('val_mAP50', 0):.3f} in {train.get('train_minutes', 0):.1f} min"
+                     f"{when} |")
+    for note in r.get("notes", []):
+        lines.append(f"\n- {note}")
+    return "\n".join(lines)
+
+
+def soak_table(s: dict) -> str:
+    main = s.get("soak", {})
+    rss = s.get("rss", {})
+    lines = [
+        f"**`make soak`** ({machine_line(s)}; `{s.get('command', 'make soak')}`)",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| protocol cycles run / completed (no hang) | {main.get('cycles', 0)} / {main.get('completed', 0)} "
+        f"({'pass' if s.get('no_hang') else '**FAIL**'}) |",
+        f"| labels right / wrong vs the camera's truth | {main.get('correct', 0)} / {main.get('wrong', 0)} "
+        f"({100.0 * main.get('correct', 0) / max(main.get('cycles', 0), 1):.1f} % exact sequences) |",
+        f"| cycle `/takeImage` → `~faces` p50 / p95 | {fmt_ms(main.get('cycle_ms'))} |",
+        f"| full protocol cycle p50 / p95 | {fmt_ms(main.get('protocol_ms'))} |",
+        f"| detector RSS, first 100 → last 100 cycles (mean) | "
+        f"{rss.get('first_mb', 0):.1f} → {rss.get('last_mb', 0):.1f} MB "
+        f"({100.0 * rss.get('growth', 0):+.1f} %, goal < 10 %: {verdict(rss.get('pass'))}) |",
+        f"| soak wall time | {s.get('wall_s', 0) / 60:.1f} min |",
+        "",
+        "| drill | cycles served | cycles lost | recovery | what happened |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for d in s.get("drills", []):
+        rec = d.get("recovery_s")
+        lines.append(f"| {d['name']} | {d.get('served', 0)} | {d.get('lost', 0)} | "
+                     f"{'—' if rec is None else f'{rec:.2f} s'} | {d.get('summary', '')} |")
+    return "\n".join(lines)
+
+
+def section(results: Optional[dict], soak: Optional[dict]) -> str:
+    parts = [START,
+             "<!-- generated by bench/report.py from bench/results.json and bench/soak.json: "
+             "`make bench`, `make soak` rewrite it -->"]
+    if results:
+        parts += ["", bench_table(results)]
+    if soak:
+        parts += ["", soak_table(soak)]
+    if not results and not soak:
+        parts += ["", "No figures yet: run `make bench` and `make soak`."]
+    parts += ["", END]
+    return "\n".join(parts)
+
+
+def update_readme(readme: Path = README, results_path: Path = RESULTS, soak_path: Path = SOAK) -> bool:
+    """Rewrite the README's section between the markers; False when the markers are missing."""
+    results = json.loads(results_path.read_text()) if results_path.is_file() else None
+    soak = json.loads(soak_path.read_text()) if soak_path.is_file() else None
+    text = readme.read_text()
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        print(f"bench: {readme} has no {START} ... {END} markers: section not written", file=sys.stderr)
+        return False
+    new = text[:start] + section(results, soak) + text[end + len(END):]
+    if new != text:
+        tmp = readme.with_name(f".{readme.name}.tmp")
+        tmp.write_text(new)
+        tmp.replace(readme)
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(0 if update_readme() else 1)

@@ -1,0 +1,405 @@
+"""A private ROS graph for the benchmarks and drills: roscore on a free port, detect.launch,
+the simulated camera as its own process (so a drill can kill it), and a bench controller that
+plays the arm's side of the takeImage / label / RobotReady protocol as fast as it can.
+
+Used by bench/run_bench.py and test/test_bench.py. Everything started here runs in its own
+process group and is stopped (SIGINT, then SIGKILL) by ``RosGraph.close()``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import xmlrpc.client
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+IDLE = "waiting_take_image"
+DETECTING = "detecting"
+
+
+def log(text: str) -> None:
+    print(f"bench: {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentiles(values, keys=("p50", "p95")) -> dict:
+    """{"p50", "p95", "max", "n"} of ``values`` (ms or s), rounded; {"n": 0} when empty."""
+    import numpy as np
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"n": 0}
+    a = np.asarray(values, dtype=float)
+    out = {k: round(float(np.percentile(a, float(k[1:]))), 3) for k in keys}
+    out.update(max=round(float(a.max()), 3), n=int(a.size))
+    return out
+
+
+def proc_status_kb(pid: int, field_name: str) -> Optional[int]:
+    """VmRSS / VmHWM (kB) of a process from /proc; None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class Process:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, args: List[str], log_dir: Path, env: Optional[dict] = None):
+        self.name, self.args = name, args
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "a")
+        self.spawned = time.monotonic()
+        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        """Signal the whole group (the process and its children), by its id."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGINT (Ctrl-C), then SIGKILL of its group after ``timeout`` s."""
+        if self.alive():
+            self.kill(signal.SIGINT)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Children that outlived their parent (roslaunch's nodes) are still in the group.
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.popen.poll() is None:
+            self.popen.wait(timeout=10)
+        self._log.close()
+
+
+def node_executable(node_type: str) -> str:
+    """The executable roslaunch would run for cube_detect/``node_type``."""
+    from roslib.packages import find_node
+
+    found = find_node("cube_detect", node_type)
+    if not found:
+        raise RuntimeError(f"cube_detect/{node_type} not found: run `make setup` and `source tools/env.sh`")
+    return found[0]
+
+
+class RosGraph:
+    """roscore on a free port (or the master already in ROS_MASTER_URI), and what runs on it."""
+
+    def __init__(self, log_dir: Path, use_existing_master: bool = False):
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.processes: List[Process] = []
+        self.env = dict(os.environ)
+        self.env.setdefault("ROS_LOG_DIR", str(self.log_dir / "ros"))
+        self.env["PYTHONUNBUFFERED"] = "1"
+        self.external_master = use_existing_master
+        if not use_existing_master:
+            port = free_port()
+            self.env["ROS_MASTER_URI"] = f"http://127.0.0.1:{port}/"
+            os.environ["ROS_MASTER_URI"] = self.env["ROS_MASTER_URI"]
+            os.environ.setdefault("ROS_LOG_DIR", self.env["ROS_LOG_DIR"])
+            self.start("roscore", ["roscore", "-p", str(port)])
+            self._wait_master(30.0)
+
+    def _wait_master(self, timeout: float) -> None:
+        import rosgraph
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if rosgraph.is_master_online():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"roscore did not come up within {timeout:g} s; see {self.log_dir}/roscore.log")
+
+    def start(self, name: str, args: List[str]) -> Process:
+        proc = Process(name, args, self.log_dir, env=self.env)
+        self.processes.append(proc)
+        return proc
+
+    def launch(self, name: str, launch_file: str, **args) -> Process:
+        return self.start(name, ["roslaunch", "cube_detect", launch_file]
+                          + [f"{k}:={v}" for k, v in args.items()])
+
+    def camera(self, name: str = "sim_camera", **params) -> Process:
+        argv = [node_executable("sim_camera"), f"__name:={name}"] + [f"_{k}:={v}" for k, v in params.items()]
+        return self.start(name, argv)
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):  # nodes first, roscore last
+            proc.stop()
+        self.processes.clear()
+
+
+def node_pid(node_name: str) -> int:
+    """The pid of a running node, from its own XML-RPC API."""
+    import rosgraph
+
+    uri = rosgraph.Master("/bench").lookupNode(node_name)
+    code, msg, pid = xmlrpc.client.ServerProxy(uri).getPid("/bench")
+    if code != 1:
+        raise RuntimeError(f"{node_name}: getPid: {msg}")
+    return int(pid)
+
+
+@dataclass
+class Cycle:
+    """One protocol cycle as the bench controller saw it."""
+
+    status: str  # done | no_faces | camera_error | timeout | abandoned
+    truth: List[str] = field(default_factory=list)  # the camera's true sorted labels
+    faces: List[str] = field(default_factory=list)  # labels in the ~faces message
+    handed: List[int] = field(default_factory=list)  # /label values handed over, in order
+    cycle_ms: Optional[float] = None  # takeImage set -> ~faces arrival
+    seen_ms: Optional[float] = None  # takeImage set -> ~state "detecting" (the detector's polling)
+    camera_ms: Optional[float] = None  # takeImage set -> image stamp (polling + camera call)
+    inference_ms: Optional[float] = None  # the node's own figure (pre + model + post)
+    protocol_ms: Optional[float] = None  # takeImage set -> detector idle again, every cube moved
+    started: float = 0.0  # time.monotonic() of takeImage
+    note: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.status in ("done", "no_faces")
+
+    @property
+    def correct(self) -> bool:
+        from cube_detect.labels import NAME_TO_ID
+
+        return (self.status in ("done", "no_faces") and self.faces == self.truth
+                and self.handed == [NAME_TO_ID[n] for n in self.truth])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(completed=self.completed, correct=self.correct)
+        return d
+
+
+class BenchController:
+    """The arm's side of the protocol, driven by the detector's latched ~state and ~faces.
+
+    Faster than polling parameters: each ``waiting_robot_ready i/n`` state message is answered at
+    once (read /label, set /RobotReady true), so what is measured is the detector's own time.
+    """
+
+    def __init__(self, node: str = "/detector", take_image: str = "/takeImage", label: str = "/label",
+                 robot_ready: str = "/RobotReady", camera: str = "/sim_camera"):
+        import rospy
+        from std_msgs.msg import Bool, String
+
+        from cube_detect.msg import CubeFaces
+
+        self.rospy = rospy
+        self.node, self.take_image, self.label, self.robot_ready = node, take_image, label, robot_ready
+        self.truth_param = camera + "/last_labels"
+        self.cond = threading.Condition()
+        self.states: List[tuple] = []  # (monotonic, state)
+        self.faces: List[tuple] = []  # (monotonic, CubeFaces)
+        self.ready_at: Optional[float] = None
+        self._subs = [
+            rospy.Subscriber(node + "/state", String, self._on_state, queue_size=None),
+            rospy.Subscriber(node + "/faces", CubeFaces, self._on_faces, queue_size=None),
+            rospy.Subscriber(node + "/ready", Bool, self._on_ready, queue_size=None),
+        ]
+
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.unregister()
+
+    def _on_state(self, msg) -> None:
+        with self.cond:
+            self.states.append((time.monotonic(), msg.data))
+            self.cond.notify_all()
+
+    def _on_faces(self, msg) -> None:
+        with self.cond:
+            self.faces.append((time.monotonic(), msg))
+            self.cond.notify_all()
+
+    def _on_ready(self, msg) -> None:
+        with self.cond:
+            if msg.data and self.ready_at is None:
+                self.ready_at = time.monotonic()
+            self.cond.notify_all()
+
+    def wait(self, predicate: Callable[[], object], timeout: float):
+        """predicate() (called under the lock) once truthy, or None after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left, 0.1))
+
+    def wait_ready(self, timeout: float = 60.0) -> Optional[float]:
+        return self.wait(lambda: self.ready_at, timeout)
+
+    def state_after(self, index: int, wanted: Callable[[str], bool]):
+        """(position, time, state) of the first state at or after ``index`` that is ``wanted``."""
+        for pos in range(index, len(self.states)):
+            t, state = self.states[pos]
+            if wanted(state):
+                return pos, t, state
+        return None
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        return bool(self.wait(lambda: self.states and self.states[-1][1] == IDLE, timeout))
+
+    def reset_parameters(self) -> None:
+        """What the course's controller does at (re)start: every parameter to -1."""
+        for name in (self.take_image, self.label, self.robot_ready):
+            self.rospy.set_param(name, -1)
+
+    def run_cycle(self, timeout: float = 15.0, from_idle: bool = True, ack: bool = True,
+                  stop_before_cube: Optional[int] = None, pause: float = 0.0) -> Cycle:
+        """Ask for an image, hand every cube over at once; the cycle as seen from the arm.
+
+        ``ack=False``: never set RobotReady true (the cycle is left waiting; status "abandoned"
+        once the detector goes back to idle by itself, "timeout" otherwise).
+        ``stop_before_cube=i``: return as soon as the detector waits for cube i (1-based)
+        without answering it (status "abandoned"; the caller plays a controller restart).
+        ``pause``: s to wait, once the detector is idle, before setting takeImage (a random pause
+        puts the request at a random phase of the detector's polling, as a real arm's would be).
+        """
+        rospy = self.rospy
+        if from_idle and not self.wait_idle(timeout):
+            return Cycle("timeout", note="detector not idle before the cycle")
+        if pause > 0:
+            time.sleep(pause)
+        with self.cond:
+            mark, faces_mark = len(self.states), len(self.faces)
+        rospy.set_param(self.label, -1)
+        wall0, start = time.time(), time.monotonic()
+        rospy.set_param(self.take_image, True)
+        cycle = Cycle("timeout", started=start)
+        deadline = start + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
+        # ~faces, or back to idle after "detecting" without them (camera error).
+        def faces_or_idle():
+            if len(self.faces) > faces_mark:
+                return "faces"
+            hit = self.state_after(mark, lambda s: s == DETECTING)
+            if hit and self.state_after(hit[0] + 1, lambda s: s == IDLE):
+                return "idle"
+            return None
+
+        what = self.wait(faces_or_idle, left())
+        if what == "idle":  # maybe ~faces is just behind the state message (other connection)
+            what = self.wait(lambda: len(self.faces) > faces_mark and "faces", 0.5) or "idle"
+        if what is None:
+            cycle.note = "no ~faces and no return to idle"
+            return cycle
+        if what == "idle":
+            cycle.status = "camera_error"
+            cycle.protocol_ms = round((time.monotonic() - start) * 1e3, 3)
+            cycle.note = f"{self.label} = {rospy.get_param(self.label, None)!r}, no ~faces"
+            return cycle
+
+        arrived, msg = self.faces[faces_mark]
+        cycle.cycle_ms = round((arrived - start) * 1e3, 3)
+        cycle.faces = [f.label for f in msg.faces]
+        cycle.inference_ms = round(float(msg.inference_ms), 3)
+        cycle.camera_ms = round((msg.header.stamp.to_sec() - wall0) * 1e3, 3)
+        seen = self.state_after(mark, lambda s: s == DETECTING)
+        cycle.seen_ms = None if seen is None else round((seen[1] - start) * 1e3, 3)
+        cycle.truth = list(rospy.get_param(self.truth_param, []) or [])
+        count = len(msg.faces)
+        pos = mark
+        for cube in range(1, count + 1):
+            wanted = f"waiting_robot_ready {cube}/{count}"
+            hit = self.wait(lambda: self.state_after(pos, lambda s: s == wanted), left())
+            if hit is None:
+                cycle.note = f"detector never waited for cube {cube}/{count}"
+                return cycle
+            pos = hit[0] + 1
+            cycle.handed.append(rospy.get_param(self.label, None))
+            if stop_before_cube == cube or not ack:
+                cycle.status = "abandoned"
+                if ack:
+                    return cycle
+                hit = self.wait(lambda: self.state_after(pos, lambda s: s == IDLE), left())
+                if hit is None:
+                    cycle.status = "timeout"
+                    cycle.note = "RobotReady never answered and the detector kept waiting"
+                else:
+                    cycle.protocol_ms = round((hit[1] - start) * 1e3, 3)
+                return cycle
+            rospy.set_param(self.robot_ready, True)
+        hit = self.wait(lambda: self.state_after(pos, lambda s: s == IDLE), left())
+        if hit is None:
+            cycle.note = "detector did not go back to idle"
+            return cycle
+        cycle.protocol_ms = round((hit[1] - start) * 1e3, 3)
+        cycle.status = "done" if count else "no_faces"
+        if not count and rospy.get_param(self.label, None) != 0:
+            cycle.note = f"no faces but {self.label} = {rospy.get_param(self.label, None)!r}"
+        return cycle
+
+
+def summarize_cycles(cycles: List[Cycle]) -> Dict[str, object]:
+    """Counts and timing percentiles of a list of cycles."""
+    return {
+        "cycles": len(cycles),
+        "completed": sum(c.completed for c in cycles),
+        "correct": sum(c.correct for c in cycles),
+        "wrong": sum(c.completed and not c.correct for c in cycles),
+        "camera_errors": sum(c.status == "camera_error" for c in cycles),
+        "not_completed": sum(not c.completed for c in cycles),
+        "cycle_ms": percentiles([c.cycle_ms for c in cycles]),
+        "protocol_ms": percentiles([c.protocol_ms for c in cycles if c.completed]),
+    }
+
+
+def first_line_matching(text: str, pattern: str) -> str:
+    match = re.search(pattern, text)
+    if not match:
+        return ""
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    return text[start: end if end >= 0 else len(text)].strip()
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""rostest: the `make bench` / `make soak` code paths on a tiny count, so that they cannot rot.
+
+Runs bench/run_bench.py's pieces on this test's roscore (its own detect.launch, simulated
+camera and bench controller, all stopped afterwards): 5 timed cycles and one timed start,
+5 soak cycles plus the controller-restart drill, the latency job on 5 frames, and the
+README section written between its markers. Asserts structure and that every cycle
+completed, never a timing or a goal.
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import rospkg
+import rospy
+import rostest
+
+ROOT = Path(rospkg.RosPack().get_path("cube_detect"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import report  # noqa: E402  bench/report.py
+import run_bench  # noqa: E402  bench/run_bench.py
+
+MODEL = ROOT / "models" / "cube_detect.tflite"
+
+
+class BenchSmokeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        rospy.init_node("check_bench")
+        cls.tmp = Path(tempfile.mkdtemp(prefix="cube_detect_bench_test_"))
+        cls.results = {}
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_1_bench_cycles_ready_and_memory(self):
+        out = run_bench.measure_ros(cycles=5, ready_runs=1, log_dir=self.tmp / "bench", running_master=True)
+        self.assertEqual(out["cycles"]["cycles"], 5)
+        self.assertEqual(out["cycles"]["completed"], 5, out["cycles"])
+        self.assertEqual(out["cycle_ms"]["n"], 5)
+        self.assertEqual(set(out["cycle_ms"]), {"p50", "p95", "max", "n"})
+        self.assertEqual(set(out["cycle_breakdown_ms"]), {"seen", "camera", "inference"})
+        self.assertEqual(len(out["ready_s_runs"]), 1)
+        self.assertGreater(out["ready_s"], 0)
+        self.assertGreater(out["node_peak_rss_mb"], 0)
+        type(self).results.update(out)
+
+    def test_2_latency_job(self):
+        lat = run_bench.measure_latency(MODEL, iterations=5)
+        self.assertEqual(lat["int8_cpu"]["n"], 5)
+        self.assertGreater(lat["int8_cpu"]["p50"], 0)
+        for key in ("float_tflite", "float_tf"):  # null when models/cube_detect.keras is absent
+            self.assertIn(key, lat)
+            if lat[key] is not None:
+                self.assertGreater(lat[key]["n"], 0)
+        type(self).results["latency_ms"] = lat
+
+    def test_3_soak_and_one_drill(self):
+        out = self.tmp / "soak.json"
+        code = run_bench.main(["soak", "--cycles", "5", "--drills", "restart", "--restarts", "1",
+                               "--out", str(out), "--no-readme", "--quiet", "--use-running-master"])
+        data = json.loads(out.read_text())
+        self.assertEqual(code, 0, data.get("failures"))
+        self.assertEqual((data["soak"]["cycles"], data["soak"]["completed"]), (5, 5))
+        self.assertEqual(data["soak"]["correct"] + data["soak"]["wrong"], 5)
+        self.assertTrue(data["no_hang"])
+        self.assertEqual(set(data["rss"]), {"window_cycles", "first_mb", "last_mb", "growth", "pass", "peak_mb"})
+        (drill,) = data["drills"]
+        self.assertTrue(drill["ok"], drill)
+        self.assertEqual(drill["lost"], 1)  # the cycle the restarted controller abandoned
+        self.assertGreaterEqual(drill["served"], 1)
+        self.assertIn("the controller restarted", drill["log_line"])
+        self.assertEqual(data["after_drills"]["completed"], data["after_drills"]["cycles"])
+        type(self).soak = data
+
+    def test_4_readme_section_between_markers(self):
+        results = dict(run_bench.header("test"), model_bytes=MODEL.stat().st_size, **type(self).results)
+        results["goals"] = report.goals(results)
+        self.assertEqual([g["key"] for g in results["goals"]],
+                         ["latency_ms.int8_cpu.p50", "speedup_int8_vs_float_tf", "cycle_ms.p95", "ready_s",
+                          "model_bytes"])
+        (self.tmp / "results.json").write_text(json.dumps(results))
+        (self.tmp / "soak.json").write_text(json.dumps(getattr(type(self), "soak", {})))
+        readme = self.tmp / "README.md"
+        readme.write_text(f"# x\n\nbefore\n\n{report.START}\nold\n{report.END}\n\nafter\n")
+        self.assertTrue(report.update_readme(readme, self.tmp / "results.json", self.tmp / "soak.json"))
+        text = readme.read_text()
+        self.assertTrue(text.startswith("# x\n\nbefore\n\n" + report.START))
+        self.assertTrue(text.endswith(report.END + "\n\nafter\n"))
+        self.assertNotIn("\nold\n", text)
+        self.assertIn("| int8 CPU latency p50 |", text)
+        self.assertIn("| drill |", text)
+
+
+if __name__ == "__main__":
+    rostest.rosrun("cube_detect", "check_bench", BenchSmokeTest)
