@@ -28,7 +28,10 @@ COMMANDS = {
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cube_detect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cube_detect",
+        description="cube_detect workstation tools: synthetic scenes, data sets, training, export, "
+                    "Edge TPU check, evaluation and batch detection.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
