@@ -258,7 +258,10 @@ def train(cfg: TrainConfig) -> dict:
     from cube_detect.model import build_model, count_macs, make_train_step, predict_fn
     from cube_detect.metrics import summarize
 
-    tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
+    except RuntimeError:  # TensorFlow already running in this process (tests, notebooks): keep it
+        pass
     tf.keras.utils.set_random_seed(cfg.seed)
     spec = ModelSpec()
     cfg.workdir.mkdir(parents=True, exist_ok=True)
