@@ -123,6 +123,8 @@ class DetectorProtocolTest(unittest.TestCase):
         received, truth, faces = self.run_cycle(take_value="1", ready_value=1)
         self.assert_cycle_matches_truth(received, truth, faces)
         # `rosparam set` itself (YAML: true -> bool) as a controller's shell script would do.
+        self.wait_idle()
+        mark = len(self.states)
         before = len(self.faces)
         rospy.set_param(LABEL, -1)
         subprocess.run(["rosparam", "set", TAKE, "true"], check=True, timeout=30)
@@ -134,8 +136,10 @@ class DetectorProtocolTest(unittest.TestCase):
             received.append(rospy.get_param(LABEL))
             subprocess.run(["rosparam", "set", READY, "'true'"], check=True, timeout=30)  # a string
         self.assertEqual(received, truth)
+        self.wait_idle(mark)  # the detector has seen the last 'true': the next test may reset it
 
     def test_zero_faces_sets_label_0_leaves_robot_ready_and_next_cycle_works(self):
+        self.wait_idle()  # never overwrite RobotReady while the detector still waits for it
         rospy.set_param(CAMERA + "blank", True)
         rospy.set_param(READY, "untouched")
         received, truth, faces = self.run_cycle()
