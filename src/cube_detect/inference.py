@@ -216,15 +216,16 @@ class Detector:
         if tuple(self._input["shape"]) != expected or self._input["dtype"] != np.uint8:
             raise ModelError(f"{self.model_path}: input is {tuple(self._input['shape'])} "
                              f"{np.dtype(self._input['dtype']).name}, its sidecar says {expected} uint8")
+        # The converter orders outputs as it likes: tell them apart by channel count.
         outputs = self.interpreter.get_output_details()
-        by_channels = {int(o["shape"][-1]): o for o in outputs}
         n = self.spec.num_classes
-        if len(outputs) != 2 or 4 not in by_channels or (n not in by_channels and n != 4):
+        heat = [o for o in outputs if int(o["shape"][-1]) == n]
+        boxes = [o for o in outputs if int(o["shape"][-1]) == 4]
+        if n == 4 or len(outputs) != 2 or len(heat) != 1 or len(boxes) != 1:
             shapes = [tuple(o["shape"]) for o in outputs]
             raise ModelError(f"{self.model_path}: outputs {shapes} do not match {n} labels "
                              f"({', '.join(self.spec.labels.values())}) + 4 box distances")
-        heat = [o for o in outputs if int(o["shape"][-1]) == n and o is not by_channels.get(4)] or [outputs[0]]
-        self._heatmap, self._boxes = heat[0], by_channels[4]
+        self._heatmap, self._boxes = heat[0], boxes[0]
         rows, cols = self.spec.grid
         if tuple(self._heatmap["shape"][1:3]) != (rows, cols):
             raise ModelError(f"{self.model_path}: output grid {tuple(self._heatmap['shape'][1:3])} "
