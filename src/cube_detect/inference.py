@@ -256,6 +256,11 @@ class Detector:
         self.interpreter.invoke()
         return self._dequantize(self._heatmap), self._dequantize(self._boxes)
 
+    def warm_up(self) -> None:
+        """One inference on a blank frame: the first one is slow (an Edge TPU loads the model
+        into its memory, XNNPACK packs its weights), and a robot's first cycle should not be."""
+        self.raw_outputs(np.full((self.spec.height, self.spec.width), self.spec.pad_value, np.uint8))
+
     def detect(self, image: np.ndarray, threshold: Optional[float] = None,
                max_detections: Optional[int] = None) -> List[Detection]:
         t0 = time.perf_counter()
@@ -335,6 +340,7 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
         why_not = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         reason = f"{name} via {how} ({used.name})" + (f"; Edge TPU skipped: {why_not}" if why_not else "")
         detector = Detector(interpreter, spec, name, reason, used, threshold, max_detections, sort_axis, skipped)
+        detector.warm_up()
         log.info("inference backend: %s", reason)
         return detector
     raise ModelError(f"{edgetpu_model}: no Edge TPU backend works ("
