@@ -1,4 +1,4 @@
-"""capture.py: numbering, splits, atomic exclusive writes, pre-annotation XML, summary."""
+"""dataset.DatasetWriter and capture.py: numbering, splits, atomic exclusive writes, pre-annotation XML, summary."""
 
 import os
 from pathlib import Path
@@ -8,10 +8,18 @@ import cv2
 import numpy as np
 import pytest
 
-from cube_detect import capture
-from cube_detect.capture import (CaptureSession, CaptureSummary, DatasetWriter, image_name,
-                                 numbers_in, split_for)
-from cube_detect.dataset import load_split, read_voc
+from cube_detect import dataset
+from cube_detect.capture import CaptureSession, annotation_boxes
+from cube_detect.dataset import (
+    DatasetWriter,
+    LabeledBox,
+    SaveSummary,
+    image_name,
+    load_split,
+    numbers_in,
+    read_voc,
+    split_for,
+)
 from cube_detect.errors import DatasetError
 
 
@@ -132,11 +140,11 @@ def test_no_temporary_file_is_left_and_final_name_appears_complete(tmp_path, mon
         seen.append(Path(dst).name)
         real_link(src, dst)
 
-    monkeypatch.setattr(capture.os, "link", checking_link)
+    monkeypatch.setattr(dataset.os, "link", checking_link)
     saved = writer.save(image, [])
     assert seen == ["image001.png", "image001.xml"]
     assert saved.image_path.read_bytes() == expected
-    assert files(tmp_path / "ds") == ["classes.txt", f"{saved.split}/image001.png", f"{saved.split}/image001.xml"]
+    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt", f"{saved.split}/image001.png", f"{saved.split}/image001.xml"]
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -148,10 +156,10 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return write
 
-    monkeypatch.setattr(capture, "_write_bytes", broken_write)
+    monkeypatch.setattr(dataset, "_write_bytes", broken_write)
     with pytest.raises(OSError):
         writer.save(frame())
-    assert files(tmp_path / "ds") == ["classes.txt"]
+    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt"]
     # The session turns it into a failed capture, not an exception.
     result = CaptureSession(writer).capture_frame(frame())
     assert not result.ok and "No space left" in result.message
@@ -161,7 +169,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
-    real_publish = capture._publish_exclusive
+    real_publish = dataset._publish_exclusive
     intruders = []
 
     def racing_publish(tmp, final):
@@ -171,7 +179,7 @@ def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeyp
             intruders.append(final)
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(capture, "_publish_exclusive", racing_publish)
+    monkeypatch.setattr(dataset, "_publish_exclusive", racing_publish)
     saved = writer.save(frame())
     assert intruders and intruders[0].name == "image001.png"
     assert intruders[0].read_bytes() == b"someone else's image"
@@ -182,15 +190,15 @@ def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeyp
 def test_existing_xml_is_never_overwritten(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
-    real_publish = capture._publish_exclusive
+    real_publish = dataset._publish_exclusive
 
     def racing_publish(tmp, final):
         if final.suffix == ".xml":
             final.write_text("theirs")
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(capture, "_publish_exclusive", racing_publish)
-    saved = writer.save(frame(), [det("one", (1, 1, 10, 10))])
+    monkeypatch.setattr(dataset, "_publish_exclusive", racing_publish)
+    saved = writer.save(frame(), [LabeledBox("one", 1, 1, 10, 10)])
     assert saved.xml_path is None
     assert saved.image_path.with_suffix(".xml").read_text() == "theirs"
 
@@ -199,7 +207,7 @@ def test_without_hard_links_an_exclusive_reservation_is_used(tmp_path, monkeypat
     def no_links(src, dst):
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(capture.os, "link", no_links)
+    monkeypatch.setattr(dataset.os, "link", no_links)
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
     image = frame()
@@ -207,14 +215,14 @@ def test_without_hard_links_an_exclusive_reservation_is_used(tmp_path, monkeypat
     assert np.array_equal(cv2.imread(str(saved.image_path)), image)
     taken = root / split_for(2, 0.1) / "image002.png"
     taken.write_bytes(b"x")
-    real_publish = capture._publish_exclusive
+    real_publish = dataset._publish_exclusive
 
     def late_intruder(tmp, final):
         if final.name == "image003.png" and not final.exists():
             final.write_bytes(b"late")
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(capture, "_publish_exclusive", late_intruder)
+    monkeypatch.setattr(dataset, "_publish_exclusive", late_intruder)
     assert writer.save(image).number == 4
     assert taken.read_bytes() == b"x"
     assert (root / split_for(3, 0.1) / "image003.png").read_bytes() == b"late"
@@ -227,7 +235,7 @@ def test_pre_annotation_is_a_labelimg_voc_beside_the_image(tmp_path):
     detections = [det("one", (10.4, 5.6, 30.2, 40.0)), det("two", (-3.0, 2.0, 70.0, 47.6)),
                   det("two", (50.0, 10.0, 50.2, 20.0)),  # empty once rounded: dropped
                   det("2", (5, 5, 9, 9), class_id=2), det("cat", (1, 1, 4, 4), class_id=9)]
-    saved = writer.save(frame(64, 48), detections)
+    saved = writer.save(frame(64, 48), annotation_boxes(detections, 64, 48))
     ann = read_voc(saved.xml_path)
     assert (ann.filename, ann.folder, ann.path) == ("image001.png", "train", str(saved.image_path))
     assert (ann.width, ann.height, ann.depth) == (64, 48, 3)
@@ -279,7 +287,7 @@ def test_session_empty_image_saves_nothing(tmp_path):
     empty = SimpleNamespace(height=0, width=0, encoding="", step=0, data=b"")
     result = session.capture_message(empty)
     assert not result.ok and "empty" in result.message
-    assert files(tmp_path / "ds") == ["classes.txt"] and session.summary.failed == 1
+    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt"] and session.summary.failed == 1
 
 
 def test_session_detector_failure_saves_without_annotation(tmp_path):
@@ -303,4 +311,4 @@ def test_summary_counts_images_per_split_and_faces_per_class(tmp_path):
     assert line == (f"saved 5 images (train {splits.count('train')}, test {splits.count('test')}); "
                     "pre-annotated 12 faces (one 4, two 8) in 4 XML files; 1 capture failed")
     assert writer.count_on_disk() == {"train": splits.count("train"), "test": splits.count("test")}
-    assert CaptureSummary().line() == "saved 0 images (train 0, test 0); pre-annotated 0 faces (one 0, two 0) in 0 XML files"
+    assert SaveSummary().line() == "saved 0 images (train 0, test 0); pre-annotated 0 faces (one 0, two 0) in 0 XML files"

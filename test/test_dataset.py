@@ -12,11 +12,9 @@ import pytest
 from cube_detect import cli
 from cube_detect.dataset import (
     Annotation,
-    Box,
-    Dataset,
+    LabeledBox,
     format_voc,
     image_size,
-    load_dataset,
     load_split,
     read_voc,
     write_voc,
@@ -67,7 +65,7 @@ LABELIMG_TEXT = """<annotation>
 
 ANN = Annotation(
     filename="image007.png", width=640, height=480, depth=3,
-    boxes=[Box("one", 100, 120, 260, 290), Box("two", 450, 300, 640, 480)],
+    boxes=[LabeledBox("one", 100, 120, 260, 290), LabeledBox("two", 450, 300, 640, 480)],
     folder="train", path="/home/poppy/cubes/train/image007.png",
 )
 
@@ -168,7 +166,7 @@ def test_bad_annotation_names_file_and_line(tmp_path, old, new, words):
 
 def test_missing_image_and_size_mismatch(tmp_path):
     split = tmp_path / "train"
-    make_sample(split, "a", [Box("one", 2, 2, 30, 30)])
+    make_sample(split, "a", [LabeledBox("one", 2, 2, 30, 30)])
     (split / "a.png").unlink()
     with pytest.raises(DatasetError) as err:
         load_split(split)
@@ -176,7 +174,7 @@ def test_missing_image_and_size_mismatch(tmp_path):
     assert "missing image" in str(err.value)
 
     split2 = tmp_path / "test"
-    make_sample(split2, "b", [Box("two", 2, 2, 30, 30)], size=(64, 48), xml_size=(640, 480))
+    make_sample(split2, "b", [LabeledBox("two", 2, 2, 30, 30)], size=(64, 48), xml_size=(640, 480))
     with pytest.raises(DatasetError) as err:
         load_split(split2)
     assert_names_file_and_line(err.value, "b.xml", 7)  # the <size> line
@@ -193,10 +191,10 @@ def test_image_without_xml_is_an_error(tmp_path):
 
 def test_skip_bad_warns_and_continues(tmp_path, caplog):
     split = tmp_path / "train"
-    make_sample(split, "a_good", [Box("one", 1, 1, 20, 20)])
-    make_sample(split, "b_bad", [Box("one", 1, 1, 20, 20)])
+    make_sample(split, "a_good", [LabeledBox("one", 1, 1, 20, 20)])
+    make_sample(split, "b_bad", [LabeledBox("one", 1, 1, 20, 20)])
     (split / "b_bad.xml").write_text((split / "b_bad.xml").read_text().replace("one", "seven"))
-    make_sample(split, "c_good", [Box("two", 1, 1, 20, 20)], suffix=".jpg")
+    make_sample(split, "c_good", [LabeledBox("two", 1, 1, 20, 20)], suffix=".jpg")
     (split / "d_broken.xml").write_text("<annotation><size>")
     cv2.imwrite(str(split / "d_broken.png"), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DatasetError):
@@ -222,20 +220,18 @@ def test_image_size_from_headers(tmp_path):
 
 
 def build_dataset(root: Path) -> None:
-    make_sample(root / "train", "i1", [Box("one", 1, 1, 20, 20), Box("two", 21, 1, 40, 20)])
-    make_sample(root / "train", "i2", [Box("two", 1, 1, 20, 20)], suffix=".jpeg")
+    make_sample(root / "train", "i1", [LabeledBox("one", 1, 1, 20, 20), LabeledBox("two", 21, 1, 40, 20)])
+    make_sample(root / "train", "i2", [LabeledBox("two", 1, 1, 20, 20)], suffix=".jpeg")
     make_sample(root / "train", "i3", [])
-    make_sample(root / "test", "t1", [Box("one", 5, 5, 25, 25)])
+    make_sample(root / "test", "t1", [LabeledBox("one", 5, 5, 25, 25)])
 
 
-def test_load_dataset(tmp_path):
+def test_load_split_of_each_split(tmp_path):
     build_dataset(tmp_path)
-    data = load_dataset(tmp_path)
-    assert isinstance(data, Dataset)
-    train, test = data
+    train, test = load_split(tmp_path / "train"), load_split(tmp_path / "test")
     assert [s.image_path.name for s in train] == ["i1.png", "i2.jpeg", "i3.png"]
     assert [len(s.annotation.boxes) for s in train] == [2, 1, 0]
-    assert [s.annotation.boxes for s in test] == [[Box("one", 5, 5, 25, 25)]]
+    assert [s.annotation.boxes for s in test] == [[LabeledBox("one", 5, 5, 25, 25)]]
 
 
 def test_stats_command(tmp_path, capsys):

@@ -7,7 +7,9 @@ import pytest
 
 from cube_detect.errors import ImageError
 from cube_detect.images import (
-    EMPTY_IMAGE_MESSAGE, SUPPORTED_ENCODINGS, imgmsg_to_bgr,
+    EMPTY_IMAGE_MESSAGE,
+    SUPPORTED_ENCODINGS,
+    imgmsg_to_bgr,
 )
 
 # A 2x3 BGR image whose pixels are distinguishable in every channel order.

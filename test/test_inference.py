@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+from cube_detect.boxes import BBox, sort_left_to_right
 from cube_detect.errors import ImageError, ModelError
-from cube_detect.inference import (Detection, decode_outputs, letterbox, load_detector, nms,
-                                   sort_left_to_right, to_gray)
+from cube_detect.inference import Detection, decode, decode_outputs, letterbox, load_detector, nms, to_gray
 from cube_detect.modelspec import ModelSpec, sidecar_path
 
 
@@ -70,8 +70,8 @@ def test_nms_keeps_best_of_overlapping_boxes():
 
 
 def test_sort_left_to_right_and_top_to_bottom():
-    dets = [Detection("two", 2, 0.9, (300, 0, 400, 100)), Detection("one", 1, 0.8, (0, 200, 100, 300)),
-            Detection("two", 2, 0.7, (150, 400, 250, 470))]
+    dets = [Detection("two", 2, 0.9, BBox(300, 0, 400, 100)), Detection("one", 1, 0.8, BBox(0, 200, 100, 300)),
+            Detection("two", 2, 0.7, BBox(150, 400, 250, 470))]
     assert [d.box[0] for d in sort_left_to_right(dets)] == [0, 150, 300]
     assert [d.box[1] for d in sort_left_to_right(dets, "y")] == [0, 200, 400]
     with pytest.raises(ValueError):
@@ -132,3 +132,13 @@ def test_importing_inference_does_not_import_tensorflow_or_rospy():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_decode_maps_back_to_image_pixels_clips_and_sorts():
+    spec = ModelSpec()  # 160x120, stride 8, labels 1 one / 2 two
+    heat, boxes = _maps([(5, 15, 1, 0.9, (2, 2, 2, 2)), (5, 4, 0, 0.8, (2, 2, 6, 2)), (14, 19, 0, 0.7, (1, 1, 3, 3))])
+    found = decode(heat, boxes, spec, threshold=0.5, max_detections=4, scale=0.25, image_size=(480, 640))
+    assert [(d.label, d.class_id) for d in found] == [("one", 1), ("two", 2), ("one", 1)]  # left to right
+    assert found[0].box == pytest.approx((80, 112, 336, 240))  # cell (5, 4): (36 -/+ 16|48, 44 -/+ 16) / 0.25
+    assert found[2].box[2:] == pytest.approx((640, 480))  # past the image's corner: clipped
+    assert decode(heat, boxes, spec, 0.95, 4) == []

@@ -2,47 +2,53 @@
 
 import pytest
 
+from cube_detect.boxes import BBox, row_axis
+from cube_detect.inference import Detection
 from cube_detect.labels import LABELS
-from cube_detect.metrics import confusions, row_axis, sequence_accuracy, summarize
+from cube_detect.metrics import confusions, sequence_accuracy, summarize
 
 A, B, C = (0, 0, 100, 100), (200, 0, 300, 100), (400, 0, 500, 100)
 
 
+def d(class_id, score, box):
+    return Detection(LABELS[class_id], class_id, score, BBox(*box))
+
+
 def test_perfect_detections_score_one_and_misses_lower_recall():
     truth = [[(1, A), (2, B)], [(2, C)]]
-    perfect = [[(1, 0.9, A), (2, 0.8, B)], [(2, 0.7, C)]]
+    perfect = [[d(1, 0.9, A), d(2, 0.8, B)], [d(2, 0.7, C)]]
     result = summarize(truth, perfect, LABELS)
     assert result["mAP50"] == pytest.approx(1.0)
     assert result["mAP75"] == pytest.approx(1.0)
     assert result["AP50_per_class"] == {"one": pytest.approx(1.0), "two": pytest.approx(1.0)}
-    missing = summarize(truth, [[(1, 0.9, A)], [(2, 0.7, C)]], LABELS)
+    missing = summarize(truth, [[d(1, 0.9, A)], [d(2, 0.7, C)]], LABELS)
     assert missing["AP50_per_class"]["two"] == pytest.approx(0.5, abs=0.02)
     assert missing["mAP50"] < 0.8
 
 
 def test_a_box_shifted_by_a_third_counts_at_iou_half_but_not_075():
     shifted = (25, 0, 125, 100)  # IoU = 75/125 = 0.6
-    result = summarize([[(1, A)]], [[(1, 0.9, shifted)]], LABELS)
+    result = summarize([[(1, A)]], [[d(1, 0.9, shifted)]], LABELS)
     assert result["mAP50"] == pytest.approx(1.0)
     assert result["mAP75"] == pytest.approx(0.0)
 
 
 def test_wrong_class_is_a_confusion_and_breaks_the_sequence():
     truth = [[(1, A), (2, B)]]
-    found = [[(2, 0.9, A), (2, 0.8, B)]]
+    found = [[d(2, 0.9, A), d(2, 0.8, B)]]
     assert confusions(truth, found, LABELS) == {"one->two": 1, "two->one": 0}
     assert sequence_accuracy(truth, found) == 0.0
-    assert sequence_accuracy(truth, [[(2, 0.8, B), (1, 0.9, A)]]) == 1.0  # order of the list is irrelevant
+    assert sequence_accuracy(truth, [[d(2, 0.8, B), d(1, 0.9, A)]]) == 1.0  # order of the list is irrelevant
 
 
 def test_low_scores_are_ignored_in_sequences_and_columns_sort_by_y():
     truth = [[(1, A), (2, B)]]
-    assert sequence_accuracy(truth, [[(1, 0.9, A), (2, 0.9, B), (1, 0.2, C)]]) == 1.0
+    assert sequence_accuracy(truth, [[d(1, 0.9, A), d(2, 0.9, B), d(1, 0.2, C)]]) == 1.0
     column = [[(2, (0, 300, 100, 400)), (1, (10, 0, 110, 100))]]
-    assert row_axis([b for _, b in column[0]]) == 1
-    assert sequence_accuracy(column, [[(1, 0.9, (12, 2, 110, 100)), (2, 0.9, (0, 300, 98, 400))]]) == 1.0
+    assert row_axis([b for _, b in column[0]]) == "y"
+    assert sequence_accuracy(column, [[d(1, 0.9, (12, 2, 110, 100)), d(2, 0.9, (0, 300, 98, 400))]]) == 1.0
 
 
 def test_no_ground_truth_gives_zero_map_not_a_crash():
-    result = summarize([[]], [[(1, 0.9, A)]], LABELS)
+    result = summarize([[]], [[d(1, 0.9, A)]], LABELS)
     assert result["mAP50"] == 0.0

@@ -7,8 +7,19 @@ import pytest
 
 from cube_detect.errors import ImageError
 from cube_detect.protocol import (
-    CAMERA_ERROR, DONE, NO_FACES, PREEMPTED, ROBOT_TIMEOUT, SHUTDOWN, CameraError, DictParamStore,
-    ParameterProtocol, ProtocolNames, Snapshot, is_reset, parse_bool,
+    CAMERA_ERROR,
+    DONE,
+    NO_FACES,
+    PREEMPTED,
+    ROBOT_TIMEOUT,
+    SHUTDOWN,
+    CameraError,
+    DictParamStore,
+    ParameterProtocol,
+    ProtocolNames,
+    Snapshot,
+    is_reset,
+    parse_bool,
 )
 
 NAMES = ProtocolNames()

@@ -1,14 +1,12 @@
 """Synthetic scenes: determinism, box sanity, data-set layout (no ROS, no TF)."""
 
-import math
-
 import cv2
 import numpy as np
 import pytest
 
 from cube_detect import cli, synth
-from cube_detect.dataset import Box, load_dataset, load_split, read_voc
-from cube_detect.labels import LABELS, read_label_map, read_labels_txt
+from cube_detect.dataset import LabeledBox, load_split, read_voc, split_for
+from cube_detect.labels import LABELS, read_label_map
 
 BATCH_SEED = 11
 BATCH = 48
@@ -43,7 +41,7 @@ def test_boxes_inside_image_non_degenerate_and_counted(batch):
         shapes.add((width, height))
         counts.append(len(boxes))
         for b in boxes:
-            assert isinstance(b, Box) and b.label in LABELS.values()
+            assert isinstance(b, LabeledBox) and b.label in LABELS.values()
             assert 0 <= b.xmin < b.xmax <= width and 0 <= b.ymin < b.ymax <= height
             # a whole face, about 140-210 px wide (the box of a rotated face is wider)
             assert 60 <= b.xmax - b.xmin <= 320 and 60 <= b.ymax - b.ymin <= 320
@@ -72,37 +70,27 @@ def test_grayscale_and_colour_cameras_both_occur(batch):
     assert any(gray) and not all(gray)
 
 
-def test_render_batch_matches_render_indexed():
-    images = synth.render_batch(5, 10, 3)
-    for i, (image, boxes) in enumerate(images):
-        ref_image, ref_boxes = synth.render_indexed(5, 10 + i)
-        assert np.array_equal(image, ref_image) and boxes == ref_boxes
-
-
-@pytest.mark.parametrize("count, share", [(10, 0.1), (100, 0.15), (7, 0.0), (50, 0.5)])
-def test_test_split_share(count, share):
-    assert sum(synth.is_test_index(i, share) for i in range(count)) == math.floor(count * share + 1e-9)
-
-
 def test_write_dataset_layout_and_read_back(tmp_path):
     out = tmp_path / "synthetic"
-    counts = synth.write_dataset(out, count=10, seed=21, test_share=0.2, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["label_map.pbtxt", "labels.txt", "test", "train"]
-    assert read_label_map(out / "label_map.pbtxt") == LABELS and read_labels_txt(out / "labels.txt") == LABELS
-    train, test = load_dataset(out)
-    assert len(train) == 8 and len(test) == 2
-    assert counts["train"]["images"] == 8 and counts["test"]["images"] == 2
-    assert counts["train"]["faces"] == sum(len(s.annotation.boxes) for s in train)
+    summary = synth.write_dataset(out, count=10, seed=21, test_share=0.2, progress=False)
+    # The root files and the split rule of every data set this package writes (DatasetWriter).
+    assert sorted(p.name for p in out.iterdir()) == ["classes.txt", "label_map.pbtxt", "test", "train"]
+    assert read_label_map(out / "label_map.pbtxt") == LABELS
+    assert (out / "classes.txt").read_text().split() == list(LABELS.values())
+    train, test = load_split(out / "train"), load_split(out / "test")
+    assert len(train) + len(test) == 10
+    assert summary.images == {"train": len(train), "test": len(test)}
+    assert sum(summary.faces.values()) == sum(len(s.annotation.boxes) for s in train + test)
     for sample in train + test:
-        index = int(sample.image_path.stem.replace("image", ""))
-        assert sample.image_path.name == f"image{index:03d}.png"
-        assert sample.image_path.parent.name == ("test" if synth.is_test_index(index, 0.2) else "train")
-        image, boxes = synth.render_indexed(21, index)
+        number = int(sample.image_path.stem.replace("image", ""))
+        assert sample.image_path.name == f"image{number:03d}.png"
+        assert sample.image_path.parent.name == split_for(number, 0.2)
+        image, boxes = synth.render_indexed(21, number - 1)  # scene i is image number i + 1
         assert sample.annotation.boxes == boxes
         assert sample.annotation.filename == sample.image_path.name and sample.annotation.folder == sample.image_path.parent.name
         assert (sample.annotation.width, sample.annotation.height) == (image.shape[1], image.shape[0])
     first = train[0]
-    assert np.array_equal(cv2.imread(str(first.image_path)), synth.render_indexed(21, int(first.image_path.stem[5:]))[0])
+    assert np.array_equal(cv2.imread(str(first.image_path)), synth.render_indexed(21, int(first.image_path.stem[5:]) - 1)[0])
     assert not list(out.rglob(".*"))  # no temporary files left
 
 
@@ -120,9 +108,10 @@ def test_workers_give_the_same_files(tmp_path):
 def test_synth_command(tmp_path, capsys):
     out = tmp_path / "ds"
     assert cli.main(["synth", "--out", str(out), "--count", "3", "--seed", "4", "--test-share", "0.34"]) == 0
-    assert "train: 2 images" in capsys.readouterr().out
-    assert sorted(p.name for p in (out / "test").iterdir()) == ["image002.png", "image002.xml"]
-    assert read_voc(out / "test" / "image002.xml").boxes == synth.render_indexed(4, 2)[1]
+    splits = [split_for(n, 0.34) for n in (1, 2, 3)]
+    assert f"saved 3 images (train {splits.count('train')}, test {splits.count('test')})" in capsys.readouterr().out
+    for number, split in zip((1, 2, 3), splits):
+        assert read_voc(out / split / f"image{number:03d}.xml").boxes == synth.render_indexed(4, number - 1)[1]
     assert cli.main(["synth", "--out", str(out), "--count", "3", "--test-share", "1.5"]) == 2
 
 

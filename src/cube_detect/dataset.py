@@ -14,17 +14,26 @@ images and faces per split and class.
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import logging
 import os
+import re
 import struct
+import tempfile
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
+import cv2
+import numpy as np
 from lxml import etree
 
-from cube_detect.errors import DatasetError
-from cube_detect.labels import LABELS, atomic_write_text
+from cube_detect.boxes import BBox
+from cube_detect.errors import DatasetError, ImageError
+from cube_detect.labels import LABELS, atomic_write_text, format_label_map
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +42,8 @@ SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
-class Box:
-    """One annotated face: class name and pixel box (labelImg's integer corners)."""
+class LabeledBox:
+    """One VOC ``<object>``: class name and pixel box (labelImg's integer corners)."""
 
     label: str
     xmin: int
@@ -43,12 +52,8 @@ class Box:
     ymax: int
 
     @property
-    def width(self) -> int:
-        return self.xmax - self.xmin
-
-    @property
-    def height(self) -> int:
-        return self.ymax - self.ymin
+    def bbox(self) -> BBox:
+        return BBox(self.xmin, self.ymin, self.xmax, self.ymax)
 
 
 @dataclass
@@ -59,7 +64,7 @@ class Annotation:
     width: int
     height: int
     depth: int
-    boxes: List[Box] = field(default_factory=list)
+    boxes: List[LabeledBox] = field(default_factory=list)
     folder: str = ""
     path: str = ""
 
@@ -68,11 +73,6 @@ class Annotation:
 class Sample:
     image_path: Path
     annotation: Annotation
-
-
-class Dataset(NamedTuple):
-    train: List[Sample]
-    test: List[Sample]
 
 
 # --------------------------------------------------------------------------- reading
@@ -139,7 +139,7 @@ def _parse_voc(xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> 
     depth_text = (size.findtext("depth") or "").strip()
     depth = int(depth_text) if depth_text.isdigit() else 3
 
-    boxes: List[Box] = []
+    boxes: List[LabeledBox] = []
     for obj in root.iter("object"):
         name, nline = _text(obj, "name", xml_path)
         if name not in known:
@@ -158,7 +158,7 @@ def _parse_voc(xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> 
             raise DatasetError(
                 f"{xml_path}:{line}: box ({xmin}, {ymin}, {xmax}, {ymax}) is outside the {width}x{height} image"
             )
-        boxes.append(Box(name, xmin, ymin, xmax, ymax))
+        boxes.append(LabeledBox(name, xmin, ymin, xmax, ymax))
     ann = Annotation(filename=filename, width=width, height=height, depth=depth, boxes=boxes, folder=folder, path=path)
     return ann, {"filename": filename_line, "size": size.sourceline}
 
@@ -166,7 +166,7 @@ def _parse_voc(xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> 
 # --------------------------------------------------------------------------- writing
 
 
-def _truncated(box: Box, width: int, height: int) -> str:
+def _truncated(box: LabeledBox, width: int, height: int) -> str:
     # labelImg's rule (pascal_voc_io.py): touching the far edge, or min == 1 (its clamp).
     if box.ymax == height or box.ymin == 1 or box.xmax == width or box.xmin == 1:
         return "1"
@@ -261,8 +261,6 @@ def image_size(image_path: os.PathLike) -> Tuple[int, int]:
         raise DatasetError(f"{image_path}: cannot read image: {exc}") from None
     if size is not None and size[0] > 0 and size[1] > 0:
         return int(size[0]), int(size[1])
-    import cv2  # only for odd files the header parser does not understand
-
     image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise DatasetError(f"{image_path}: not a readable image")
@@ -329,21 +327,243 @@ def load_split(split_dir: os.PathLike, skip_bad: bool = False) -> List[Sample]:
     return _load_split(Path(split_dir), skip_bad)[0]
 
 
-def load_dataset(root: os.PathLike, skip_bad: bool = False) -> Dataset:
-    """``Dataset(train, test)`` from ``<root>/train`` and ``<root>/test``.
+# --------------------------------------------------------------------------- writing data sets
 
-    ``train`` must exist; a missing ``test`` gives an empty list and a warning.
+#: Stems the numbering counts: ``image7``, ``image007``, ``Image1000`` ...
+_NUMBERED = re.compile(r"^image(\d+)$", re.IGNORECASE)
+#: Files whose stem takes a number: images and their annotations.
+_TAKEN_SUFFIXES = (".png", ".jpg", ".jpeg", ".xml")
+#: labelImg's predefined-classes file (one class name per line), written at the data set root.
+CLASSES_FILE = "classes.txt"
+#: The TF Object Detection API's label map (``item { id: 1 name: 'one' }``), also at the root.
+LABEL_MAP_FILE = "label_map.pbtxt"
+
+
+def image_name(number: int) -> str:
+    """``image001.png`` ... ``image999.png``, ``image1000.png``."""
+    if number < 1:
+        raise ValueError(f"image numbers start at 1, got {number}")
+    return f"image{number:03d}.png"
+
+
+def split_for(number: int, test_share: float) -> str:
+    """``"test"`` or ``"train"`` for image ``number``: a fixed function of the number only."""
+    digest = hashlib.sha256(f"cube_detect-image-{int(number)}".encode("ascii")).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 10000
+    return "test" if bucket < round(test_share * 10000) else "train"
+
+
+def numbers_in(dataset: os.PathLike) -> List[int]:
+    """Numbers of every ``image<N>`` image or xml in the data set's splits, sorted."""
+    found = set()
+    for split in SPLITS:
+        try:
+            names = os.listdir(Path(dataset) / split)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            stem, suffix = os.path.splitext(name)
+            match = _NUMBERED.match(stem)
+            if match and suffix.lower() in _TAKEN_SUFFIXES:
+                found.add(int(match.group(1)))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    number: int
+    split: str
+    image_path: Path
+    xml_path: Optional[Path]  # None: not pre-annotated
+    boxes: List[LabeledBox]
+
+
+@dataclass
+class SaveSummary:
+    """What one writer saved (a capture session, a synthetic data set)."""
+
+    images: Counter = field(default_factory=Counter)  # split -> images saved
+    faces: Counter = field(default_factory=Counter)  # class name -> faces pre-annotated
+    annotated: int = 0  # images saved with an XML
+    failed: int = 0  # saves that wrote nothing (camera down, empty image, full disk, ...)
+
+    def add(self, saved: SavedImage) -> None:
+        self.images[saved.split] += 1
+        if saved.xml_path is not None:
+            self.annotated += 1
+            self.faces.update(box.label for box in saved.boxes)
+
+    def line(self) -> str:
+        """One line, e.g. ``saved 5 images (train 4, test 1); pre-annotated 9 faces (one 5, two 4) ...``"""
+        total = sum(self.images.values())
+        per_split = ", ".join(f"{s} {self.images.get(s, 0)}" for s in SPLITS)
+        per_class = ", ".join(f"{n} {self.faces.get(n, 0)}" for n in LABELS.values())
+        text = (f"saved {total} image{'s' if total != 1 else ''} ({per_split}); "
+                f"pre-annotated {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
+        if self.failed:
+            text += f"; {self.failed} capture{'s' if self.failed != 1 else ''} failed"
+        return text
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# Filesystems without hard links (FAT, some network mounts) answer one of these to os.link.
+_NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV, errno.ENOSYS}
+
+
+def _publish_exclusive(tmp: Path, final: Path) -> None:
+    """Give the complete file ``tmp`` the name ``final``, failing if ``final`` exists.
+
+    Raises FileExistsError, and leaves ``final`` untouched, when the name is taken.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: data set directory does not exist")
-    train = load_split(root / "train", skip_bad)
-    if (root / "test").is_dir():
-        test = load_split(root / "test", skip_bad)
-    else:
-        log.warning("%s has no test/ split", root)
-        test = []
-    return Dataset(train, test)
+    try:
+        os.link(tmp, final)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST or exc.errno not in _NO_HARDLINKS:
+            raise
+        # No hard links here: reserve the name exclusively, then rename the complete file onto
+        # the reservation. Readers may see an empty file for that instant, never a partial one.
+        fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.close(fd)
+        os.replace(tmp, final)
+
+
+def _write_exclusive(final: Path, write_tmp: Callable[[Path], None]) -> None:
+    """Write a file through ``write_tmp(tmp_path)`` and publish it as ``final`` without overwriting."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write_tmp(tmp)
+        _publish_exclusive(tmp, final)
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _write_bytes(data: bytes) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return write
+
+
+class DatasetWriter:
+    """Saves images into a labelImg data set; safe against other writers of the same folder.
+
+    The one writer of data sets (capture and ``synth``): ``save(bgr, boxes)`` picks the next
+    free number, its split (:func:`split_for`), writes the PNG and, when ``boxes`` is not None,
+    its VOC XML. Thread-safe. The root gets labelImg's ``classes.txt`` and the TF OD API's
+    ``label_map.pbtxt`` when they are missing.
+    """
+
+    #: How many taken numbers ``save`` skips before it gives up (another writer racing ahead).
+    MAX_ATTEMPTS = 1000
+
+    def __init__(self, root: os.PathLike, test_share: float = 0.1, write_classes: bool = True):
+        test_share = float(test_share)
+        if not 0.0 <= test_share <= 1.0:
+            raise DatasetError(f"test_share must be between 0 and 1, got {test_share}")
+        self.root = Path(root).expanduser().absolute()
+        self.test_share = test_share
+        self.summary = SaveSummary()
+        self._lock = threading.Lock()
+        self._last = 0
+        try:
+            for split in SPLITS:
+                (self.root / split).mkdir(parents=True, exist_ok=True)
+            classes, label_map = self.root / CLASSES_FILE, self.root / LABEL_MAP_FILE
+            if write_classes and not classes.exists():
+                atomic_write_text(classes, "".join(f"{name}\n" for _, name in sorted(LABELS.items())))
+            if write_classes and not label_map.exists():
+                atomic_write_text(label_map, format_label_map(LABELS))
+        except OSError as exc:
+            raise DatasetError(f"{self.root}: cannot create the data set folders: {exc}") from exc
+
+    def split_for(self, number: int) -> str:
+        return split_for(number, self.test_share)
+
+    def next_number(self) -> int:
+        """The number the next ``save`` tries first: after every one on disk or saved by us."""
+        taken = numbers_in(self.root)
+        return max(taken[-1] if taken else 0, self._last) + 1
+
+    def _number_free(self, number: int) -> bool:
+        stems = {f"image{number:03d}", f"image{number}"}
+        for split in SPLITS:
+            for stem in stems:
+                for suffix in _TAKEN_SUFFIXES:
+                    if (self.root / split / (stem + suffix)).exists():
+                        return False
+        return True
+
+    def save(self, bgr: np.ndarray, boxes: Optional[Sequence[LabeledBox]] = None) -> SavedImage:
+        """Save ``bgr`` (HxWx3 or HxW uint8) as the next image, with its VOC XML when ``boxes`` is given."""
+        if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim not in (2, 3) or bgr.size == 0:
+            raise ImageError(f"cannot save {type(bgr).__name__} {getattr(bgr, 'shape', '')}: "
+                             "expected a non-empty uint8 image")
+        ok, encoded = cv2.imencode(".png", bgr)
+        if not ok:
+            raise ImageError(f"OpenCV could not encode a {bgr.shape} image as PNG")
+        data = encoded.tobytes()
+        height, width = bgr.shape[:2]
+        depth = 1 if bgr.ndim == 2 else bgr.shape[2]
+        with self._lock:
+            number = self.next_number()
+            for _ in range(self.MAX_ATTEMPTS):
+                split = self.split_for(number)
+                image_path = self.root / split / image_name(number)
+                if self._number_free(number):
+                    try:
+                        _write_exclusive(image_path, _write_bytes(data))
+                        break
+                    except FileExistsError:
+                        log.debug("%s appeared meanwhile: taking the next number", image_path)
+                number += 1
+            else:
+                raise DatasetError(f"{self.root}: no free image number after {self.MAX_ATTEMPTS} attempts")
+            self._last = number
+            xml_path, written = None, []
+            if boxes is not None:
+                written = list(boxes)
+                xml_path = image_path.with_suffix(".xml")
+                annotation = Annotation(filename=image_path.name, width=width, height=height, depth=depth,
+                                        boxes=written, folder=split, path=str(image_path))
+                try:
+                    _write_exclusive(xml_path, lambda tmp: write_voc(tmp, annotation))
+                except FileExistsError:
+                    # Someone else's XML for this very image: theirs wins (never overwrite).
+                    log.warning("%s already exists: left as it is, not pre-annotated", xml_path)
+                    xml_path, written = None, []
+            _fsync_dir(image_path.parent)
+            saved = SavedImage(number, split, image_path, xml_path, written)
+            self.summary.add(saved)
+            return saved
+
+    def count_on_disk(self) -> dict:
+        """Images per split now in the data set (any writer), e.g. ``{"train": 12, "test": 2}``."""
+        counts = {}
+        for split in SPLITS:
+            folder = self.root / split
+            counts[split] = sum(1 for p in folder.iterdir()
+                                if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg")) if folder.is_dir() else 0
+        return counts
 
 
 # --------------------------------------------------------------------------- stats command
@@ -351,7 +571,7 @@ def load_dataset(root: os.PathLike, skip_bad: bool = False) -> Dataset:
 
 def count_split(samples: List[Sample]) -> dict:
     counts = {"images": len(samples), "faces": 0}
-    counts.update({name: 0 for name in LABELS.values()})
+    counts.update(dict.fromkeys(LABELS.values(), 0))
     for sample in samples:
         for box in sample.annotation.boxes:
             counts["faces"] += 1

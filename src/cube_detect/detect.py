@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import List
 
 import cv2
+from tqdm import tqdm
 
 from cube_detect.errors import CubeDetectError, ImageError
 from cube_detect.inference import DEFAULT_MODEL, load_detector
 from cube_detect.labels import atomic_write_text
+from cube_detect.visualize import draw_detections
 
 log = logging.getLogger("cube_detect.detect")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -49,10 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from cube_detect.visualize import draw_detections
-
     images = collect_images(args.inputs)
     if not images:
         raise CubeDetectError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, args.inputs))}")

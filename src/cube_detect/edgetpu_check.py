@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from cube_detect.errors import ModelError
+from cube_detect.labels import atomic_write_text
 
 # --- the rules ---------------------------------------------------------------------------------
 
@@ -540,7 +541,5 @@ def run(args: argparse.Namespace) -> int:
     report = check_model(args.model)
     print(format_report(report))
     if args.json is not None:
-        from cube_detect.labels import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report.ok else 1

@@ -15,10 +15,14 @@ import logging
 from pathlib import Path
 
 import cv2
+from tqdm import tqdm
 
+from cube_detect.dataset import load_split
 from cube_detect.errors import CubeDetectError
 from cube_detect.inference import DEFAULT_MODEL, load_detector
 from cube_detect.labels import atomic_write_text
+from cube_detect.metrics import pr_curves, summarize
+from cube_detect.visualize import draw_detections
 
 log = logging.getLogger("cube_detect.evaluate")
 
@@ -38,8 +42,6 @@ def plot_pr(coco_eval, labels, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cube_detect.metrics import pr_curves
-
     fig, ax = plt.subplots(figsize=(6, 5))
     for iou, style in ((0.5, "-"), (0.75, "--")):
         for cid, (recall, precision) in pr_curves(coco_eval, iou).items():
@@ -53,12 +55,6 @@ def plot_pr(coco_eval, labels, path: Path, title: str) -> None:
 
 def evaluate(model: Path, data: Path, threshold: float = 0.5, plots: Path = None, max_annotated: int = 40,
              skip_bad: bool = False) -> dict:
-    from tqdm import tqdm
-
-    from cube_detect.dataset import load_split
-    from cube_detect.metrics import summarize
-    from cube_detect.visualize import draw_detections
-
     folder = split_dir(Path(data))
     samples = load_split(folder, skip_bad=skip_bad)
     if not samples:
@@ -73,11 +69,11 @@ def evaluate(model: Path, data: Path, threshold: float = 0.5, plots: Path = None
         # A low threshold for the PR curve; the sequence and confusions use ``threshold``.
         detections = detector.detect(image, threshold=0.05)
         timings.append(detector.last_timing_ms["total"])
-        truth.append([(ids[b.label], (b.xmin, b.ymin, b.xmax, b.ymax)) for b in sample.annotation.boxes])
-        found.append([(d.class_id, d.score, d.box) for d in detections])
+        truth.append([(ids[b.label], b.bbox) for b in sample.annotation.boxes])
+        found.append(detections)
         if plots and k < max_annotated:
             shown = [d for d in detections if d.score >= threshold]
-            gt = [(b.label, (b.xmin, b.ymin, b.xmax, b.ymax)) for b in sample.annotation.boxes]
+            gt = [(b.label, b.bbox) for b in sample.annotation.boxes]
             cv2.imwrite(str(Path(plots) / "annotated" / (sample.image_path.stem + ".png")),
                         draw_detections(image, shown, gt))
     result = summarize(truth, found, labels, threshold=threshold)

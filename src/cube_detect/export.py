@@ -21,14 +21,21 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
+from cube_detect.errors import ModelError
+from cube_detect.inference import Detection, Detector, decode, make_interpreter
 from cube_detect.labels import write_label_files
+from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec
+from cube_detect.samples import Sample, float_detections, ground_truth, load_data
 
 log = logging.getLogger("cube_detect.export")
+#: Synthetic scenes re-rendered by ``export`` for calibration: the converter reads at most 200
+#: representative images (``_representative``); twice that leaves it a varied pick.
+CALIBRATION_SCENES = 400
 
 
 def _representative(samples, count: int = 200, seed: int = 0):
@@ -73,23 +80,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples, threshold: float = 0.05):
+def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sample],
+                      threshold: float = 0.05) -> List[List[Detection]]:
     """Detections (model pixels) of a TFLite model on model-sized samples, with the robot's interpreter."""
-    from cube_detect.inference import Detector, _cpu_interpreter
-
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
         handle.write(model_bytes)
         handle.flush()
-        detector = Detector(_cpu_interpreter(Path(handle.name), 2), spec, "cpu", "evaluation",
-                            Path(handle.name))
-        ids = spec.class_ids
-        out = []
-        from cube_detect.inference import decode_outputs
-
-        for image, _ in samples:
-            heat, boxes = detector.raw_outputs(image)
-            out.append([(ids[c], s, b) for c, s, b in decode_outputs(heat, boxes, spec.stride, threshold, 10)])
-    return out
+        detector = Detector(make_interpreter(handle.name, 2), spec, "cpu", "evaluation", Path(handle.name))
+        return [decode(*detector.raw_outputs(image), spec, threshold, 10) for image, _ in samples]
 
 
 def compile_edgetpu(model_path: Path) -> Optional[dict]:
@@ -115,9 +113,7 @@ def compile_edgetpu(model_path: Path) -> Optional[dict]:
 def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, out: Path,
                       training: Optional[dict] = None) -> dict:
     """Convert, evaluate float vs int8, write model + sidecar + labels; returns the figures."""
-    from cube_detect.metrics import summarize
-    from cube_detect.train import float_detections, ground_truth
-    from cube_detect.model import predict_fn
+    from cube_detect.model import predict_fn  # TensorFlow: only when exporting
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,10 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tensorflow as tf
-
-    from cube_detect.errors import ModelError
-    from cube_detect.train import TrainConfig, load_data
+    import tensorflow as tf  # only when this command runs: `export --help` stays fast
 
     path = args.workdir / f"{args.checkpoint}.keras"
     if not path.is_file():
@@ -173,10 +166,11 @@ def run(args: argparse.Namespace) -> int:
     state = json.loads((args.workdir / "state.json").read_text())
     conf = state["config"]
     spec = ModelSpec()
-    cfg = TrainConfig(out=Path(args.out), workdir=args.workdir, data=[Path(d) for d in state.get("data", [])],
-                      synthetic=min(int(conf.get("synthetic", 0)), 400), validation=int(conf.get("validation", 300)),
-                      seed=int(conf.get("seed", 0)))
-    train_samples, val_samples = load_data(cfg, spec)
+    # The run's own data again: its validation images for the float-vs-int8 figures, and up to
+    # CALIBRATION_SCENES of its synthetic scenes as the converter's representative data.
+    train_samples, val_samples = load_data(
+        spec, [Path(d) for d in state.get("data", [])], min(int(conf.get("synthetic", 0)), CALIBRATION_SCENES),
+        int(conf.get("validation", 300)), int(conf.get("seed", 0)))
     model = tf.keras.models.load_model(path, compile=False)
     figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
                                 training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")})

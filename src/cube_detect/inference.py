@@ -1,8 +1,10 @@
 """Run an exported cube_detect model: pre-processing, backends, decoding. No TensorFlow.
 
-Small functions at the model boundary (as pycoral's adapters): ``to_gray``, ``letterbox``,
-``decode_outputs``, ``nms``, ``sort_left_to_right``; and ``load_detector`` which picks the
-fastest backend that really works, in this order:
+The model adapter, as pycoral's: small functions at the model boundary, each doing one thing
+-- ``to_gray``, ``letterbox`` (pre-processing), ``make_interpreter`` (a TFLite interpreter on
+the CPU or with a delegate), ``decode`` (raw outputs -> sorted ``Detection``s in image pixels,
+used by the detector, by training's validation and by export's checks) -- and
+``load_detector``, which picks the fastest backend that really works, in this order:
 
 1. pycoral with the ``_edgetpu`` model (only if pycoral is really installed and sees a TPU);
 2. the TFLite interpreter with the ``libedgetpu.so.1`` delegate and the ``_edgetpu`` model;
@@ -19,14 +21,16 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
+from cube_detect.boxes import BBox, sort_left_to_right
 from cube_detect.errors import ImageError, ModelError
 from cube_detect.labels import read_labels
 from cube_detect.modelspec import ModelSpec, sidecar_path
@@ -48,15 +52,15 @@ def default_model() -> Path:
     except Exception:  # noqa: BLE001 - no ROS, or package not found: report the source path
         return DEFAULT_MODEL
 
-Box = Tuple[float, float, float, float]
-
 
 @dataclass(frozen=True)
 class Detection:
+    """One face found (pycoral's ``detect.Object``, with the class name)."""
+
     label: str
     class_id: int
     score: float
-    box: Box  # xmin, ymin, xmax, ymax in original-image pixels
+    box: BBox  # xmin, ymin, xmax, ymax in original-image pixels
 
     def to_dict(self) -> dict:
         return {"label": self.label, "id": self.class_id, "score": round(float(self.score), 4),
@@ -135,12 +139,24 @@ def decode_outputs(heatmap: np.ndarray, boxes: np.ndarray, stride: int, threshol
     return [(int(classes[k]), float(scores[k]), tuple(float(v) for v in xyxy[k])) for k in keep]
 
 
-def sort_left_to_right(detections: Sequence[Detection], axis: str = "x") -> List[Detection]:
-    """The arm's order: by box centre x (or y, for a camera mounted sideways)."""
-    if axis not in ("x", "y"):
-        raise ValueError(f"sort axis must be 'x' or 'y', got {axis!r}")
-    i = 0 if axis == "x" else 1
-    return sorted(detections, key=lambda d: (d.box[i] + d.box[i + 2]) / 2.0)
+def decode(heatmap: np.ndarray, boxes: np.ndarray, spec: ModelSpec, threshold: float, max_detections: int,
+           scale: float = 1.0, image_size: Optional[Tuple[int, int]] = None, sort_axis: str = "x") -> List[Detection]:
+    """Dequantized outputs of one image -> ``Detection``s sorted in the arm's order.
+
+    Boxes are divided by ``scale`` (the letterbox's model pixels per image pixel; 1 keeps model
+    pixels) and, when ``image_size`` (height, width) is given, clipped to the image; a box
+    left under one pixel wide or high is dropped. Class index -> the sidecar's id and name.
+    """
+    ids = spec.class_ids
+    detections = []
+    for cls, score, xyxy in decode_outputs(heatmap, boxes, spec.stride, threshold, max_detections):
+        box = BBox(*xyxy).scale(1.0 / scale)
+        if image_size is not None:
+            box = box.clip(image_size[1], image_size[0])
+        if box.width < 1 or box.height < 1:
+            continue
+        detections.append(Detection(spec.labels[ids[cls]], ids[cls], score, box))
+    return sort_left_to_right(detections, sort_axis)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -180,18 +196,18 @@ def _pycoral_interpreter(edgetpu_model: Path):
     return edgetpu.make_interpreter(str(edgetpu_model))
 
 
-def _delegate_interpreter(edgetpu_model: Path, num_threads: int):
+def make_interpreter(model_path: os.PathLike, num_threads: int = 1, delegate: Optional[str] = None):
+    """A TFLite interpreter (LiteRT, else tflite-runtime) for ``model_path``, on the CPU or
+    through the named delegate library (e.g. ``libedgetpu.so.1``, which raises RuntimeError
+    when it cannot be loaded). Not yet allocated."""
     Interpreter, load_delegate = _tflite_interpreter_class()
-    try:
-        delegate = load_delegate("libedgetpu.so.1")
-    except (ValueError, OSError) as exc:
-        raise RuntimeError(f"libedgetpu.so.1 delegate not available ({str(exc).splitlines()[0]})") from exc
-    return Interpreter(model_path=str(edgetpu_model), experimental_delegates=[delegate], num_threads=num_threads)
-
-
-def _cpu_interpreter(model: Path, num_threads: int):
-    Interpreter, _ = _tflite_interpreter_class()
-    return Interpreter(model_path=str(model), num_threads=num_threads)
+    delegates = []
+    if delegate:
+        try:
+            delegates.append(load_delegate(delegate))
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(f"{delegate} delegate not available ({str(exc).splitlines()[0]})") from exc
+    return Interpreter(model_path=str(model_path), experimental_delegates=delegates or None, num_threads=num_threads)
 
 
 class Detector:
@@ -268,18 +284,9 @@ class Detector:
         t1 = time.perf_counter()
         heatmap, boxes = self.raw_outputs(boxed)
         t2 = time.perf_counter()
-        found = decode_outputs(heatmap, boxes, self.spec.stride,
-                               self.threshold if threshold is None else threshold,
-                               self.max_detections if max_detections is None else max_detections)
-        ids = self.spec.class_ids
-        detections = []
-        for cls, score, (x1, y1, x2, y2) in found:
-            box = (min(max(x1 / scale, 0.0), w), min(max(y1 / scale, 0.0), h),
-                   min(max(x2 / scale, 0.0), w), min(max(y2 / scale, 0.0), h))
-            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                continue
-            detections.append(Detection(self.spec.labels[ids[cls]], ids[cls], score, box))
-        result = sort_left_to_right(detections, self.sort_axis)
+        result = decode(heatmap, boxes, self.spec, self.threshold if threshold is None else threshold,
+                        self.max_detections if max_detections is None else max_detections,
+                        scale, (h, w), self.sort_axis)
         t3 = time.perf_counter()
         self.last_timing_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                                "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
@@ -320,11 +327,11 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
     if backend in ("auto", "edgetpu"):
         if edgetpu_model.is_file():
             attempts += [("edgetpu", "pycoral", lambda: _pycoral_interpreter(edgetpu_model)),
-                         ("edgetpu", "libedgetpu delegate", lambda: _delegate_interpreter(edgetpu_model, num_threads))]
+                         ("edgetpu", "libedgetpu delegate", lambda: make_interpreter(edgetpu_model, num_threads, "libedgetpu.so.1"))]
         else:
             skipped["edgetpu"] = f"no Edge TPU model ({edgetpu_model.name} not found)"
     if backend in ("auto", "cpu"):
-        attempts.append(("cpu", runtime_name(), lambda: _cpu_interpreter(model_path, num_threads)))
+        attempts.append(("cpu", runtime_name(), lambda: make_interpreter(model_path, num_threads)))
 
     for name, how, make in attempts:
         try:

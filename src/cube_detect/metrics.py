@@ -1,31 +1,25 @@
 """Detection metrics with pycocotools (COCO's reference implementation), plus the two
 figures this product cares about: one<->two confusions and exact left-to-right sequences.
 
-Inputs are plain lists per image, so training (float Keras outputs) and evaluation (TFLite
+Inputs are lists per image, so training (float Keras outputs) and evaluation (TFLite
 outputs) share one implementation:
   ground truth: [(class_id, (x1, y1, x2, y2)), ...]
-  detections:   [(class_id, score, (x1, y1, x2, y2)), ...]
+  detections:   [Detection, ...]  (anything with ``class_id``, ``score`` and ``box``; see
+                ``inference.decode``)
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-GroundTruth = Sequence[Tuple[int, Tuple[float, float, float, float]]]
-Detections = Sequence[Tuple[int, float, Tuple[float, float, float, float]]]
+from cube_detect.boxes import BBox, row_axis, sort_left_to_right
 
-
-def _box_iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+GroundTruth = Sequence[Tuple[int, Sequence[float]]]
+Detections = Sequence[Any]  # Detection-like: .class_id, .score, .box
 
 
 def coco_evaluate(ground_truth: Sequence[GroundTruth], detections: Sequence[Detections],
@@ -41,8 +35,9 @@ def coco_evaluate(ground_truth: Sequence[GroundTruth], detections: Sequence[Dete
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cid),
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
                                 "iscrowd": 0})
-        for cid, score, (x1, y1, x2, y2) in dets:
-            results.append({"image_id": image_id, "category_id": int(cid), "score": float(score),
+        for det in dets:
+            x1, y1, x2, y2 = det.box
+            results.append({"image_id": image_id, "category_id": int(det.class_id), "score": float(det.score),
                             "bbox": [x1, y1, x2 - x1, y2 - y1]})
     if not annotations:
         return None
@@ -87,39 +82,29 @@ def confusions(ground_truth, detections, labels: Mapping[int, str], iou: float =
     """Detections above ``threshold`` matched to a face of the OTHER class (IoU >= iou)."""
     counts = {f"{labels[a]}->{labels[b]}": 0 for a in labels for b in labels if a != b}
     for gts, dets in zip(ground_truth, detections):
-        for cid, score, box in dets:
-            if score < threshold:
+        for det in dets:
+            if det.score < threshold:
                 continue
-            best = max(gts, key=lambda g: _box_iou(g[1], box), default=None)
-            if best is not None and _box_iou(best[1], box) >= iou and best[0] != cid:
-                counts[f"{labels[best[0]]}->{labels[cid]}"] += 1
+            box = BBox(*det.box)
+            best = max(gts, key=lambda g: box.iou(g[1]), default=None)
+            if best is not None and box.iou(best[1]) >= iou and best[0] != det.class_id:
+                counts[f"{labels[best[0]]}->{labels[det.class_id]}"] += 1
     return counts
-
-
-def row_axis(boxes) -> int:
-    """0 (x) when the faces spread more horizontally than vertically, else 1 (y): the axis a
-    user sets as the detector's sort axis for that camera mounting."""
-    if len(boxes) < 2:
-        return 0
-    centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])
-    spread = centres.max(axis=0) - centres.min(axis=0)
-    return int(spread[1] > spread[0])
 
 
 def sequence_accuracy(ground_truth, detections, threshold: float = 0.5) -> float:
     """Share of images whose sorted label sequence (detections >= threshold) is exactly right.
 
-    Faces are sorted along the row's axis (x for a row, y for a column, see ``row_axis``),
-    as the detector node does with its ``sort_axis`` parameter.
+    Faces are sorted in the arm's order along the row's axis (x for a row, y for a column,
+    see ``boxes.row_axis``), as the detector node does with its ``sort_axis`` parameter.
     """
     if not ground_truth:
         return 0.0
     right = 0
     for gts, dets in zip(ground_truth, detections):
         axis = row_axis([b for _, b in gts])
-        truth = [c for c, b in sorted(gts, key=lambda g: g[1][axis] + g[1][axis + 2])]
-        found = [c for c, s, b in sorted((d for d in dets if d[1] >= threshold),
-                                         key=lambda d: d[2][axis] + d[2][axis + 2])]
+        truth = [c for c, _ in sort_left_to_right(gts, axis, box=lambda g: g[1])]
+        found = [d.class_id for d in sort_left_to_right([d for d in dets if d.score >= threshold], axis)]
         right += truth == found
     return right / len(ground_truth)
 

@@ -62,7 +62,7 @@ class ModelSpec:
         atomic_write_text(path, self.to_json())
 
     @classmethod
-    def load(cls, path: os.PathLike) -> "ModelSpec":
+    def load(cls, path: os.PathLike) -> ModelSpec:
         path = Path(path)
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))

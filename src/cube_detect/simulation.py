@@ -15,7 +15,10 @@ from typing import List, Sequence
 import cv2
 import numpy as np
 
+from cube_detect.boxes import sort_left_to_right
+from cube_detect.dataset import LabeledBox, read_voc
 from cube_detect.errors import ImageError
+from cube_detect.synth import render_indexed
 
 
 @dataclass(frozen=True)
@@ -25,27 +28,19 @@ class Scene:
     name: str = ""
 
 
-def sorted_labels(boxes: Sequence, axis: str = "x") -> List[str]:
-    """Class names of ``boxes`` (objects with label/xmin/ymin/xmax/ymax) in the arm's order."""
-    if axis == "x":
-        key = lambda b: (b.xmin + b.xmax) / 2.0  # noqa: E731
-    else:
-        key = lambda b: (b.ymin + b.ymax) / 2.0  # noqa: E731
-    return [b.label for b in sorted(boxes, key=key)]
+def sorted_labels(boxes: Sequence[LabeledBox], axis: str = "x") -> List[str]:
+    """Class names of labelled boxes in the arm's order (``boxes.sort_left_to_right``)."""
+    return [b.label for b in sort_left_to_right(boxes, axis, box=lambda b: b.bbox)]
 
 
 class SyntheticScenes:
     """Scene i of ``seed`` is the synthetic generator's image i: reproducible across runs."""
 
     def __init__(self, seed: int = 0, axis: str = "x"):
-        from cube_detect import synth  # imported here: folder-only users never need it
-
-        self._render = synth.render_scene
         self.seed, self.axis, self.index = int(seed), axis, 0
 
     def next(self) -> Scene:
-        rng = np.random.default_rng([self.seed, self.index])
-        image, boxes = self._render(rng)
+        image, boxes = render_indexed(self.seed, self.index)
         scene = Scene(image, sorted_labels(boxes, self.axis), f"synthetic:{self.seed}:{self.index}")
         self.index += 1
         return scene
@@ -64,8 +59,6 @@ class FolderScenes:
         self.axis, self.index = axis, 0
 
     def next(self) -> Scene:
-        from cube_detect.dataset import read_voc
-
         path = self.paths[self.index % len(self.paths)]
         self.index += 1
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

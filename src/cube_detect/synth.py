@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import threading
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from cube_detect.dataset import Annotation, Box, write_voc
+from cube_detect.dataset import DatasetWriter, LabeledBox, SaveSummary
 from cube_detect.errors import CubeDetectError
-from cube_detect.labels import LABELS, write_label_files
+from cube_detect.labels import LABELS
 
 SIZES: Tuple[Tuple[int, int], ...] = ((640, 480), (752, 480))
 #: A face less visible than this is moved back into the frame (never drawn unlabelled).
@@ -719,11 +721,11 @@ def _camera(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray, face_le
     return bgr if colour else cv2.cvtColor(img8, cv2.COLOR_GRAY2BGR)
 
 
-def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, List[Box]]:
+def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, List[LabeledBox]]:
     """One synthetic camera frame and the boxes of its labelled faces.
 
     ``size`` is (width, height), by default drawn from :data:`SIZES`. Returns a BGR uint8
-    image (three equal channels for a grayscale camera) and ``Box(label, xmin, ymin, xmax,
+    image (three equal channels for a grayscale camera) and ``LabeledBox(label, xmin, ymin, xmax,
     ymax)`` per visible face (1-4), left to right.
     """
     if size is None:
@@ -756,17 +758,17 @@ def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = Non
         q = cube.front
         xmin, ymin = max(int(math.floor(q[:, 0].min())), 0), max(int(math.floor(q[:, 1].min())), 0)
         xmax, ymax = min(int(math.ceil(q[:, 0].max())), width), min(int(math.ceil(q[:, 1].max())), height)
-        boxes.append(Box(cube.label, xmin, ymin, xmax, ymax))
+        boxes.append(LabeledBox(cube.label, xmin, ymin, xmax, ymax))
     boxes.sort(key=lambda b: (b.xmin, b.ymin))
     return bgr, boxes
 
 
-def render_indexed(seed: int, index: int, size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, List[Box]]:
+def render_indexed(seed: int, index: int, size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, List[LabeledBox]]:
     """Image ``index`` of ``seed``: a function of (seed, index) only."""
     return render_scene(np.random.default_rng([int(seed), int(index)]), size)
 
 
-def _render_task(task):
+def _render_task(task: Tuple[int, int]) -> Tuple[np.ndarray, List[LabeledBox]]:
     return render_indexed(*task)
 
 
@@ -775,89 +777,32 @@ def init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def render_batch(seed: int, start: int, count: int, workers: int = 1,
-                 size: Optional[Tuple[int, int]] = None) -> List[Tuple[np.ndarray, List[Box]]]:
-    """Images ``start .. start+count-1`` of ``seed`` in memory (the same as written by
-    :func:`write_dataset`), rendered by ``workers`` processes."""
-    tasks = [(seed, i, size) for i in range(start, start + count)]
-    if workers <= 1:
-        return [_render_task(t) for t in tasks]
-    import multiprocessing
-
-    with multiprocessing.get_context().Pool(workers, initializer=init_worker) as pool:
-        return pool.map(_render_task, tasks, chunksize=max(1, count // (workers * 8)))
-
-
 # --------------------------------------------------------------------------- data set
 
 
-def is_test_index(index: int, test_share: float) -> bool:
-    """Spread test images evenly: exactly floor(count * share) of the first ``count`` (for
-    any count), and whether image i is a test image does not depend on the count."""
-    eps = 1e-9  # 0.1 * 30 is 3.0000000000000004, 0.7 * 10 is 7.000000000000001
-    return math.floor((index + 1) * test_share + eps) > math.floor(index * test_share + eps)
-
-
-def _write_task(task) -> Tuple[str, List[Box]]:
-    out_dir, seed, index, split, name = task
-    image, boxes = render_indexed(seed, index)
-    image_path = Path(out_dir) / split / name
-    tmp = image_path.with_name(f".{name}.tmp{os.getpid()}.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise CubeDetectError(f"{image_path}: cannot write image")
-    os.replace(tmp, image_path)
-    height, width = image.shape[:2]
-    ann = Annotation(filename=name, width=width, height=height, depth=3, boxes=boxes, folder=split,
-                     path=str(image_path.resolve()))
-    write_voc(image_path.with_suffix(".xml"), ann)
-    return split, boxes
-
-
 def write_dataset(out_dir: os.PathLike, count: int, seed: int, test_share: float = 0.1, workers: int = 1,
-                  progress: bool = True) -> dict:
-    """Write ``count`` scenes as ``<out>/train|test/imageNNN.png`` + labelImg XML, and the
-    label files. Returns counts per split: ``{"train": {"images", "faces", "one", "two"}, ...}``."""
+                  progress: bool = True) -> SaveSummary:
+    """Render scenes ``0 .. count-1`` of ``seed`` (in ``workers`` processes) and save them with
+    :class:`~cube_detect.dataset.DatasetWriter`, the writer capture uses: same names, split
+    rule and root files. Scene ``i`` of a new data set is ``imageNNN`` with NNN = i + 1."""
     if count < 0:
         raise CubeDetectError(f"--count must be >= 0, got {count}")
     if not 0.0 <= test_share < 1.0:
         raise CubeDetectError(f"--test-share must be in [0, 1), got {test_share}")
-    out = Path(out_dir)
-    for split in ("train", "test"):
-        (out / split).mkdir(parents=True, exist_ok=True)
-    write_label_files(out)
-    digits = max(3, len(str(max(count - 1, 0))))
-    tasks = [(str(out), seed, i, "test" if is_test_index(i, test_share) else "train", f"image{i:0{digits}d}.png")
-             for i in range(count)]
-    counts = {split: {"images": 0, "faces": 0, **{n: 0 for n in LABELS.values()}} for split in ("train", "test")}
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is in requirements/train.txt
-        tqdm = None
-    bar = tqdm(total=count, desc="synth", unit="img", disable=not progress) if tqdm else None
-
-    def record(result):
-        split, boxes = result
-        counts[split]["images"] += 1
-        for box in boxes:
-            counts[split]["faces"] += 1
-            counts[split][box.label] += 1
-        if bar is not None:
-            bar.update(1)
-
-    try:
+    writer = DatasetWriter(out_dir, test_share)
+    tasks = [(seed, i) for i in range(count)]
+    with tqdm(total=count, desc="synth", unit="img", disable=not progress) as bar:
         if workers <= 1:
-            for task in tasks:
-                record(_write_task(task))
+            scenes: Iterable[Tuple[np.ndarray, List[LabeledBox]]] = map(_render_task, tasks)
+            for image, boxes in scenes:
+                writer.save(image, boxes)
+                bar.update(1)
         else:
-            import multiprocessing
-
             with multiprocessing.get_context().Pool(workers, initializer=init_worker) as pool:
-                for result in pool.imap_unordered(_write_task, tasks, chunksize=4):
-                    record(result)
-    finally:
-        if bar is not None:
-            bar.close()
-    return counts
+                for image, boxes in pool.imap(_render_task, tasks, chunksize=4):
+                    writer.save(image, boxes)
+                    bar.update(1)
+    return writer.summary
 
 
 # --------------------------------------------------------------------------- command
@@ -872,8 +817,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    counts = write_dataset(args.out, args.count, args.seed, args.test_share, args.workers)
-    for split, c in counts.items():
-        print(f"{split}: {c['images']} images, {c['faces']} faces ({', '.join(f'{n} {c[n]}' for n in LABELS.values())})")
-    print(f"written to {Path(args.out)}")
+    summary = write_dataset(args.out, args.count, args.seed, args.test_share, args.workers)
+    print(f"{summary.line()}; written to {Path(args.out)}")
     return 0

@@ -14,75 +14,26 @@ import argparse
 import json
 import logging
 import math
-import multiprocessing
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from cube_detect.errors import CubeDetectError
-from cube_detect.inference import letterbox, to_gray
 from cube_detect.labels import atomic_write_text
+from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec
+from cube_detect.samples import Sample, float_detections, ground_truth, load_data
 
 log = logging.getLogger("cube_detect.train")
 
-# A sample in memory: model-sized gray image + boxes (class_index, x1, y1, x2, y2) in model pixels.
-Sample = Tuple[np.ndarray, np.ndarray]
-VALIDATION_SEED_OFFSET = 7_919  # synthetic validation scenes never overlap training ones
 
-
-# ----------------------------------------------------------------------------- data
-def to_sample(image: np.ndarray, boxes: Sequence, spec: ModelSpec) -> Sample:
-    """Letterbox one original image and scale its VOC boxes to model pixels."""
-    boxed, scale = letterbox(to_gray(image), spec.width, spec.height, spec.pad_value)
-    ids = spec.class_ids
-    name_to_index = {spec.labels[cid]: i for i, cid in enumerate(ids)}
-    rows = [(name_to_index[b.label], b.xmin * scale, b.ymin * scale, b.xmax * scale, b.ymax * scale)
-            for b in boxes]
-    return boxed, np.array(rows, np.float32).reshape(-1, 5)
-
-
-def _synthetic_sample(args) -> Sample:
-    seed, index, spec = args
-    from cube_detect.synth import render_scene
-
-    image, boxes = render_scene(np.random.default_rng([seed, index]))
-    return to_sample(image, boxes, spec)
-
-
-def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str) -> List[Sample]:
-    from tqdm import tqdm
-
-    from cube_detect.synth import init_worker
-
-    jobs = [(seed, i, spec) for i in range(count)]
-    if workers <= 1 or count < 50:
-        return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=init_worker) as pool:
-        return list(tqdm(pool.imap(_synthetic_sample, jobs, chunksize=16), total=count, desc=desc,
-                         unit="img", leave=False))
-
-
-def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> List[Sample]:
-    from cube_detect.dataset import load_split
-
-    split_dir = Path(root) / split
-    if not split_dir.is_dir():
-        return []
-    samples = []
-    for item in load_split(split_dir, skip_bad=skip_bad):
-        image = cv2.imread(str(item.image_path), cv2.IMREAD_UNCHANGED)
-        samples.append(to_sample(image, item.annotation.boxes, spec))
-    return samples
-
-
+# ----------------------------------------------------------------------------- augmentation
 def augment(sample: Sample, rng: np.random.Generator) -> Sample:
     """Geometric (scale, shift) and photometric (gamma, contrast, noise, blur) jitter.
 
@@ -118,14 +69,15 @@ def augment(sample: Sample, rng: np.random.Generator) -> Sample:
 
 
 class BatchMaker:
-    """Shuffled, augmented batches of (images, targets), prepared one batch ahead in a thread."""
+    """Shuffled, augmented batches of (images, targets), prepared one batch ahead in a thread.
 
-    def __init__(self, samples: List[Sample], spec: ModelSpec, batch_size: int, seed: int):
-        from cube_detect.model import encode_targets
+    ``encode`` turns one sample's boxes into the network's target maps (``model.encode_targets``)."""
 
+    def __init__(self, samples: List[Sample], spec: ModelSpec, batch_size: int, seed: int,
+                 encode: Callable[[Sequence[tuple], ModelSpec], np.ndarray]):
         self.samples, self.spec, self.batch_size = samples, spec, batch_size
         self.rng = np.random.default_rng(seed)
-        self._encode = encode_targets
+        self._encode = encode
 
     def batch(self, indices) -> Tuple[np.ndarray, np.ndarray]:
         images, targets = [], []
@@ -144,28 +96,6 @@ class BatchMaker:
                 batch = future.result()
                 future = pool.submit(self.batch, chunks[k + 1]) if k + 1 < len(chunks) else None
                 yield batch
-
-
-# ----------------------------------------------------------------------------- evaluation
-def float_detections(predict, samples: List[Sample], spec: ModelSpec, threshold: float = 0.05,
-                     batch_size: int = 64):
-    """Run the float Keras model on model-sized samples; detections in model pixels."""
-    from cube_detect.inference import decode_outputs
-
-    ids = spec.class_ids
-    out = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start:start + batch_size]
-        images = np.stack([s[0] for s in chunk]).astype(np.float32)[..., None] / 255.0
-        heat, boxes = (t.numpy() for t in predict(images))
-        for h, b in zip(heat, boxes):
-            out.append([(ids[c], s, box) for c, s, box in decode_outputs(h, b, spec.stride, threshold, 10)])
-    return out
-
-
-def ground_truth(samples: List[Sample], spec: ModelSpec):
-    ids = spec.class_ids
-    return [[(ids[int(c)], (x1, y1, x2, y2)) for c, x1, y1, x2, y2 in s[1]] for s in samples]
 
 
 # ----------------------------------------------------------------------------- training
@@ -221,42 +151,13 @@ def plot_curves(history: List[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_data(cfg: TrainConfig, spec: ModelSpec):
-    train, val = [], []
-    for root in cfg.data:
-        if not Path(root).is_dir():
-            raise CubeDetectError(f"{root}: data set folder not found")
-        user_train = dataset_samples(root, "train", spec, cfg.skip_bad)
-        user_val = dataset_samples(root, "test", spec, cfg.skip_bad)
-        log.info("data set %s: %d train, %d test images", root, len(user_train), len(user_val))
-        train += user_train
-        val += user_val
-    user_count = len(train)
-    if cfg.synthetic:
-        t0 = time.monotonic()
-        train += synthetic_samples(cfg.seed, cfg.synthetic, spec, cfg.workers, "synthetic train")
-        val += synthetic_samples(cfg.seed + VALIDATION_SEED_OFFSET, cfg.validation, spec, cfg.workers,
-                                 "synthetic validation")
-        log.info("rendered %d + %d synthetic scenes in %.0f s", cfg.synthetic, cfg.validation,
-                 time.monotonic() - t0)
-    if not train:
-        raise CubeDetectError("no training images: give --data DIR (with DIR/train) and/or --synthetic N")
-    if not val:  # user data without a test split: hold out every 10th image
-        val, train = train[::10], [s for i, s in enumerate(train) if i % 10]
-    if user_count and cfg.synthetic:
-        # Keep the user's photos at least a third of what the network sees.
-        repeat = max(1, int(0.5 * cfg.synthetic / max(user_count, 1)))
-        train += [s for s in train[:user_count] for _ in range(repeat - 1)]
-    return train, val
-
-
 def train(cfg: TrainConfig) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow (and model.py, built on it) only once training runs: `train --help` stays fast.
     import tensorflow as tf
-    from tqdm import tqdm
 
-    from cube_detect.model import build_model, count_macs, make_train_step, predict_fn
-    from cube_detect.metrics import summarize
+    from cube_detect.export import export_checkpoint
+    from cube_detect.model import build_model, count_macs, encode_targets, make_train_step, predict_fn
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
@@ -266,7 +167,8 @@ def train(cfg: TrainConfig) -> dict:
     spec = ModelSpec()
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    train_samples, val_samples = load_data(cfg, spec)
+    train_samples, val_samples = load_data(spec, cfg.data, cfg.synthetic, cfg.validation, cfg.seed,
+                                           cfg.workers, cfg.skip_bad)
     val_truth = ground_truth(val_samples, spec)
 
     state_path = cfg.workdir / "state.json"
@@ -291,7 +193,7 @@ def train(cfg: TrainConfig) -> dict:
     lr_var = optimizer.learning_rate
     train_step = make_train_step(model, optimizer, spec.num_classes)
     predict = predict_fn(model)
-    batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"])
+    batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"], encode_targets)
     setup_s = time.monotonic() - started
     trained_s = state.get("trained_s", 0.0)  # time in training steps, across resumes
     steps_done = state.get("steps", 0)
@@ -352,8 +254,6 @@ def train(cfg: TrainConfig) -> dict:
               "val_mAP50": state["best_mAP50"], "train_minutes": state["elapsed_s"] / 60,
               "minutes_to_mAP50_0.95": (state["reached_095_s"] / 60) if "reached_095_s" in state else None}
     if cfg.export:
-        from cube_detect.export import export_checkpoint
-
         best = tf.keras.models.load_model(cfg.workdir / "best.keras", compile=False)
         result["export"] = export_checkpoint(best, spec, train_samples, val_samples, cfg.out,
                                              training=result)

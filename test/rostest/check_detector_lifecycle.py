@@ -15,8 +15,8 @@ from pathlib import Path
 
 import rospkg
 import rospy
-from roslib.packages import find_node
 import rostest
+from roslib.packages import find_node
 from std_msgs.msg import Bool
 
 from cube_detect.labels import NAME_TO_ID

@@ -1,0 +1,126 @@
+"""Training data in memory: model-sized samples and their ground truth (no TensorFlow).
+
+The data-loading half of training, shared by ``train`` (training and validation) and
+``export`` (calibration images for the int8 converter, float-vs-int8 figures):
+
+- a :data:`Sample` is a letterboxed gray image (the same ``letterbox`` inference uses) and its
+  boxes ``(class_index, x1, y1, x2, y2)`` in model pixels;
+- ``synthetic_samples`` renders scenes (``synth``), ``dataset_samples`` reads a labelImg split;
+- ``load_data`` gathers both for a run; ``ground_truth`` and ``float_detections`` turn samples
+  and a float network's outputs into the inputs of :func:`cube_detect.metrics.summarize`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from pathlib import Path
+from typing import Callable, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from cube_detect.boxes import BBox
+from cube_detect.dataset import LabeledBox, load_split
+from cube_detect.errors import CubeDetectError
+from cube_detect.inference import Detection, decode, letterbox, to_gray
+from cube_detect.metrics import GroundTruth
+from cube_detect.modelspec import ModelSpec
+from cube_detect.synth import init_worker, render_indexed
+
+log = logging.getLogger(__name__)
+
+# A sample in memory: model-sized gray image + boxes (class_index, x1, y1, x2, y2) in model pixels.
+Sample = Tuple[np.ndarray, np.ndarray]
+#: Synthetic validation scenes come from seed + this offset: they never overlap training ones.
+VALIDATION_SEED_OFFSET = 7_919
+
+
+def to_sample(image: np.ndarray, boxes: Sequence[LabeledBox], spec: ModelSpec) -> Sample:
+    """Letterbox one original image and scale its VOC boxes to model pixels."""
+    boxed, scale = letterbox(to_gray(image), spec.width, spec.height, spec.pad_value)
+    name_to_index = {spec.labels[cid]: i for i, cid in enumerate(spec.class_ids)}
+    rows = [(name_to_index[b.label], *b.bbox.scale(scale)) for b in boxes]
+    return boxed, np.array(rows, np.float32).reshape(-1, 5)
+
+
+def _synthetic_sample(job: Tuple[int, int, ModelSpec]) -> Sample:
+    seed, index, spec = job
+    image, boxes = render_indexed(seed, index)
+    return to_sample(image, boxes, spec)
+
+
+def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str) -> List[Sample]:
+    """Synthetic scenes ``0 .. count-1`` of ``seed`` as samples, rendered by ``workers`` processes."""
+    jobs = [(seed, i, spec) for i in range(count)]
+    if workers <= 1 or count < 50:
+        return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers, initializer=init_worker) as pool:
+        return list(tqdm(pool.imap(_synthetic_sample, jobs, chunksize=16), total=count, desc=desc,
+                         unit="img", leave=False))
+
+
+def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> List[Sample]:
+    """The ``split`` (train/test) of a labelImg data set as samples; none when it has no such folder."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        return []
+    samples = []
+    for item in load_split(split_dir, skip_bad=skip_bad):
+        image = cv2.imread(str(item.image_path), cv2.IMREAD_UNCHANGED)
+        samples.append(to_sample(image, item.annotation.boxes, spec))
+    return samples
+
+
+def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation: int, seed: int,
+              workers: int = 2, skip_bad: bool = False) -> Tuple[List[Sample], List[Sample]]:
+    """(train, validation) samples of a run: the data sets' train/ and test/ splits, plus
+    ``synthetic`` training scenes of ``seed`` and ``validation`` scenes of a seed training
+    never sees. The user's photos are repeated to be at least a third of what the network sees."""
+    train: List[Sample] = []
+    val: List[Sample] = []
+    for root in data:
+        if not Path(root).is_dir():
+            raise CubeDetectError(f"{root}: data set folder not found")
+        user_train = dataset_samples(root, "train", spec, skip_bad)
+        user_val = dataset_samples(root, "test", spec, skip_bad)
+        log.info("data set %s: %d train, %d test images", root, len(user_train), len(user_val))
+        train += user_train
+        val += user_val
+    user_count = len(train)
+    if synthetic:
+        t0 = time.monotonic()
+        train += synthetic_samples(seed, synthetic, spec, workers, "synthetic train")
+        val += synthetic_samples(seed + VALIDATION_SEED_OFFSET, validation, spec, workers,
+                                 "synthetic validation")
+        log.info("rendered %d + %d synthetic scenes in %.0f s", synthetic, validation, time.monotonic() - t0)
+    if not train:
+        raise CubeDetectError("no training images: give --data DIR (with DIR/train) and/or --synthetic N")
+    if not val:  # user data without a test split: hold out every 10th image
+        val, train = train[::10], [s for i, s in enumerate(train) if i % 10]
+    if user_count and synthetic:
+        repeat = max(1, int(0.5 * synthetic / max(user_count, 1)))
+        train += [s for s in train[:user_count] for _ in range(repeat - 1)]
+    return train, val
+
+
+def ground_truth(samples: Sequence[Sample], spec: ModelSpec) -> List[GroundTruth]:
+    """Per sample: ``[(class_id, BBox), ...]`` in model pixels."""
+    ids = spec.class_ids
+    return [[(ids[int(c)], BBox(x1, y1, x2, y2)) for c, x1, y1, x2, y2 in s[1]] for s in samples]
+
+
+def float_detections(predict: Callable, samples: Sequence[Sample], spec: ModelSpec, threshold: float = 0.05,
+                     batch_size: int = 64) -> List[List[Detection]]:
+    """Run a float network (``predict(images) -> (heatmaps, boxes)`` tensors) on model-sized
+    samples; detections in model pixels, decoded as on the robot."""
+    out = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        images = np.stack([s[0] for s in chunk]).astype(np.float32)[..., None] / 255.0
+        heat, boxes = (t.numpy() for t in predict(images))
+        out += [decode(h, b, spec, threshold, 10) for h, b in zip(heat, boxes)]
+    return out
