@@ -17,7 +17,7 @@ def test_help_of_a_robot_side_command_does_not_load_tensorflow():
 
 
 def test_every_command_has_help():
-    for command in ("synth", "stats", "train", "export", "check", "evaluate", "detect"):
+    for command in ("synth", "stats", "train", "export", "check", "evaluate", "robustness", "detect"):
         proc = run(command, "--help")
         assert proc.returncode == 0 and "usage:" in proc.stdout, command
 

@@ -83,3 +83,40 @@ def test_detect_cli_json_matches_the_inference_api(trained, tmp_path):
         xs = [d["box"][0] + d["box"][2] for d in entry["detections"]]
         assert xs == sorted(xs)
     assert len(list((tmp_path / "annotated").glob("*.png"))) == 3
+
+
+def test_export_calibrates_the_default_threshold_and_tools_use_it(trained):
+    _, _, out = trained
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    curve = sidecar["metrics"]["exact_sequences_by_threshold"]
+    assert sidecar["threshold"] == sidecar["metrics"]["threshold"]
+    assert curve[f"{sidecar['threshold']:.2f}"] == max(curve.values())  # the best candidate was chosen
+    assert load_detector(out.with_suffix(".tflite")).threshold == sidecar["threshold"]
+    assert load_detector(out.with_suffix(".tflite"), threshold=0.9).threshold == 0.9
+
+
+def test_robustness_table_covers_every_family(trained, tmp_path, capsys):
+    _, _, out = trained
+    report = tmp_path / "robustness.json"
+    assert main(["robustness", "--model", str(out.with_suffix(".tflite")), "--count", "4",
+                 "--json", str(report)]) == 0
+    table = json.loads(report.read_text())
+    from cube_detect.synth import FAMILIES
+
+    assert list(table["families"]) == list(FAMILIES)
+    assert all(row["images"] == 4 and 0 <= row["mAP50"] <= 1 for row in table["families"].values())
+    assert capsys.readouterr().out.count("\n| ") == len(FAMILIES) + 1  # header rule + one row per family
+
+
+def test_fine_tune_starts_from_an_exported_model(trained, tmp_path):
+    root, data, out = trained
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--init", str(out.with_suffix(".tflite")), "--data", str(data), "--synthetic", "100",
+                 "--validation", "30", "--epochs", "1", "--workers", "1", "--out", str(tuned),
+                 "--workdir", str(tmp_path / "run")]) == 0
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["config"]["init"] == str(out.with_suffix(".tflite")) and state["config"]["lr"] == 1e-3
+    # Started from the trained model, one epoch keeps it far above a network from scratch.
+    assert state["history"][0]["val_mAP50"] >= 0.5, state["history"]
+    assert json.loads(tuned.with_suffix(".json").read_text())["labels"] == {"1": "one", "2": "two"}
+    assert main(["train", "--init", str(tmp_path / "missing.tflite"), "--out", str(tuned)]) == 2

@@ -10,12 +10,13 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from cube_detect.errors import CubeDetectError
 
 #: command -> (module, one-line help). Each module defines ``add_arguments(parser)``
-#: and ``run(args) -> int``.
+#: and ``run(args) -> int``; ``module:NAME`` names a second command of a module, with
+#: ``add_NAME_arguments`` and ``run_NAME``.
 COMMANDS = {
     "synth": ("cube_detect.synth", "generate synthetic labelled scenes (labelImg VOC layout)"),
     "stats": ("cube_detect.dataset", "check a data set and count images and faces per split and class"),
@@ -23,6 +24,7 @@ COMMANDS = {
     "export": ("cube_detect.export", "export a training checkpoint to 8-bit TFLite (+ Edge TPU)"),
     "check": ("cube_detect.edgetpu_check", "check a .tflite model against the Edge TPU compiler's rules"),
     "evaluate": ("cube_detect.evaluate", "mAP, per-class AP, confusions and PR curves on a labelled data set"),
+    "robustness": ("cube_detect.evaluate:robustness", "per scene family: mAP@0.5 and exact sequences on fixed synthetic tests"),
     "detect": ("cube_detect.detect", "detect cube faces in images, sorted left to right"),
 }
 
@@ -38,8 +40,15 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         # Only the chosen command's module is imported: `detect --help` must not load TensorFlow.
         if name == command:
-            importlib.import_module(module_name).add_arguments(sub_parser)
+            _entry(module_name, "add_{}arguments")(sub_parser)
     return parser
+
+
+def _entry(spec: str, pattern: str) -> Callable:
+    """``add_arguments`` / ``run`` (or ``add_NAME_arguments`` / ``run_NAME``) of a command's module."""
+    module_name, _, variant = spec.partition(":")
+    suffix = f"{variant}_" if pattern.startswith("add") and variant else f"_{variant}" if variant else ""
+    return getattr(importlib.import_module(module_name), pattern.format(suffix))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -50,9 +59,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    module = importlib.import_module(COMMANDS[args.command][0])
+    run = _entry(COMMANDS[args.command][0], "run{}")
     try:
-        return int(module.run(args) or 0)
+        return int(run(args) or 0)
     except CubeDetectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

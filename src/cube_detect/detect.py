@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="model .tflite (its _edgetpu twin is used when a TPU is present); "
                              "default: the shipped model")
-    parser.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="minimum score (default: the model's calibrated threshold, in its sidecar)")
     parser.add_argument("--max", type=int, default=4, dest="max_detections", help="at most N faces per image")
     parser.add_argument("--sort-axis", choices=["x", "y"], default="x")
     parser.add_argument("--backend", choices=["auto", "edgetpu", "cpu"], default="auto")

@@ -214,11 +214,13 @@ class Detector:
     """A loaded model on one backend. ``detect(image)`` -> detections sorted along ``sort_axis``."""
 
     def __init__(self, interpreter, spec: ModelSpec, backend: str, backend_reason: str,
-                 model_path: Path, threshold: float = 0.5, max_detections: int = 4,
+                 model_path: Path, threshold: Optional[float] = None, max_detections: int = 4,
                  sort_axis: str = "x", skipped: Optional[Dict[str, str]] = None):
         self.interpreter, self.spec, self.model_path = interpreter, spec, model_path
         self.backend, self.backend_reason, self.skipped = backend, backend_reason, skipped or {}
-        self.threshold, self.max_detections, self.sort_axis = float(threshold), int(max_detections), sort_axis
+        # None: the threshold export calibrated and wrote in the sidecar.
+        self.threshold = spec.threshold if threshold is None else float(threshold)
+        self.max_detections, self.sort_axis = int(max_detections), sort_axis
         interpreter.allocate_tensors()
         self._check_io()
         self.last_timing_ms: Dict[str, float] = {}
@@ -298,13 +300,14 @@ def edgetpu_twin(model_path: Path) -> Path:
 
 
 def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, backend: str = "auto",
-                  threshold: float = 0.5, max_detections: int = 4, num_threads: int = 1,
+                  threshold: Optional[float] = None, max_detections: int = 4, num_threads: int = 1,
                   sort_axis: str = "x") -> Detector:
     """Load a model on the best backend that works (see the module docstring).
 
     ``backend``: ``auto`` (Edge TPU if possible, else CPU), ``edgetpu`` (fail if no TPU) or
-    ``cpu``. Raises ``ModelError`` naming the file for a missing or corrupt model, a missing
-    or bad sidecar, or a labels file that does not match the model.
+    ``cpu``. ``threshold`` None: the model's calibrated default (its sidecar's ``threshold``).
+    Raises ``ModelError`` naming the file for a missing or corrupt model, a missing or bad
+    sidecar, or a labels file that does not match the model.
     """
     if backend not in ("auto", "edgetpu", "cpu"):
         raise ModelError(f"backend must be auto, edgetpu or cpu, got {backend!r}")

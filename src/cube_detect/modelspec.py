@@ -27,6 +27,9 @@ class ModelSpec:
     stride: int = 8
     labels: Dict[int, str] = field(default_factory=lambda: dict(LABELS))
     pad_value: int = 0  # letterbox padding: dark, like the cell's background
+    #: Default score threshold, chosen by export on validation scenes of every family (the one
+    #: that maximises exact sorted sequences); every tool and node uses it unless told otherwise.
+    threshold: float = 0.5
     extra: Dict[str, Any] = field(default_factory=dict)  # metrics, training settings
 
     @property
@@ -52,6 +55,7 @@ class ModelSpec:
             "input": {"width": self.width, "height": self.height, "channels": self.channels,
                       "resize": "letterbox", "pad_value": self.pad_value, "range": "uint8 pixels"},
             "stride": self.stride,
+            "threshold": self.threshold,
             "outputs": {"heatmap": "sigmoid score per class and cell, channels in label-id order",
                         "boxes": "left, top, right, bottom distances from the cell centre, in cells"},
         }
@@ -75,10 +79,14 @@ class ModelSpec:
         try:
             inp = doc["input"]
             labels = {int(k): str(v) for k, v in doc["labels"].items()}
-            extra = {k: v for k, v in doc.items() if k not in ("format", "labels", "input", "stride", "outputs")}
+            extra = {k: v for k, v in doc.items()
+                     if k not in ("format", "labels", "input", "stride", "outputs", "threshold")}
+            threshold = float(doc.get("threshold", 0.5))
+            if not 0.0 < threshold < 1.0:
+                raise ValueError(f"threshold {threshold} is not between 0 and 1")
             return cls(width=int(inp["width"]), height=int(inp["height"]), channels=int(inp["channels"]),
                        stride=int(doc["stride"]), labels=labels, pad_value=int(inp.get("pad_value", 0)),
-                       extra=extra)
+                       threshold=threshold, extra=extra)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model sidecar is missing or has a bad field: {exc}") from exc
 

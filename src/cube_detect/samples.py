@@ -16,7 +16,7 @@ import logging
 import multiprocessing
 import time
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ from cube_detect.errors import CubeDetectError
 from cube_detect.inference import Detection, decode, letterbox, to_gray
 from cube_detect.metrics import GroundTruth
 from cube_detect.modelspec import ModelSpec
-from cube_detect.synth import init_worker, render_indexed
+from cube_detect.synth import FAMILIES, init_worker, render_indexed
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,19 @@ def to_sample(image: np.ndarray, boxes: Sequence[LabeledBox], spec: ModelSpec) -
     return boxed, np.array(rows, np.float32).reshape(-1, 5)
 
 
-def _synthetic_sample(job: Tuple[int, int, ModelSpec]) -> Sample:
-    seed, index, spec = job
-    image, boxes = render_indexed(seed, index)
+def _synthetic_sample(job: Tuple[int, int, Optional[str], ModelSpec]) -> Sample:
+    seed, index, family, spec = job
+    image, boxes = render_indexed(seed, index, family=family)
     return to_sample(image, boxes, spec)
 
 
-def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str) -> List[Sample]:
-    """Synthetic scenes ``0 .. count-1`` of ``seed`` as samples, rendered by ``workers`` processes."""
-    jobs = [(seed, i, spec) for i in range(count)]
+def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str,
+                      families: Sequence[str] = ()) -> List[Sample]:
+    """Synthetic scenes ``0 .. count-1`` of ``seed`` as samples, rendered by ``workers`` processes.
+
+    ``families`` empty: each scene's family drawn from synth's training mixture; else scene i is
+    of family ``families[i % len(families)]`` (an even share of each)."""
+    jobs = [(seed, i, families[i % len(families)] if families else None, spec) for i in range(count)]
     if workers <= 1 or count < 50:
         return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
     ctx = multiprocessing.get_context("fork")
@@ -76,10 +80,13 @@ def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> 
 
 
 def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation: int, seed: int,
-              workers: int = 2, skip_bad: bool = False) -> Tuple[List[Sample], List[Sample]]:
+              workers: int = 2, skip_bad: bool = False, families: Sequence[str] = (),
+              user_share: float = 1 / 3) -> Tuple[List[Sample], List[Sample]]:
     """(train, validation) samples of a run: the data sets' train/ and test/ splits, plus
-    ``synthetic`` training scenes of ``seed`` and ``validation`` scenes of a seed training
-    never sees. The user's photos are repeated to be at least a third of what the network sees."""
+    ``synthetic`` training scenes of ``seed`` (of ``families``, default the mixture) and
+    ``validation`` scenes of a seed training never sees, every family alike (or only
+    ``families``). The user's photos are repeated to be at least ``user_share`` of the
+    training samples: 20 photos must weigh against thousands of synthetic scenes."""
     train: List[Sample] = []
     val: List[Sample] = []
     for root in data:
@@ -93,17 +100,20 @@ def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation:
     user_count = len(train)
     if synthetic:
         t0 = time.monotonic()
-        train += synthetic_samples(seed, synthetic, spec, workers, "synthetic train")
+        train += synthetic_samples(seed, synthetic, spec, workers, "synthetic train", families)
         val += synthetic_samples(seed + VALIDATION_SEED_OFFSET, validation, spec, workers,
-                                 "synthetic validation")
+                                 "synthetic validation", families or FAMILIES)
         log.info("rendered %d + %d synthetic scenes in %.0f s", synthetic, validation, time.monotonic() - t0)
     if not train:
         raise CubeDetectError("no training images: give --data DIR (with DIR/train) and/or --synthetic N")
     if not val:  # user data without a test split: hold out every 10th image
         val, train = train[::10], [s for i, s in enumerate(train) if i % 10]
     if user_count and synthetic:
-        repeat = max(1, int(0.5 * synthetic / max(user_count, 1)))
+        user_count = min(user_count, len(train) - synthetic)  # after the hold-out above
+        repeat = max(1, round(user_share / (1 - user_share) * synthetic / max(user_count, 1)))
         train += [s for s in train[:user_count] for _ in range(repeat - 1)]
+        log.info("your %d training photos x %d = %.0f %% of the training samples", user_count, repeat,
+                 100 * user_count * repeat / len(train))
     return train, val
 
 

@@ -19,16 +19,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cube_detect.errors import CubeDetectError
 from cube_detect.labels import atomic_write_text
 from cube_detect.metrics import summarize
-from cube_detect.modelspec import ModelSpec
+from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data
+from cube_detect.synth import FAMILIES, MIN_LABELLED
 
 log = logging.getLogger("cube_detect.train")
 
@@ -43,7 +45,7 @@ def augment(sample: Sample, rng: np.random.Generator) -> Sample:
     image, boxes = sample
     h, w = image.shape
     if rng.random() < 0.7:
-        s = rng.uniform(0.8, 1.25)
+        s = rng.uniform(0.75, 1.35)
         tx, ty = rng.uniform(-0.12, 0.12) * w, rng.uniform(-0.12, 0.12) * h
         matrix = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]], np.float32)
         image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
@@ -56,7 +58,9 @@ def augment(sample: Sample, rng: np.random.Generator) -> Sample:
             b[:, [1, 3]] = b[:, [1, 3]].clip(0, w)
             b[:, [2, 4]] = b[:, [2, 4]].clip(0, h)
             visible = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2]) / np.maximum(area, 1e-6)
-            boxes = b[visible > 0.6]  # a face mostly out of frame is not labelled
+            # A face cut by the frame keeps its visible part as its box (as a labelImg user
+            # annotates it) when enough of it is left to read: synth's rule (MIN_LABELLED).
+            boxes = b[visible >= MIN_LABELLED]
     img = image.astype(np.float32) / 255.0
     img = np.power(img, rng.uniform(0.6, 1.6))  # dim or bright exposure
     img = img * rng.uniform(0.6, 1.3) + rng.uniform(-0.08, 0.08)
@@ -115,6 +119,14 @@ class TrainConfig:
     skip_bad: bool = False
     workers: int = 2
     export: bool = True
+    init: Optional[Path] = None  # fine-tune this exported model (its .keras) instead of from scratch
+    families: Tuple[str, ...] = ()  # synthetic training scenes from these families only; () = the mixture
+    user_share: float = 1 / 3  # at least this share of the training samples are the user's photos
+
+    def settings(self) -> dict:
+        """What makes two runs the same run (a checkpoint is resumed only for the same settings)."""
+        return {k: [str(d) for d in v] if k == "data" else str(v) if isinstance(v, (Path, tuple)) else v
+                for k, v in vars(self).items() if k not in ("out", "workdir", "workers", "export")}
 
 
 def _save_state(workdir: Path, model, state: dict) -> None:
@@ -164,24 +176,42 @@ def train(cfg: TrainConfig) -> dict:
     except RuntimeError:  # TensorFlow already running in this process (tests, notebooks): keep it
         pass
     tf.keras.utils.set_random_seed(cfg.seed)
-    spec = ModelSpec()
+    init_keras = None
+    if cfg.init is not None:  # fine-tuning: the exported model's own spec and float network
+        spec = ModelSpec.load(sidecar_path(cfg.init))
+        spec.extra = {}
+        init_keras = Path(cfg.init).with_suffix(".keras")
+        if not init_keras.is_file():
+            raise CubeDetectError(f"{init_keras}: --init needs the float network export writes beside "
+                                  f"{Path(cfg.init).name} (NAME.keras)")
+    else:
+        spec = ModelSpec()
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     train_samples, val_samples = load_data(spec, cfg.data, cfg.synthetic, cfg.validation, cfg.seed,
-                                           cfg.workers, cfg.skip_bad)
+                                           cfg.workers, cfg.skip_bad, cfg.families, cfg.user_share)
     val_truth = ground_truth(val_samples, spec)
 
     state_path = cfg.workdir / "state.json"
-    if state_path.exists() and (cfg.workdir / "checkpoint.keras").exists():
-        state = json.loads(state_path.read_text())
+    state = json.loads(state_path.read_text()) if state_path.exists() else None
+    resumable = (state is not None and (cfg.workdir / "checkpoint.keras").exists()
+                 and state.get("settings") == cfg.settings() and not state.get("finished"))
+    if state is not None and resumable:
         model = tf.keras.models.load_model(cfg.workdir / "checkpoint.keras", compile=False)
         log.info("resuming %s from epoch %d (best val mAP@0.5 %.3f)", cfg.workdir, state["epoch"],
                  state.get("best_mAP50", 0))
     else:
+        if state is not None:
+            log.info("%s holds a %s run with other settings: starting a new run there", cfg.workdir,
+                     "finished" if state.get("finished") else "different")
         state = {"epoch": 0, "history": [], "best_mAP50": -1.0, "elapsed_s": 0.0,
-                 "data": [str(d) for d in cfg.data], "config": {
-            k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items() if k != "data"}}
-        model = build_model(spec, cfg.width)
+                 "data": [str(d) for d in cfg.data], "settings": cfg.settings(), "config": {
+            k: str(v) if isinstance(v, (Path, tuple)) else v for k, v in vars(cfg).items() if k != "data"}}
+        if init_keras is not None:
+            model = tf.keras.models.load_model(init_keras, compile=False)
+            log.info("fine-tuning %s", init_keras)
+        else:
+            model = build_model(spec, cfg.width)
     log.info("model: %d parameters, %.1f M multiply-adds per frame; %d train / %d validation images",
              model.count_params(), count_macs(model) / 1e6, len(train_samples), len(val_samples))
 
@@ -248,6 +278,7 @@ def train(cfg: TrainConfig) -> dict:
                  epoch, steps_done, 100 * min(progress(), 1.0), record["loss"], val["mAP50"], val["mAP75"],
                  epoch_s, state["elapsed_s"] / 60)
     state["setup_s"] = setup_s
+    state["finished"] = True
     atomic_write_text(cfg.workdir / "state.json", json.dumps(state, indent=2))
 
     result = {"workdir": str(cfg.workdir), "best_epoch": state.get("best_epoch"),
@@ -261,37 +292,71 @@ def train(cfg: TrainConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- CLI
+#: Defaults that differ when fine-tuning (``--init``): a short run at a lower learning rate,
+#: fewer synthetic scenes (they keep the model general) and the user's photos half of the samples.
+FINE_TUNE_DEFAULTS = {"minutes": 3.0, "synthetic": 1500, "lr": 1e-3, "user_share": 0.5}
+_DEFAULTS = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d, ft = _DEFAULTS, FINE_TUNE_DEFAULTS
     parser.add_argument("--data", type=Path, nargs="*", default=[], metavar="DIR",
                         help="labelImg data sets (DIR/train, DIR/test); none = synthetic only")
-    parser.add_argument("--synthetic", type=int, default=6000, metavar="N",
-                        help="synthetic training scenes rendered on the fly (default 6000; 0 = none)")
-    parser.add_argument("--validation", type=int, default=300, metavar="N",
-                        help="synthetic validation scenes, from a seed training never sees (default 300)")
-    parser.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget (default 9)")
-    parser.add_argument("--epochs", type=int, default=0, help="fixed number of epochs (overrides --minutes)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
-    parser.add_argument("--seed", type=int, default=0, help="fixed seed: data, init and order")
-    parser.add_argument("--width", type=int, default=2, help="channel multiplier of the network (default 2)")
+    parser.add_argument("--init", type=Path, metavar="MODEL.tflite",
+                        help="fine-tune this exported model (its NAME.keras beside it) instead of training from "
+                             f"scratch; changes the defaults to --minutes {ft['minutes']:g} --synthetic "
+                             f"{ft['synthetic']} --lr {ft['lr']:g}, your photos half of the samples")
+    parser.add_argument("--synthetic", type=int, default=None, metavar="N",
+                        help=f"synthetic training scenes rendered on the fly (default {d['synthetic']}; 0 = none)")
+    parser.add_argument("--families", default="", metavar="A,B",
+                        help=f"synthetic training scenes from these families only ({', '.join(FAMILIES)}); "
+                             "default: the mixture of all")
+    parser.add_argument("--validation", type=int, default=d["validation"], metavar="N",
+                        help="synthetic validation scenes, every family alike, from a seed training never sees "
+                             f"(default {d['validation']})")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help=f"wall-clock budget, export included (default {d['minutes']:g})")
+    parser.add_argument("--epochs", type=int, default=d["epochs"], help="fixed number of epochs (overrides --minutes)")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"])
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate, cosine decay (default {d['lr']:g})")
+    parser.add_argument("--seed", type=int, default=d["seed"], help="fixed seed: data, init and order")
+    parser.add_argument("--width", type=int, default=d["width"],
+                        help=f"channel multiplier of the network (default {d['width']}; ignored with --init)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad data-set files instead of stopping")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="processes rendering scenes")
+    parser.add_argument("--workers", type=int, default=d["workers"],
+                        help=f"processes rendering scenes (default {d['workers']})")
     parser.add_argument("--workdir", type=Path, help="checkpoints and plots (default runs/<out name>); "
-                        "an existing one is resumed")
+                        "an interrupted run with the same settings is resumed")
     parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--out", required=True, help="model path prefix, e.g. models/mymodel -> "
                         "models/mymodel.tflite + .json + labels.txt")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     out = Path(args.out)
     if out.suffix == ".tflite":
         out = out.with_suffix("")
-    cfg = TrainConfig(out=out, workdir=args.workdir or Path("runs") / out.name, data=list(args.data),
-                      synthetic=args.synthetic, validation=args.validation, minutes=args.minutes,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      width=args.width, skip_bad=args.skip_bad, workers=args.workers,
-                      export=not args.no_export)
-    result = train(cfg)
-    print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
+    defaults = {**_DEFAULTS, **(FINE_TUNE_DEFAULTS if args.init else {})}
+    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise CubeDetectError(f"--families: unknown family {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    if args.init is not None and not Path(args.init).is_file():
+        raise CubeDetectError(f"{args.init}: --init model not found")
+
+    def pick(name: str):
+        value = getattr(args, name)
+        return defaults[name] if value is None else value
+
+    return TrainConfig(out=out, workdir=args.workdir or Path("runs") / out.name, data=list(args.data),
+                       synthetic=pick("synthetic"), validation=args.validation, minutes=pick("minutes"),
+                       epochs=args.epochs, batch_size=args.batch_size, lr=pick("lr"), seed=args.seed,
+                       width=args.width, skip_bad=args.skip_bad, workers=args.workers,
+                       export=not args.no_export, init=args.init, families=families,
+                       user_share=defaults["user_share"])
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(config_from_args(args))
+    print(json.dumps(result, indent=2, default=str))
     return 0
