@@ -124,12 +124,15 @@ def _catmull_rom(points: np.ndarray, samples: int = 8) -> np.ndarray:
 
 
 def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
+    """A 1: a stem, with or without a flag (straight, hooked, long European up-stroke, a
+    short top serif) and with or without a foot. Never anything that bows right at the top
+    and runs along the bottom (what makes a 2)."""
     xb = rng.normal(0.0, 0.03)
     xt = xb + rng.normal(0.02, 0.04)
     bow = rng.normal(0.0, 0.025)
     stem = np.array([[xt, -0.5], [0.5 * (xt + xb) + bow, 0.0], [xb, 0.5]])
     strokes = []
-    flag = rng.choice(["none", "straight", "hook", "long"], p=[0.22, 0.43, 0.2, 0.15])
+    flag = rng.choice(["none", "straight", "hook", "long", "cap"], p=[0.2, 0.4, 0.17, 0.13, 0.1])
     if flag == "none":
         strokes.append(stem)
     else:
@@ -140,30 +143,46 @@ def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
         elif flag == "hook":
             path = [[xt - rng.uniform(0.18, 0.28), -0.5 + rng.uniform(0.12, 0.25)],
                     [xt - rng.uniform(0.06, 0.12), -0.5 + rng.uniform(0.02, 0.07)], [xt, -0.5]]
-        else:  # the European long up-stroke
+        elif flag == "long":  # the European long up-stroke
             length, angle = rng.uniform(0.3, 0.45), math.radians(rng.uniform(45, 70))
             path = [[xt - length * math.cos(angle), -0.5 + length * math.sin(angle)], [xt, -0.5]]
+        else:  # a short, nearly flat serif at the top-left (print style)
+            length = rng.uniform(0.1, 0.2)
+            path = [[xt - length, -0.5 + rng.uniform(0.0, 0.06)], [xt, -0.5]]
         strokes.append(np.array(path, np.float64))
         strokes.append(stem)
-    if rng.random() < 0.3:
-        half = rng.uniform(0.14, 0.28)
-        strokes.append(np.array([[xb - half, 0.5 + rng.normal(0, 0.015)], [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
+    if rng.random() < 0.35:  # a foot: centred or mostly to the right, never a long base
+        half = rng.uniform(0.12, 0.26)
+        left = half * rng.uniform(0.6, 1.1)
+        strokes.append(np.array([[xb - left, 0.5 + rng.normal(0, 0.015)], [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
     return strokes
 
 
 def _strokes_two(rng: np.random.Generator) -> List[np.ndarray]:
-    w = rng.uniform(0.55, 0.78)  # width / height
+    """A 2: a round (or angular) top, a diagonal, and a base: straight, looped (curly),
+    wavy or an open curl; the top may start with a small curl."""
+    w = rng.uniform(0.55, 0.8)  # width / height
     r = rng.uniform(-0.08, 0.08)  # roundness of the top
-    top = [[-0.42, -0.22 + r], [-0.30, -0.43], [-0.02, -0.5], [0.26, -0.44 - r / 2], [0.42, -0.26],
-           [0.38, -0.06 + r / 2]]
+    if rng.random() < 0.2:  # angular top: a flatter arch and a straighter descent
+        top = [[-0.40, -0.28], [-0.22, -0.47], [0.10, -0.5], [0.36, -0.38], [0.34, -0.16]]
+    else:
+        top = [[-0.42, -0.22 + r], [-0.30, -0.43], [-0.02, -0.5], [0.26, -0.44 - r / 2], [0.42, -0.26],
+               [0.38, -0.06 + r / 2]]
+    if rng.random() < 0.22:  # the pen starts with a small curl (ball terminal) at the left
+        c = rng.uniform(0.06, 0.1)
+        top = [[top[0][0] + c, top[0][1] + 0.02], [top[0][0] + c * 0.6, top[0][1] + c * 1.2],
+               [top[0][0] - c * 0.3, top[0][1] + c * 0.8]] + top
     diag_mid = [0.12 + rng.normal(0, 0.05), 0.14]
-    base_style = rng.choice(["straight", "loop", "wave"], p=[0.5, 0.35, 0.15])
+    base_style = rng.choice(["straight", "loop", "wave", "curl"], p=[0.45, 0.3, 0.13, 0.12])
     strokes = []
     if base_style == "loop":
         ls = rng.uniform(0.8, 1.3)  # loop size
         body = top + [diag_mid, [-0.14, 0.33],
                       [-0.30 - 0.04 * ls, 0.40 + 0.02 * ls], [-0.34 - 0.05 * ls, 0.30 - 0.02 * ls],
                       [-0.24, 0.25 - 0.03 * ls], [-0.14, 0.35], [-0.10, 0.46], [0.10, 0.49], [0.45, 0.45]]
+        strokes.append(np.array(body))
+    elif base_style == "curl":  # one smooth stroke: the diagonal sweeps into a base that rises at the end
+        body = top + [diag_mid, [-0.2, 0.36], [-0.40, 0.48], [-0.1, 0.47], [0.2, 0.5], [0.45, 0.40 - rng.uniform(0, 0.08)]]
         strokes.append(np.array(body))
     else:
         corner = [-0.44, 0.5]
@@ -212,8 +231,14 @@ def _draw_strokes(canvas: np.ndarray, rng: np.random.Generator, strokes: List[np
 def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[str], size: int, ink: int) -> None:
     """Draw the digit for ``label`` ('one'/'two') or, for None, a non-digit mark (or nothing)."""
     height = size * rng.uniform(0.5, 0.72)
-    thin = rng.random() < 0.2
-    thickness = size * (rng.uniform(0.028, 0.05) if thin else rng.uniform(0.055, 0.11))
+    pen = rng.choice(["marker", "felt", "pencil"], p=[0.72, 0.18, 0.1])
+    if pen == "marker":  # thick black marker (the workshops' own faces)
+        thickness = size * rng.uniform(0.055, 0.12)
+    elif pen == "felt":  # a thinner felt pen
+        thickness = size * rng.uniform(0.028, 0.055)
+    else:  # pencil or ball-point: thin and grey, never fainter than a mid grey
+        thickness = max(2.0, size * rng.uniform(0.018, 0.032))
+        ink = max(ink, int(rng.uniform(0.3, 0.45) * 255))
     cx = size / 2 + rng.normal(0, 0.035) * size
     cy = size / 2 + rng.normal(0, 0.035) * size
     if label is None:
