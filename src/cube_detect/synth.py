@@ -1,4 +1,27 @@
-"""Synthetic scenes: dim photos of hand-written paper cubes on dark cloth, with their boxes.
+"""Synthetic scenes: photos of hand-written paper cubes, with their boxes, in scene families.
+
+Families (:data:`FAMILIES`; training draws them from :data:`MIXTURE`):
+
+- ``topdown`` (30 %): the dim top-down cells of shared/DOMAIN.md, described below;
+- ``table`` (14 %): a camera at the cubes' height: 1-4 (mostly 3-4) cubes standing in a row on
+  a wood or laminate table (grain, seams, a sheen, mirrored faces on glossy tops, contact and
+  cast shadows, a hand's shadow), a thin band of their tops showing, a room behind (wall,
+  window, curtains, posters and frames, furniture, cables); faces ~90-150 px; colour mostly;
+- ``bright`` (14 %): light backgrounds that barely contrast with white-to-light-grey faces
+  (white/grey tables, paper sheets, light wood, light rooms), even light; top-down or table level;
+- ``closeup`` (14 %): one or two faces of 220-340 px (up to ~70 % of the frame height), top-down
+  or table level, sometimes cut by the border;
+- ``cut`` (14 %): the group pushed across one border (sometimes two), the outermost face
+  35-95 % in frame or exactly touching the border; top-down or table level;
+- ``rotated`` (14 %): top-down, faces turned in-plane up to +-60 deg (mostly 15-60 deg), the
+  row turned with them when the camera is.
+
+The cut-face rule (every family but topdown, which keeps ``MIN_VISIBLE``): a face at least
+``LABEL_VISIBLE`` (35 %) in frame is labelled with the box of its visible part (what a labelImg
+user draws); a face between ``SLIVER_VISIBLE`` (12 %) and 35 % in frame is never produced;
+a sliver under 12 % stays, blank and unlabelled.
+
+The top-down family in detail:
 
 The shipped model is trained on these images only and judged on real photos (see
 shared/DOMAIN.md), so the generator aims at the real scenes' variety rather than at beauty:
@@ -13,7 +36,9 @@ shared/DOMAIN.md), so the generator aims at the real scenes' variety rather than
 - dark cloth/table backgrounds (folds, weave, gradients), dim uneven light, vignetting, soft
   shadows; grayscale or low-saturation colour cameras; blur, noise, sharpening, JPEG.
 
-Image ``i`` of seed ``s`` depends only on ``(s, i)``: ``np.random.default_rng([s, i])``.
+Image ``i`` of seed ``s`` depends only on ``(s, i)``: ``np.random.default_rng([s, i])``, whose
+first draw picks the family (:func:`family_of`); with a family given, on ``(s, i, family)``:
+``np.random.default_rng([s, i, FAMILIES.index(family) + 1])``.
 Rendering works on one float32 luminance plane and low-resolution maps (light, colour,
 folds) so that a 640x480 scene takes a few milliseconds on one core.
 """
@@ -1029,8 +1054,9 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
             value = rng.uniform(0.2, 1.0)
             if frame:
                 _paint(lum, [inner], value)
-            for _ in range(int(rng.integers(1, 4))):  # picture blocks, a title bar
-                f = rng.uniform(0.2, 0.7, 2)
+            for _ in range(int(rng.integers(1, 4))):  # picture blocks, never a thin bar (it could read as a 1)
+                fx = rng.uniform(0.3, 0.7)
+                f = np.array([fx, min(0.9, fx * rng.uniform(0.7, 1.4))])
                 o = rng.uniform(-0.3, 0.3, 2)
                 block = c + (inner - c) * f + o * [pw, ph] * (1 - f)
                 _paint(lum, [block], rng.uniform(0.05, 1.0))
