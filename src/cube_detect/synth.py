@@ -1,4 +1,27 @@
-"""Synthetic scenes: dim photos of hand-written paper cubes on dark cloth, with their boxes.
+"""Synthetic scenes: photos of hand-written paper cubes, with their boxes, in scene families.
+
+Families (:data:`FAMILIES`; training draws them from :data:`MIXTURE`):
+
+- ``topdown`` (30 %): the dim top-down cells of shared/DOMAIN.md, described below;
+- ``table`` (14 %): a camera at the cubes' height: 1-4 (mostly 3-4) cubes standing in a row on
+  a wood or laminate table (grain, seams, a sheen, mirrored faces on glossy tops, contact and
+  cast shadows, a hand's shadow), a thin band of their tops showing, a room behind (wall,
+  window, curtains, posters and frames, furniture, cables); faces ~90-150 px; colour mostly;
+- ``bright`` (14 %): light backgrounds that barely contrast with white-to-light-grey faces
+  (white/grey tables, paper sheets, light wood, light rooms), even light; top-down or table level;
+- ``closeup`` (14 %): one or two faces of 220-340 px (up to ~70 % of the frame height), top-down
+  or table level, sometimes cut by the border;
+- ``cut`` (14 %): the group pushed across one border (sometimes two), the outermost face
+  35-95 % in frame or exactly touching the border; top-down or table level;
+- ``rotated`` (14 %): top-down, faces turned in-plane up to +-60 deg (mostly 15-60 deg), the
+  row turned with them when the camera is.
+
+The cut-face rule (every family but topdown, which keeps ``MIN_VISIBLE``): a face at least
+``LABEL_VISIBLE`` (35 %) in frame is labelled with the box of its visible part (what a labelImg
+user draws); a face between ``SLIVER_VISIBLE`` (12 %) and 35 % in frame is never produced;
+a sliver under 12 % stays, blank and unlabelled.
+
+The top-down family in detail:
 
 The shipped model is trained on these images only and judged on real photos (see
 shared/DOMAIN.md), so the generator aims at the real scenes' variety rather than at beauty:
@@ -13,7 +36,9 @@ shared/DOMAIN.md), so the generator aims at the real scenes' variety rather than
 - dark cloth/table backgrounds (folds, weave, gradients), dim uneven light, vignetting, soft
   shadows; grayscale or low-saturation colour cameras; blur, noise, sharpening, JPEG.
 
-Image ``i`` of seed ``s`` depends only on ``(s, i)``: ``np.random.default_rng([s, i])``.
+Image ``i`` of seed ``s`` depends only on ``(s, i)``: ``np.random.default_rng([s, i])``, whose
+first draw picks the family (:func:`family_of`); with a family given, on ``(s, i, family)``:
+``np.random.default_rng([s, i, FAMILIES.index(family) + 1])``.
 Rendering works on one float32 luminance plane and low-resolution maps (light, colour,
 folds) so that a 640x480 scene takes a few milliseconds on one core.
 """
@@ -26,7 +51,7 @@ import multiprocessing
 import os
 import threading
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -37,8 +62,19 @@ from cube_detect.errors import CubeDetectError
 from cube_detect.labels import LABELS
 
 SIZES: Tuple[Tuple[int, int], ...] = ((640, 480), (752, 480))
+#: Scene families (see the module docstring) and the training mixture: topdown (the cells of
+#: DOMAIN.md) keeps the largest share, every other family is well represented.
+FAMILIES: Tuple[str, ...] = ("topdown", "table", "bright", "closeup", "cut", "rotated")
+MIXTURE: Dict[str, float] = {"topdown": 0.30, "table": 0.14, "bright": 0.14, "closeup": 0.14, "cut": 0.14, "rotated": 0.14}
+_MIXTURE_P = np.array([MIXTURE[f] for f in FAMILIES]) / sum(MIXTURE.values())
 #: A face less visible than this is moved back into the frame (never drawn unlabelled).
 MIN_VISIBLE = 0.6
+#: The cut-face rule (every family but topdown, which keeps MIN_VISIBLE): a face at least this
+#: much in frame is labelled with the box of its visible part ...
+LABEL_VISIBLE = 0.35
+#: ... faces between SLIVER_VISIBLE and LABEL_VISIBLE in frame are never produced, and slivers
+#: under SLIVER_VISIBLE stay, unlabelled and blank.
+SLIVER_VISIBLE = 0.12
 _LOW = 4  # low-resolution maps (light, colour, folds) are 1/_LOW of the image
 
 # --------------------------------------------------------------------------- helpers
@@ -126,12 +162,15 @@ def _catmull_rom(points: np.ndarray, samples: int = 8) -> np.ndarray:
 
 
 def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
+    """A 1: a stem, with or without a flag (straight, hooked, long European up-stroke, a
+    short top serif) and with or without a foot. Never anything that bows right at the top
+    and runs along the bottom (what makes a 2)."""
     xb = rng.normal(0.0, 0.03)
     xt = xb + rng.normal(0.02, 0.04)
     bow = rng.normal(0.0, 0.025)
     stem = np.array([[xt, -0.5], [0.5 * (xt + xb) + bow, 0.0], [xb, 0.5]])
     strokes = []
-    flag = rng.choice(["none", "straight", "hook", "long"], p=[0.22, 0.43, 0.2, 0.15])
+    flag = rng.choice(["none", "straight", "hook", "long", "cap"], p=[0.2, 0.4, 0.17, 0.13, 0.1])
     if flag == "none":
         strokes.append(stem)
     else:
@@ -142,30 +181,46 @@ def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
         elif flag == "hook":
             path = [[xt - rng.uniform(0.18, 0.28), -0.5 + rng.uniform(0.12, 0.25)],
                     [xt - rng.uniform(0.06, 0.12), -0.5 + rng.uniform(0.02, 0.07)], [xt, -0.5]]
-        else:  # the European long up-stroke
+        elif flag == "long":  # the European long up-stroke
             length, angle = rng.uniform(0.3, 0.45), math.radians(rng.uniform(45, 70))
             path = [[xt - length * math.cos(angle), -0.5 + length * math.sin(angle)], [xt, -0.5]]
+        else:  # a short, nearly flat serif at the top-left (print style)
+            length = rng.uniform(0.1, 0.2)
+            path = [[xt - length, -0.5 + rng.uniform(0.0, 0.06)], [xt, -0.5]]
         strokes.append(np.array(path, np.float64))
         strokes.append(stem)
-    if rng.random() < 0.3:
-        half = rng.uniform(0.14, 0.28)
-        strokes.append(np.array([[xb - half, 0.5 + rng.normal(0, 0.015)], [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
+    if rng.random() < 0.35:  # a foot: centred or mostly to the right, never a long base
+        half = rng.uniform(0.12, 0.26)
+        left = half * rng.uniform(0.6, 1.1)
+        strokes.append(np.array([[xb - left, 0.5 + rng.normal(0, 0.015)], [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
     return strokes
 
 
 def _strokes_two(rng: np.random.Generator) -> List[np.ndarray]:
-    w = rng.uniform(0.55, 0.78)  # width / height
+    """A 2: a round (or angular) top, a diagonal, and a base: straight, looped (curly),
+    wavy or an open curl; the top may start with a small curl."""
+    w = rng.uniform(0.55, 0.8)  # width / height
     r = rng.uniform(-0.08, 0.08)  # roundness of the top
-    top = [[-0.42, -0.22 + r], [-0.30, -0.43], [-0.02, -0.5], [0.26, -0.44 - r / 2], [0.42, -0.26],
-           [0.38, -0.06 + r / 2]]
+    if rng.random() < 0.2:  # angular top: a flatter arch and a straighter descent
+        top = [[-0.40, -0.28], [-0.22, -0.47], [0.10, -0.5], [0.36, -0.38], [0.34, -0.16]]
+    else:
+        top = [[-0.42, -0.22 + r], [-0.30, -0.43], [-0.02, -0.5], [0.26, -0.44 - r / 2], [0.42, -0.26],
+               [0.38, -0.06 + r / 2]]
+    if rng.random() < 0.22:  # the pen starts with a small curl (ball terminal) at the left
+        c = rng.uniform(0.06, 0.1)
+        top = [[top[0][0] + c, top[0][1] + 0.02], [top[0][0] + c * 0.6, top[0][1] + c * 1.2],
+               [top[0][0] - c * 0.3, top[0][1] + c * 0.8]] + top
     diag_mid = [0.12 + rng.normal(0, 0.05), 0.14]
-    base_style = rng.choice(["straight", "loop", "wave"], p=[0.5, 0.35, 0.15])
+    base_style = rng.choice(["straight", "loop", "wave", "curl"], p=[0.45, 0.3, 0.13, 0.12])
     strokes = []
     if base_style == "loop":
         ls = rng.uniform(0.8, 1.3)  # loop size
         body = top + [diag_mid, [-0.14, 0.33],
                       [-0.30 - 0.04 * ls, 0.40 + 0.02 * ls], [-0.34 - 0.05 * ls, 0.30 - 0.02 * ls],
                       [-0.24, 0.25 - 0.03 * ls], [-0.14, 0.35], [-0.10, 0.46], [0.10, 0.49], [0.45, 0.45]]
+        strokes.append(np.array(body))
+    elif base_style == "curl":  # one smooth stroke: the diagonal sweeps into a base that rises at the end
+        body = top + [diag_mid, [-0.2, 0.36], [-0.40, 0.48], [-0.1, 0.47], [0.2, 0.5], [0.45, 0.40 - rng.uniform(0, 0.08)]]
         strokes.append(np.array(body))
     else:
         corner = [-0.44, 0.5]
@@ -214,8 +269,14 @@ def _draw_strokes(canvas: np.ndarray, rng: np.random.Generator, strokes: List[np
 def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[str], size: int, ink: int) -> None:
     """Draw the digit for ``label`` ('one'/'two') or, for None, a non-digit mark (or nothing)."""
     height = size * rng.uniform(0.5, 0.72)
-    thin = rng.random() < 0.2
-    thickness = size * (rng.uniform(0.028, 0.05) if thin else rng.uniform(0.055, 0.11))
+    pen = rng.choice(["marker", "felt", "pencil"], p=[0.72, 0.18, 0.1])
+    if pen == "marker":  # thick black marker (the workshops' own faces)
+        thickness = size * rng.uniform(0.055, 0.12)
+    elif pen == "felt":  # a thinner felt pen
+        thickness = size * rng.uniform(0.028, 0.055)
+    else:  # pencil or ball-point: thin and grey, never fainter than a mid grey
+        thickness = max(2.0, size * rng.uniform(0.018, 0.032))
+        ink = max(ink, int(rng.uniform(0.3, 0.45) * 255))
     cx = size / 2 + rng.normal(0, 0.035) * size
     cy = size / 2 + rng.normal(0, 0.035) * size
     if label is None:
@@ -336,6 +397,7 @@ class _Cube:
         self.size, self.roll, self.pitch, self.yaw, self.dist, self.label = size, roll, pitch, yaw, dist, label
         self.center = np.zeros(2)
         self.index = 0
+        self.blank = False  # a sliver at the border: drawn without any mark
         self._project()
 
     def _project(self) -> None:
@@ -380,16 +442,28 @@ def _visible_fraction(quad: np.ndarray, width: int, height: int) -> float:
     return float(inter) / max(float(cv2.contourArea(quad.astype(np.float32))), 1e-6)
 
 
-def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam: Tuple[float, float]) -> List[_Cube]:
-    """Place 1-4 labelled cubes (and maybe unlabelled ones), usually in a row, never overlapping."""
-    vertical = rng.random() < 0.3
+def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam: Tuple[float, float], *,
+            counts: Optional[Sequence[float]] = None, size_range: Optional[Tuple[float, float]] = None,
+            roll_max: float = 45.0, cut: bool = False, vertical_p: float = 0.3) -> List[_Cube]:
+    """Place 1-4 labelled cubes (and maybe unlabelled ones), usually in a row, never overlapping.
+
+    The defaults give the top-down family; ``counts`` (probabilities of 1..4 faces),
+    ``size_range`` (face side, px), ``roll_max`` (in-plane turn, degrees) and ``cut`` (push the
+    group across a frame border, see :func:`_cut_shift`) give the other families' variants."""
+    default = counts is None and size_range is None and roll_max <= 45.0 and not cut
+    vertical = rng.random() < vertical_p
     scatter = rng.random() < 0.15
-    n = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.4, 0.3, 0.0] if vertical else [0.2, 0.3, 0.28, 0.22]))
+    if counts is not None:
+        vertical = vertical and counts[3] == 0.0
+    n = int(rng.choice([1, 2, 3, 4], p=counts if counts is not None else [0.3, 0.4, 0.3, 0.0] if vertical else [0.2, 0.3, 0.28, 0.22]))
     labels: List[Optional[str]] = [str(rng.choice(list(LABELS.values()))) for _ in range(n)]
     n_extra = int(rng.choice([0, 1, 2], p=[0.8, 0.15, 0.05]))
     for _ in range(n_extra if n + n_extra <= (3 if vertical else 4) else 0):
         labels.insert(int(rng.integers(0, len(labels) + 1)), None)  # an unlabelled cube in the row
     size = rng.uniform(140, 210) if rng.random() < 0.88 else rng.uniform(115, 240)
+    if size_range is not None:
+        size = rng.uniform(*size_range)
+    min_size = 100.0 if size_range is None else 0.85 * size_range[0]
     gaps = rng.uniform(3, 45, len(labels))
     row_angle = (math.pi / 2 if vertical else 0.0) + math.radians(rng.normal(0, 6))
     direction = np.array([math.cos(row_angle), math.sin(row_angle)])
@@ -399,6 +473,15 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
     dist = rng.uniform(4.0, 10.0)  # camera distance in cube sides: perspective strength
     rolls = [float(np.clip(math.radians(rng.uniform(-45, 45)) if free_roll else base_roll + math.radians(rng.normal(0, 5)),
                            -math.pi / 4, math.pi / 4)) for _ in labels]
+    if roll_max > 45.0:  # turned faces: mostly well turned (15 deg .. roll_max), either way
+        lim = math.radians(roll_max)
+        base_roll = math.radians(rng.choice([-1.0, 1.0]) * rng.uniform(15, roll_max)) if rng.random() < 0.85 else math.radians(rng.uniform(-15, 15))
+        rolls = [float(np.clip(math.radians(rng.uniform(-roll_max, roll_max)) if free_roll else base_roll + math.radians(rng.normal(0, 5)),
+                               -lim, lim)) for _ in labels]
+        if not free_roll and rng.random() < 0.5:  # the camera itself is turned: the row turns too
+            row_angle += base_roll
+            direction = np.array([math.cos(row_angle), math.sin(row_angle)])
+            normal = np.array([-direction[1], direction[0]])
     tilts = rng.normal(0, 0.06, (len(labels), 2)) + cam
     scales = rng.uniform(0.94, 1.06, len(labels))
     wander = rng.normal(0, 0.04, len(labels))
@@ -451,7 +534,7 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
         if overflow or room.min() >= 0 or _attempt == 3:
             break
         size *= max(0.75, min(1.0, float(np.min((np.array([width, height]) - 2 * margin) / (hi - lo)))))
-        size = max(size, 100.0)
+        size = max(size, min_size)
     if not scatter:
         pts = np.concatenate([c.hull for c in cubes])
         lo, hi = pts.min(axis=0), pts.max(axis=0)
@@ -463,17 +546,91 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
             shift[k] = rng.uniform(low_t, high_t) if high_t >= low_t else (low_t + high_t) / 2
         for cube in cubes:
             cube.move_to(cube.center + shift)
-    kept = [c for c in cubes if _visible_fraction(c.front, width, height) >= MIN_VISIBLE]
+    if default:
+        kept = [c for c in cubes if _visible_fraction(c.front, width, height) >= MIN_VISIBLE]
+    else:
+        if cut:
+            _cut_shift(rng, cubes, width, height, ("left", "right", "top", "bottom"))
+        kept = _apply_visibility(cubes, width, height)
     if not any(c.label for c in kept):  # never a scene without a face by accident
-        cube = _Cube(min(size, 200.0), rolls[0], tilts[0, 0], tilts[0, 1], dist, str(rng.choice(list(LABELS.values()))))
+        cube = _Cube(min(size, 200.0) if default else size, rolls[0], tilts[0, 0], tilts[0, 1], dist, str(rng.choice(list(LABELS.values()))))
         cube.move_to(centre + rng.uniform(-40, 40, 2))
         kept = [c for c in kept if not _overlaps(c.hull, cube.hull, 3)] + [cube]
     return kept
 
 
-def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_dir: np.ndarray) -> None:
+def _cut_shift(rng: np.random.Generator, cubes: List[_Cube], width: int, height: int, sides: Sequence[str]) -> None:
+    """Move the whole group across one frame border (sometimes two: a corner) so that the
+    outermost face on that side is cut: between LABEL_VISIBLE + a margin and 100 % of it stays
+    in frame (100 %: its edge lies on the border, as a '1' standing on the frame's bottom)."""
+    labelled = [c for c in cubes if c.label is not None] or cubes
+    first = str(rng.choice(list(sides)))
+    chosen = [first]
+    perpendicular = [s for s in sides if (s in ("left", "right")) != (first in ("left", "right"))]
+    if perpendicular and rng.random() < 0.25:
+        chosen.append(str(rng.choice(perpendicular)))
+    extent = (width, height)
+    for side in chosen:
+        axis = 0 if side in ("left", "right") else 1
+        low = side in ("left", "top")
+        target = min(labelled, key=lambda c: c.front[:, axis].min()) if low else max(labelled, key=lambda c: c.front[:, axis].max())
+        lo, hi = target.front[:, axis].min(), target.front[:, axis].max()
+        keep = 1.0 if rng.random() < 0.25 else rng.uniform(LABEL_VISIBLE + 0.07, 0.95)
+        delta = np.zeros(2)
+        delta[axis] = -(lo + (1 - keep) * (hi - lo)) if low else extent[axis] - (hi - (1 - keep) * (hi - lo))
+        for cube in cubes:
+            cube.move_to(cube.center + delta)
+        step = np.zeros(2)
+        step[axis] = (1 if low else -1) * 0.02 * (hi - lo)
+        for _ in range(40):  # turned or tilted faces: make sure the target stays labellable
+            if _visible_fraction(target.front, width, height) >= LABEL_VISIBLE + 0.05:
+                break
+            for cube in cubes:
+                cube.move_to(cube.center + step)
+
+
+def _apply_visibility(cubes: List[_Cube], width: int, height: int) -> List[_Cube]:
+    """The cut-face rule, the same in every family: a face at least LABEL_VISIBLE in frame is
+    labelled (its box is the visible part, see :func:`_face_box`); a face between
+    SLIVER_VISIBLE and LABEL_VISIBLE in frame is never produced (its cube is removed: a human
+    might or might not label it); a sliver under SLIVER_VISIBLE stays, unlabelled and blank
+    (no digit part shows at the border)."""
+    kept = []
+    for cube in cubes:
+        v = _visible_fraction(cube.front, width, height)
+        if v >= LABEL_VISIBLE:
+            kept.append(cube)
+        elif 0.0 < v < SLIVER_VISIBLE:
+            cube.label = None
+            cube.blank = True
+            kept.append(cube)
+    return kept
+
+
+def _face_box(quad: np.ndarray, width: int, height: int) -> Optional[Tuple[int, int, int, int]]:
+    """The box a labelImg user draws: around the face's visible part, inside the image."""
+    xmin, ymin = int(math.floor(quad[:, 0].min())), int(math.floor(quad[:, 1].min()))
+    xmax, ymax = int(math.ceil(quad[:, 0].max())), int(math.ceil(quad[:, 1].max()))
+    if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+        rect = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+        area, inter = cv2.intersectConvexConvex(quad.astype(np.float32), rect)
+        if area <= 0 or inter is None:
+            return None
+        inter = inter.reshape(-1, 2)
+        xmin, ymin = int(math.floor(inter[:, 0].min() + 1e-3)), int(math.floor(inter[:, 1].min() + 1e-3))
+        xmax, ymax = int(math.ceil(inter[:, 0].max() - 1e-3)), int(math.ceil(inter[:, 1].max() - 1e-3))
+    xmin, ymin, xmax, ymax = max(xmin, 0), max(ymin, 0), min(xmax, width), min(ymax, height)
+    if xmax <= xmin or ymax <= ymin:
+        return None
+    return xmin, ymin, xmax, ymax
+
+
+def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_dir: np.ndarray,
+                 paper_range: Optional[Tuple[float, float]] = None) -> None:
     h, w = lum.shape
     paper = rng.uniform(0.72, 0.98) if rng.random() < 0.85 else rng.uniform(0.55, 0.72)
+    if paper_range is not None:
+        paper = rng.uniform(*paper_range)
     # Sides: card lit differently (the top often brighter, the sides darker), never a digit.
     for quad, normal in cube.sides:
         facing = float(-normal[:2] @ light_dir)  # > 0: side turned towards the light
@@ -483,13 +640,13 @@ def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_d
             pts = (np.round(quad * 16)).astype(np.int32)
             cv2.polylines(lum, [pts], True, float(paper * shade * 0.7), 1, cv2.LINE_8, 4)
     # Front face: texture warped onto the projected quad (anti-aliased through its alpha).
-    tsize = int(np.clip(round(cube.size * 1.05), 64, 320))
+    tsize = int(np.clip(round(cube.size * 1.05), 64, 360))
     style = {
         "edge": rng.choice(["plain", "notches", "dashed", "outline"], p=[0.38, 0.3, 0.14, 0.18]),
         "edge_dark": rng.uniform(0.25, 0.8),
         "ink": rng.uniform(0.03, 0.16) if rng.random() < 0.9 else rng.uniform(0.16, 0.3),
     }
-    tex = _face_texture(rng, cube.label, tsize, 1.0, style)
+    tex = _face_texture(rng, cube.label, tsize, 1.0, style) if not cube.blank else np.full((tsize, tsize), 255, np.uint8)
     quad = cube.front
     x0, y0 = max(int(np.floor(quad[:, 0].min())) - 1, 0), max(int(np.floor(quad[:, 1].min())) - 1, 0)
     x1, y1 = min(int(np.ceil(quad[:, 0].max())) + 2, w), min(int(np.ceil(quad[:, 1].max())) + 2, h)
@@ -642,18 +799,20 @@ def _border_objects(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray,
             cv2.fillPoly(tint, [np.round(p / _LOW).astype(np.int32)], tuple(float(x) for x in colour))
 
 
-def _light_map(rng: np.random.Generator, lw: int, lh: int, cubes: List[_Cube]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+def _light_map(rng: np.random.Generator, lw: int, lh: int, cubes: List[_Cube],
+               strength: float = 1.0) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Low-res illumination (gradient, a lamp spot, vignetting), the light's direction in the
-    image, and the low-res shade cast by the cubes on the table (or None)."""
+    image, and the low-res shade cast by the cubes on the table (or None). ``strength`` < 1
+    evens the light out (bright rooms)."""
     yy, xx = np.mgrid[0:lh, 0:lw].astype(np.float32)
     xn, yn = (xx - lw / 2) / (lw / 2), (yy - lh / 2) / (lh / 2)
     light_angle = rng.uniform(0, 2 * np.pi)
     light_dir = np.array([math.cos(light_angle), math.sin(light_angle)])
-    light = 1.0 + rng.uniform(0.0, 0.32) * (xn * np.float32(light_dir[0]) + yn * np.float32(light_dir[1]))
+    light = 1.0 + rng.uniform(0.0, 0.32) * strength * (xn * np.float32(light_dir[0]) + yn * np.float32(light_dir[1]))
     if rng.random() < 0.5:
         sx, sy = rng.uniform(-1, 1, 2)
-        light += np.float32(rng.uniform(0.1, 0.6)) * np.exp(-((xn - sx) ** 2 + (yn - sy) ** 2) / np.float32(rng.uniform(0.2, 1.2)))
-    light *= 1.0 - np.float32(rng.uniform(0.0, 0.6)) * (xn * xn + yn * yn) * 0.5  # vignetting
+        light += np.float32(rng.uniform(0.1, 0.6) * strength) * np.exp(-((xn - sx) ** 2 + (yn - sy) ** 2) / np.float32(rng.uniform(0.2, 1.2)))
+    light *= 1.0 - np.float32(rng.uniform(0.0, 0.6) * strength) * (xn * xn + yn * yn) * 0.5  # vignetting
     shade = None
     if cubes and rng.random() < 0.8:
         shadow = np.zeros((lh, lw), np.float32)
@@ -665,7 +824,8 @@ def _light_map(rng: np.random.Generator, lw: int, lh: int, cubes: List[_Cube]) -
     return np.maximum(light, np.float32(0.08)), light_dir, shade
 
 
-def _camera(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray, face_level: float) -> np.ndarray:
+def _camera(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray, face_level: float,
+            colour_p: float = 0.55, saturation: Tuple[float, float] = (0.15, 0.8)) -> np.ndarray:
     """Optics, sensor and encoding: float luminance (+ low-res tint) -> BGR uint8.
 
     ``lum`` is a scratch buffer; full-frame steps write into scratch buffers (see _buffer)."""
@@ -701,9 +861,9 @@ def _camera(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray, face_le
     gamma, black = rng.uniform(0.75, 1.3), rng.uniform(0, 14)
     curve = black + (255 - black) * np.power(np.arange(256) / 255.0, gamma)
     img8 = cv2.LUT(img8, np.clip(np.round(curve), 0, 255).astype(np.uint8), dst=_buffer("u8b", shape, np.uint8))
-    colour = rng.random() >= 0.45
+    colour = rng.random() >= 1.0 - colour_p
     if colour:  # low-saturation colour camera: chroma from the low-res tint map
-        tint = 1.0 + np.float32(rng.uniform(0.15, 0.8)) * (tint - 1.0)
+        tint = 1.0 + np.float32(rng.uniform(*saturation)) * (tint - 1.0)
         tint *= (1.0 + rng.normal(0, 0.035, 3)).astype(np.float32)  # white balance
         lh, lw = tint.shape[:2]  # blotchy chroma noise
         tint += _noise_crop(rng, lh, lw * 3).reshape(lh, lw, 3) * np.float32(rng.uniform(0.0, 0.05))
@@ -721,51 +881,374 @@ def _camera(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray, face_le
     return bgr if colour else cv2.cvtColor(img8, cv2.COLOR_GRAY2BGR)
 
 
-def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, List[LabeledBox]]:
-    """One synthetic camera frame and the boxes of its labelled faces.
+# --------------------------------------------------------------------------- light rooms and table-level views
 
-    ``size`` is (width, height), by default drawn from :data:`SIZES`. Returns a BGR uint8
-    image (three equal channels for a grayscale camera) and ``LabeledBox(label, xmin, ymin, xmax,
-    ymax)`` per visible face (1-4), left to right.
-    """
-    if size is None:
-        size = SIZES[int(rng.integers(0, len(SIZES)))]
-    width, height = int(size[0]), int(size[1])
 
-    lum, tint = _background(rng, width, height)
+def _background_light(rng: np.random.Generator, width: int, height: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A light top-down background: white or light-grey table, paper sheets, light wood; the
+    faces barely stand out from it."""
+    lw, lh = width // _LOW, height // _LOW
+    base = rng.uniform(0.6, 0.95)
+    low = np.full((lh, lw), base, np.float32)
+    low *= 1.0 + rng.uniform(0.02, 0.12) * _smooth_noise(rng, lh, lw, rng.uniform(2, 6))
+    wood = rng.random() < 0.25
+    if wood:
+        y = np.arange(lh, dtype=np.float32)[:, None]
+        low *= 1.0 + 0.08 * np.sin(y * rng.uniform(0.1, 0.4) + rng.uniform(0, 6))
+    shape = (height, width)
+    lum = cv2.resize(low, (width, height), dst=_buffer("lum", shape), interpolation=cv2.INTER_LINEAR)
+    for _ in range(int(rng.choice([0, 1, 2, 3], p=[0.35, 0.35, 0.2, 0.1]))):  # paper sheets, sharp edged
+        c = rng.uniform([0, 0], [width, height])
+        sheet = cv2.boxPoints(((float(c[0]), float(c[1])), (rng.uniform(150, 500), rng.uniform(150, 500)), rng.uniform(0, 90)))
+        _paint(lum, [sheet.astype(np.float64)], float(np.clip(base * rng.uniform(0.85, 1.2), 0.5, 1.0)))
+    tex = _noise_crop(rng, height, width)
+    if wood:  # grain along the planks
+        tex = cv2.resize(tex[: height // 8 + 1, : width // 2], (width, height), dst=_buffer("tmp", shape), interpolation=cv2.INTER_LINEAR)
+    weave = cv2.multiply(lum, tex, dst=_buffer("tmp2", shape), scale=rng.uniform(0.02, 0.1))
+    lum = cv2.add(lum, weave, dst=lum)
+    tint = np.ones((lh, lw, 3), np.float32) * (1.0 + rng.normal(0, 0.04, 3)).astype(np.float32)
+    if wood:
+        tint *= np.array([0.8, 0.95, 1.15], np.float32)
+    return lum, tint
+
+
+def _front_layout(rng: np.random.Generator, width: int, height: int, counts: Sequence[float],
+                  size_range: Tuple[float, float], cut: bool) -> Tuple[List[_Cube], float]:
+    """Cubes standing in a row on a table, seen from about their height: the front faces, a
+    thin band of their tops (the camera is a little above them), sometimes a side. Returns the
+    cubes and the y of the row's baseline (where the faces stand on the table)."""
+    n = int(rng.choice([1, 2, 3, 4], p=counts))
+    labels: List[Optional[str]] = [str(rng.choice(list(LABELS.values()))) for _ in range(n)]
+    if n < 4 and rng.random() < 0.1:
+        labels.insert(int(rng.integers(0, n + 1)), None)  # a blank or marked cube in the row
+    size = rng.uniform(*size_range)
+    dist = rng.uniform(5.0, 12.0)
+    pitch = rng.uniform(0.05, 0.3)  # how far above the cubes the camera is: a thin top band shows
+    cam_roll = math.radians(rng.normal(0, 3))
+    yaw0 = rng.normal(0, 0.1)
+    margin = rng.uniform(5, 40)
+    for _attempt in range(4):
+        cubes = []
+        for i, label in enumerate(labels):
+            depth = rng.normal(0, 0.06)  # a cube a little behind the others: smaller and higher
+            cube = _Cube(size * (1 - depth) * rng.uniform(0.96, 1.04), cam_roll + math.radians(rng.normal(0, 2.5)),
+                         pitch + rng.normal(0, 0.03), yaw0 + rng.normal(0, 0.08), dist, label)
+            cube.index, cube.depth = i, depth
+            cubes.append(cube)
+        gaps = rng.uniform(3, 0.5 * size, len(cubes))
+        widths = [c.hull[:, 0].max() - c.hull[:, 0].min() for c in cubes]
+        total = sum(widths) + gaps[1:].sum()
+        if cut or total <= width - 2 * margin or _attempt == 3:
+            break
+        size = max(size_range[0] * 0.7, size * (width - 2 * margin) / total)
+    heights = max(c.hull[:, 1].max() - c.hull[:, 1].min() for c in cubes)
+    lo_b = min(max(0.55 * height, heights + 0.08 * height), 0.97 * height)
+    base = rng.uniform(lo_b, max(lo_b, 0.97 * height))
+    x = rng.uniform(margin, max(margin, width - margin - total)) if total <= width - 2 * margin else (width - total) / 2
+    slope = math.tan(cam_roll)
+    for i, cube in enumerate(cubes):
+        if i:
+            x += gaps[i]
+        xmin = cube.hull[:, 0].min()
+        cx = x - xmin + cube.center[0]
+        x += widths[i]
+        y = base + slope * (cx - width / 2) - cube.depth * size * 0.9
+        cube.move_to([cx, cube.center[1] + y - cube.front[:, 1].max()])
+    if cut:
+        _cut_shift(rng, cubes, width, height, ("left", "right", "bottom"))
+    kept = _apply_visibility(cubes, width, height)
+    if not any(c.label for c in kept):  # never a scene without a face by accident
+        cube = _Cube(min(size, 0.6 * height), cam_roll, pitch, yaw0, dist, str(rng.choice(list(LABELS.values()))))
+        cube.move_to([width / 2, min(base, height - 5) - cube.front[:, 1].max()])
+        kept = [c for c in kept if not _overlaps(c.hull, cube.hull, 3)] + [cube]
+    base = float(max(c.front[:, 1].max() for c in kept))
+    return kept, base
+
+
+_WALL_TINTS = np.array([[1.0, 1.0, 1.0], [0.92, 1.0, 1.08], [1.06, 1.0, 0.94], [0.95, 1.03, 0.98], [1.0, 0.97, 1.05]], np.float32)
+
+
+def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright: bool) -> Tuple[np.ndarray, np.ndarray, float, bool]:
+    """Albedo of a room behind a table seen from the side: a wall (window, curtains, posters,
+    frames, furniture, cables) above ``edge``, the table top (wood or laminate, grain, a sheen)
+    below. Returns (luminance, low-res tint, the window's side in [-1, 1], glossy table)."""
+    lw, lh = width // _LOW, height // _LOW
+    edge = float(np.clip(edge, 0.0, height - 1.0))
+    e = int(np.clip(round(edge / _LOW), 0, lh))
+    low = np.empty((lh, lw), np.float32)
+    tint = np.empty((lh, lw, 3), np.float32)
+    wall = rng.uniform(0.7, 0.95) if bright else rng.uniform(0.35, 0.9)
+    low[:e] = wall * (1.0 + rng.uniform(0.03, 0.15) * _smooth_noise(rng, max(e, 1), lw, rng.uniform(2, 5)))[: max(e, 0)] if e > 0 else 0
+    tint[:e] = _WALL_TINTS[int(rng.integers(0, len(_WALL_TINTS)))] * (1.0 + rng.normal(0, 0.03, 3)).astype(np.float32)
+    window = rng.uniform(-1, 1)
+    items = []
+    if e > 4:
+        if rng.random() < 0.35:  # a wall corner or a door recess: one part of the wall darker
+            xc = int(rng.uniform(0.1, 0.9) * lw)
+            part = np.s_[:e, xc:] if rng.random() < 0.5 else np.s_[:e, :xc]
+            low[part] *= rng.uniform(0.6, 0.9)
+        if rng.random() < 0.35:  # a window: over-exposed glass, mullions
+            wx0 = int(rng.uniform(-0.1, 0.7) * lw)
+            ww = int(rng.uniform(0.2, 0.45) * lw)
+            wy1 = int(e * rng.uniform(0.6, 1.0))
+            low[: wy1, max(wx0, 0) : wx0 + ww] = rng.uniform(1.2, 2.0)
+            tint[: wy1, max(wx0, 0) : wx0 + ww] = (0.95, 1.0, 1.0)
+            if rng.random() < 0.7:
+                bar = max(1, int(rng.uniform(0.5, 2)))
+                xm = wx0 + ww // 2
+                low[: wy1, max(xm - bar, 0) : max(xm + bar, 0)] = wall * 0.8
+                ym = int(wy1 * rng.uniform(0.3, 0.6))
+                low[ym : ym + bar, max(wx0, 0) : wx0 + ww] = wall * 0.8
+            window = float(np.clip((wx0 + ww / 2) / lw * 2 - 1, -1, 1))
+        if rng.random() < 0.4:  # curtains: vertical folds, often coloured
+            cx0 = int(rng.uniform(-0.2, 0.8) * lw)
+            cw = int(rng.uniform(0.15, 0.6) * lw)
+            x = np.arange(max(cx0, 0), min(cx0 + cw, lw), dtype=np.float32)
+            if len(x):
+                period = rng.uniform(3, 9)
+                folds = 1.0 + rng.uniform(0.1, 0.35) * np.sin(x * (2 * np.pi / period) + rng.uniform(0, 6) + 0.6 * np.sin(x * 0.37))
+                value = rng.uniform(0.6, 0.95) if bright else rng.uniform(0.25, 0.9)
+                low[:e, max(cx0, 0) : cx0 + cw] = value * folds[None, :]
+                tint[:e, max(cx0, 0) : cx0 + cw] = (1.0 + rng.normal(0, 0.15, 3)).astype(np.float32)
+        for _ in range(int(rng.choice([0, 1, 2, 3], p=[0.3, 0.35, 0.25, 0.1]))):
+            items.append("poster")
+        if rng.random() < 0.5:
+            items.append("furniture")
+        for _ in range(int(rng.choice([0, 1, 2], p=[0.55, 0.3, 0.15]))):
+            items.append("cable")
+    # the table top
+    wood = rng.random() < 0.55
+    top = (rng.uniform(0.55, 0.85) if bright else rng.uniform(0.2, 0.6)) if wood else (rng.uniform(0.7, 0.95) if bright else rng.uniform(0.35, 0.9))
+    rows = np.arange(lh - e, dtype=np.float32)[:, None] / max(lh - e, 1)
+    low[e:] = top * (1.0 + rng.uniform(-0.15, 0.15) * rows) * (1.0 + rng.uniform(0.02, 0.1) * _smooth_noise(rng, max(lh - e, 1), lw, 3))[: lh - e]
+    tint[e:] = (np.array([0.72, 0.93, 1.22], np.float32) + rng.normal(0, 0.04, 3).astype(np.float32)) if wood else \
+        (1.0 + rng.normal(0, 0.04, 3)).astype(np.float32)
+    glossy = rng.random() < (0.25 if wood else 0.55)
+    if glossy and lh - e > 4:  # the window or lamp reflected as a soft streak across the table
+        yy, xx = np.mgrid[e:lh, 0:lw].astype(np.float32)
+        sy, sx = e + rng.uniform(0.05, 0.6) * (lh - e), rng.uniform(0, lw)
+        low[e:] += np.float32(rng.uniform(0.1, 0.45)) * np.exp(-((xx - sx) / (lw * rng.uniform(0.1, 0.4))) ** 2 - ((yy - sy) / max(2.0, (lh - e) * 0.15)) ** 2)
+    shape = (height, width)
+    lum = cv2.resize(low, (width, height), dst=_buffer("lum", shape), interpolation=cv2.INTER_LINEAR)
+    edge_i = int(round(edge))
+    if 0 < edge_i < height:
+        # the table's back edge: a shadow gap or a lit rim
+        k = int(rng.integers(1, 5))
+        lum[edge_i : edge_i + k] *= rng.uniform(0.4, 0.8) if rng.random() < 0.6 else rng.uniform(1.1, 1.3)
+        # grain (wood: long streaks along the table; laminate: fine speckle)
+        tex = _noise_crop(rng, height, width)
+        if wood:
+            tex = cv2.resize(tex[: height // 6 + 1, : width // 24 + 1], (width, height), dst=_buffer("tmp", shape), interpolation=cv2.INTER_LINEAR)
+        part = lum[edge_i:]
+        part += part * tex[edge_i:] * np.float32(rng.uniform(0.1, 0.3) if wood else rng.uniform(0.02, 0.06))
+        if wood and rng.random() < 0.5:  # plank seams
+            for _ in range(int(rng.integers(1, 4))):
+                y = int(rng.uniform(edge_i, height))
+                lum[y : y + 2] *= rng.uniform(0.5, 0.8)
+    for kind in items:  # sharp-edged things on the wall
+        if kind == "poster":
+            pw, ph = rng.uniform(50, 220), rng.uniform(60, 260)
+            c = np.array([rng.uniform(0, width), rng.uniform(-0.2, 0.8) * edge])
+            rect = cv2.boxPoints(((float(c[0]), float(c[1])), (pw, ph), rng.normal(0, 2))).astype(np.float64)
+            frame = rng.random() < 0.5
+            _paint(lum, [rect], rng.uniform(0.05, 0.5) if frame else rng.uniform(0.3, 1.0))
+            inner = (rect - c) * (rng.uniform(0.8, 0.92) if frame else 1.0) + c
+            value = rng.uniform(0.2, 1.0)
+            if frame:
+                _paint(lum, [inner], value)
+            for _ in range(int(rng.integers(1, 4))):  # picture blocks, never a thin bar (it could read as a 1)
+                fx = rng.uniform(0.3, 0.7)
+                f = np.array([fx, min(0.9, fx * rng.uniform(0.7, 1.4))])
+                o = rng.uniform(-0.3, 0.3, 2)
+                block = c + (inner - c) * f + o * [pw, ph] * (1 - f)
+                _paint(lum, [block], rng.uniform(0.05, 1.0))
+            if rng.random() < 0.5:  # lines of small text
+                for j in range(int(rng.integers(2, 7))):
+                    y = c[1] + ph * (0.1 + 0.1 * j) - ph / 2
+                    x0 = c[0] - pw * 0.35
+                    cv2.line(lum, (int(x0 * 16), int(y * 16)), (int((x0 + pw * rng.uniform(0.3, 0.7)) * 16), int(y * 16)),
+                             float(value * 0.3), max(1, int(ph / 60)), cv2.LINE_8, 4)
+            lo = np.maximum(((rect.min(axis=0)) / _LOW).astype(int), 0)
+            hi = (rect.max(axis=0) / _LOW).astype(int) + 1
+            tint[lo[1] : hi[1], lo[0] : hi[0]] = (1.0 + rng.normal(0, 0.25, 3)).astype(np.float32)
+        elif kind == "furniture":  # a shelf, cabinet, monitor or chair back rising from the table's edge
+            fw = rng.uniform(80, 350)
+            x0 = rng.choice([rng.uniform(-fw * 0.5, 0), rng.uniform(width - fw, width - fw * 0.5), rng.uniform(0, width - fw)])
+            y0 = rng.uniform(-0.2, 0.8) * edge
+            rect = np.array([[x0, y0], [x0 + fw, y0], [x0 + fw, edge + 2], [x0, edge + 2]])
+            value = rng.choice([rng.uniform(0.03, 0.15), rng.uniform(0.25, 0.6)])
+            _paint(lum, [rect], value)
+            if rng.random() < 0.5:  # a lighter rim or shelf board
+                y = rng.uniform(y0, edge)
+                _paint(lum, [np.array([[x0, y], [x0 + fw, y], [x0 + fw, y + rng.uniform(4, 14)], [x0, y + 8]])], value * rng.uniform(1.5, 3.0))
+            lo = np.maximum(np.array([x0, y0]) / _LOW, 0).astype(int)
+            tint[lo[1] : e, lo[0] : int((x0 + fw) / _LOW) + 1] = (np.array([0.8, 0.95, 1.2]) if rng.random() < 0.5 else 1.0 + rng.normal(0, 0.05, 3)).astype(np.float32)
+        else:  # a cable hanging down the wall or along it
+            pts = [np.array([rng.uniform(0, width), rng.uniform(-20, edge * 0.5)])]
+            heading = rng.uniform(0.3, 2.8)
+            for _ in range(6):
+                heading = float(np.clip(heading + rng.normal(0, 0.35), 0.1, 3.0))
+                pts.append(pts[-1] + rng.uniform(30, 70) * np.array([math.cos(heading), math.sin(heading)]))
+            curve = _catmull_rom(np.array(pts), 6)
+            cv2.polylines(lum, [np.round(curve * 16).astype(np.int32)], False, float(rng.uniform(0.03, 0.3)),
+                          int(rng.integers(2, 8)), cv2.LINE_8, 4)
+    return lum, tint, window, glossy
+
+
+def _scene_front(rng: np.random.Generator, width: int, height: int, *, bright: bool = False, cut: bool = False,
+                 counts: Sequence[float] = (0.1, 0.15, 0.4, 0.35), size_range: Tuple[float, float] = (90, 150)) -> Tuple[np.ndarray, List[_Cube]]:
+    """A table-level view: cubes standing on a table, a room behind; colour camera mostly."""
+    cubes, base = _front_layout(rng, width, height, counts, size_range, cut)
+    top = min(c.hull[:, 1].min() for c in cubes)
+    size = float(np.median([c.size for c in cubes]))
+    edge = float(np.clip(top + rng.uniform(-0.5, 1.0) * size, 0.08 * height, min(base - 0.15 * size, 0.9 * height)))
+    lum, tint, window, glossy = _room(rng, width, height, edge, bright)
+    if rng.random() < 0.3:  # the arm, a pen, a hand... at a border of the table
+        _border_objects(rng, lum, tint, [c.hull for c in cubes])
+    lw, lh = width // _LOW, height // _LOW
+    # shadows on the table: contact shadows, cast shadows away from the window, a hand's shadow
+    shadow = np.zeros((lh, lw), np.float32)
+    side = -np.sign(window) * rng.uniform(0.1, 0.8)
+    for c in cubes:
+        bl, br = c.front[3], c.front[2]
+        w_ = np.linalg.norm(br - bl)
+        back = np.array([side * w_, -rng.uniform(0.05, 0.25) * w_])
+        poly = np.array([bl, br, br + back, bl + back]) / _LOW
+        cv2.fillConvexPoly(shadow, np.round(poly * 16).astype(np.int32), float(rng.uniform(0.4, 0.8)), cv2.LINE_8, 4)
+        cv2.ellipse(shadow, (int((bl[0] + br[0]) / 2 / _LOW * 16), int((bl[1] + br[1]) / 2 / _LOW * 16)),
+                    (int(w_ * 0.55 / _LOW * 16), int(max(1.0, w_ * 0.04 / _LOW) * 16)), 0, 0, 360, 1.0, -1, cv2.LINE_8, 4)
+    if rng.random() < 0.25:  # a hand or arm above the table
+        p0 = np.array([rng.uniform(0, lw), lh + 5.0])
+        p1 = p0 + np.array([rng.normal(0, 20), -rng.uniform(15, 50)])
+        cv2.fillPoly(shadow, [np.round(_capsule(p0, p1, rng.uniform(6, 14)) * 16).astype(np.int32)], float(rng.uniform(0.3, 0.6)), cv2.LINE_8, 4)
+    shadow = cv2.GaussianBlur(shadow, (0, 0), rng.uniform(0.8, 2.5))
+    shade = 1.0 - np.float32(rng.uniform(0.35, 0.75)) * np.minimum(shadow, 1.0)
+    e = int(edge / _LOW)
+    shade[: max(e, 0)] = 1.0  # (the wall is far behind: no cube shadow on it)
+    lum = cv2.multiply(lum, cv2.resize(shade, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR), dst=lum)
+    light_dir = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.4, 1.0)])  # mostly from above: a light top band
+    light_dir /= max(np.linalg.norm(light_dir), 1e-6)
+    for c in cubes:
+        _render_cube(lum, rng, c, light_dir, (0.8, 1.0) if bright else None)
+        cv2.fillConvexPoly(tint, np.round(c.hull / _LOW).astype(np.int32), tuple(float(x) for x in 1.0 + rng.normal(0, 0.03, 3)))
+    if glossy:  # the faces mirrored in the table, fading
+        for c in cubes:
+            yb = int(round(c.front[:, 1].max()))
+            x0, x1 = max(int(c.front[:, 0].min()), 0), min(int(c.front[:, 0].max()), width)
+            r = min(int(c.size * rng.uniform(0.2, 0.5)), height - yb, yb)
+            if r > 2 and x1 > x0:
+                alpha = (np.float32(rng.uniform(0.1, 0.3)) * np.linspace(1, 0, r, dtype=np.float32))[:, None]
+                dst = lum[yb : yb + r, x0:x1]
+                dst += alpha * (lum[yb - r : yb, x0:x1][::-1] - dst)
+    # light: the window's side brighter, the far wall dimmer or brighter, vignetting
+    yy, xx = np.mgrid[0:lh, 0:lw].astype(np.float32)
+    xn, yn = (xx - lw / 2) / (lw / 2), (yy - lh / 2) / (lh / 2)
+    g = rng.uniform(0.0, 0.12 if bright else 0.35)
+    light = 1.0 + np.float32(g * window) * xn + np.float32(rng.uniform(-0.15, 0.15)) * yn
+    light *= 1.0 - np.float32(rng.uniform(0.0, 0.15 if bright else 0.45)) * (xn * xn + yn * yn) * 0.5
+    face_level = rng.uniform(0.8, 1.05) if bright else rng.uniform(0.55, 1.05)
+    light *= np.float32(face_level / 0.9)
+    lum = cv2.multiply(lum, cv2.resize(light, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR), dst=lum)
+    bgr = _camera(rng, lum, tint, face_level, colour_p=0.85, saturation=(0.35, 1.0))
+    return bgr, cubes
+
+
+def _scene_topdown(rng: np.random.Generator, width: int, height: int, *, layout: Optional[dict] = None,
+                   bright: bool = False) -> Tuple[np.ndarray, List[_Cube]]:
+    """A top-down view (today's scenes): dark cloth or table, or a light one when ``bright``."""
+    lum, tint = _background_light(rng, width, height) if bright else _background(rng, width, height)
     focal = width * rng.uniform(0.8, 1.5)
     cam = (rng.normal(0, 0.2), rng.normal(0, 0.14))  # shared camera pitch / yaw (radians)
-    cubes = _layout(rng, width, height, focal, cam)
+    cubes = _layout(rng, width, height, focal, cam, **(layout or {}))
     _border_objects(rng, lum, tint, [c.hull for c in cubes])
-    light, light_dir, shade = _light_map(rng, width // _LOW, height // _LOW, cubes)
+    light, light_dir, shade = _light_map(rng, width // _LOW, height // _LOW, cubes, 0.35 if bright else 1.0)
     if shade is not None:  # cube shadows fall on the table, not on the cubes (drawn after)
         shade = cv2.resize(shade, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR)
         lum = cv2.multiply(lum, shade, dst=lum)
     for cube in cubes:
-        _render_cube(lum, rng, cube, light_dir)
+        _render_cube(lum, rng, cube, light_dir, (0.8, 1.0) if bright else None)
         cv2.fillConvexPoly(tint, np.round(cube.hull / _LOW).astype(np.int32), tuple(float(x) for x in 1.0 + rng.normal(0, 0.04, 3)))
     # how bright a white face ends up: mid-grey in a dim room to slightly clipped
     face_level = rng.uniform(0.3, 0.45) if rng.random() < 0.15 else rng.uniform(0.45, 1.05)
+    if bright:
+        face_level = rng.uniform(0.8, 1.05)
     light *= np.float32(face_level / 0.85)
     light_full = cv2.resize(light, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR)
     lum = cv2.multiply(lum, light_full, dst=lum)
-    bgr = _camera(rng, lum, tint, face_level)
+    return _camera(rng, lum, tint, face_level, colour_p=0.7 if bright else 0.55), cubes
 
+
+def _family_scene(rng: np.random.Generator, family: str, width: int, height: int) -> Tuple[np.ndarray, List[_Cube]]:
+    if family == "topdown":
+        return _scene_topdown(rng, width, height)
+    if family == "rotated":
+        return _scene_topdown(rng, width, height, layout={"roll_max": 60.0})
+    if family == "table":
+        return _scene_front(rng, width, height)
+    if family == "bright":
+        if rng.random() < 0.55:
+            return _scene_topdown(rng, width, height, bright=True)
+        return _scene_front(rng, width, height, bright=True)
+    if family == "closeup":
+        cut = rng.random() < 0.35
+        if rng.random() < 0.55:
+            return _scene_topdown(rng, width, height, bright=rng.random() < 0.3,
+                                  layout={"counts": (0.6, 0.4, 0.0, 0.0), "size_range": (220, 340), "cut": cut, "vertical_p": 0.0})
+        return _scene_front(rng, width, height, bright=rng.random() < 0.3, cut=cut, counts=(0.65, 0.35, 0.0, 0.0), size_range=(220, 330))
+    if family == "cut":
+        if rng.random() < 0.7:
+            return _scene_topdown(rng, width, height, bright=rng.random() < 0.2, layout={"cut": True})
+        return _scene_front(rng, width, height, bright=rng.random() < 0.3, cut=True)
+    raise ValueError(f"unknown scene family {family!r} (one of {', '.join(FAMILIES)})")
+
+
+def pick_family(rng: np.random.Generator) -> str:
+    """A family drawn from :data:`MIXTURE` (one draw of ``rng``)."""
+    return FAMILIES[int(rng.choice(len(FAMILIES), p=_MIXTURE_P))]
+
+
+def family_of(seed: int, index: int) -> str:
+    """The family of ``render_indexed(seed, index)`` (family None): cheap, renders nothing."""
+    return pick_family(np.random.default_rng([int(seed), int(index)]))
+
+
+def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = None,
+                 family: Optional[str] = None) -> Tuple[np.ndarray, List[LabeledBox]]:
+    """One synthetic camera frame and the boxes of its labelled faces.
+
+    ``size`` is (width, height), by default drawn from :data:`SIZES`; ``family`` one of
+    :data:`FAMILIES`, by default drawn from :data:`MIXTURE`. Returns a BGR uint8 image (three
+    equal channels for a grayscale camera) and ``LabeledBox(label, xmin, ymin, xmax, ymax)`` per
+    labelled face (1-4), left to right; a face cut by the border has the box of its visible part.
+    """
+    if family is None:
+        family = pick_family(rng)
+    elif family not in FAMILIES:
+        raise ValueError(f"unknown scene family {family!r} (one of {', '.join(FAMILIES)})")
+    if size is None:
+        size = SIZES[int(rng.integers(0, len(SIZES)))]
+    width, height = int(size[0]), int(size[1])
+    bgr, cubes = _family_scene(rng, family, width, height)
     boxes = []
     for cube in cubes:
         if cube.label is None:
             continue
-        q = cube.front
-        xmin, ymin = max(int(math.floor(q[:, 0].min())), 0), max(int(math.floor(q[:, 1].min())), 0)
-        xmax, ymax = min(int(math.ceil(q[:, 0].max())), width), min(int(math.ceil(q[:, 1].max())), height)
-        boxes.append(LabeledBox(cube.label, xmin, ymin, xmax, ymax))
+        box = _face_box(cube.front, width, height)
+        if box is not None:
+            boxes.append(LabeledBox(cube.label, *box))
     boxes.sort(key=lambda b: (b.xmin, b.ymin))
     return bgr, boxes
 
 
-def render_indexed(seed: int, index: int, size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, List[LabeledBox]]:
-    """Image ``index`` of ``seed``: a function of (seed, index) only."""
-    return render_scene(np.random.default_rng([int(seed), int(index)]), size)
+def render_indexed(seed: int, index: int, size: Optional[Tuple[int, int]] = None,
+                   family: Optional[str] = None) -> Tuple[np.ndarray, List[LabeledBox]]:
+    """Image ``index`` of ``seed``: a function of (seed, index, family) only. With no family,
+    the family is drawn from :data:`MIXTURE` (see :func:`family_of`)."""
+    if family is None:
+        return render_scene(np.random.default_rng([int(seed), int(index)]), size)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown scene family {family!r} (one of {', '.join(FAMILIES)})")
+    return render_scene(np.random.default_rng([int(seed), int(index), FAMILIES.index(family) + 1]), size, family)
 
 
 def _render_task(task: Tuple[int, int]) -> Tuple[np.ndarray, List[LabeledBox]]:

@@ -30,7 +30,7 @@ from cube_detect.labels import atomic_write_text
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data
-from cube_detect.synth import FAMILIES, MIN_LABELLED
+from cube_detect.synth import FAMILIES, LABEL_VISIBLE
 
 log = logging.getLogger("cube_detect.train")
 
@@ -59,8 +59,8 @@ def augment(sample: Sample, rng: np.random.Generator) -> Sample:
             b[:, [2, 4]] = b[:, [2, 4]].clip(0, h)
             visible = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2]) / np.maximum(area, 1e-6)
             # A face cut by the frame keeps its visible part as its box (as a labelImg user
-            # annotates it) when enough of it is left to read: synth's rule (MIN_LABELLED).
-            boxes = b[visible >= MIN_LABELLED]
+            # annotates it) when enough of it is left to read: synth's rule (LABEL_VISIBLE).
+            boxes = b[visible >= LABEL_VISIBLE]
     img = image.astype(np.float32) / 255.0
     img = np.power(img, rng.uniform(0.6, 1.6))  # dim or bright exposure
     img = img * rng.uniform(0.6, 1.3) + rng.uniform(-0.08, 0.08)
