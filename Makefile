@@ -3,15 +3,16 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := source tools/env.sh
 
-.PHONY: help setup test unit rostest demo bench soak lint clean
+.PHONY: help setup test unit unit-fast rostest demo bench soak lint clean
 
 help:
 	@echo "make setup    install Debian ROS packages, .venv and the catkin workspace (idempotent)"
 	@echo "make demo     detector + simulated camera and arm on a real roscore, a few cycles"
-	@echo "make test     unit tests (pytest) and integration tests (rostest)"
+	@echo "make test     lint, unit tests (pytest) and integration tests (rostest)"
+	@echo "make unit-fast  unit tests without the training pipeline (about 20 s)"
 	@echo "make bench    speed/memory figures -> bench/results.json + README (TRAIN=1: also training time)"
 	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~5 min)"
-	@echo "make lint     catkin_lint --strict"
+	@echo "make lint     catkin_lint --strict, ruff and mypy (settings in pyproject.toml)"
 	@echo "make clean    remove .venv, the catkin workspace and caches"
 
 setup:
@@ -20,14 +21,18 @@ setup:
 unit: setup
 	@$(ENV) && python -m pytest -q test
 
+# Quick iterations: everything but the tests marked slow (training, export, robustness).
+unit-fast: setup
+	@$(ENV) && python -m pytest -q -m "not slow" test
+
 rostest: setup
 	@$(ENV) && python tools/run_rostests.py
 
 lint: setup
-	@$(ENV) && catkin_lint --strict --pkg cube_detect
-
-test: setup
 	@$(ENV) && catkin_lint --strict --pkg cube_detect && echo "catkin_lint --strict: clean"
+	@$(ENV) && ruff check . && mypy
+
+test: setup lint
 	@$(ENV) && python -m pytest -q test
 	@$(ENV) && python tools/run_rostests.py
 

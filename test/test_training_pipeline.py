@@ -12,6 +12,8 @@ from cube_detect.cli import main
 from cube_detect.dataset import load_split
 from cube_detect.inference import load_detector
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -39,7 +39,7 @@ def annotation_boxes(detections: Iterable, width: int, height: int) -> List[Labe
     names = set(LABELS.values())
     boxes = []
     for det in detections:
-        label = det.label if det.label in names else LABELS.get(getattr(det, "class_id", None))
+        label = det.label if det.label in names else LABELS.get(getattr(det, "class_id", None) or 0)
         if label is None:
             log.warning("pre-annotation: skipping a face with unknown class %r", det.label)
             continue

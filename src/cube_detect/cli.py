@@ -24,7 +24,8 @@ COMMANDS = {
     "export": ("cube_detect.export", "export a training checkpoint to 8-bit TFLite (+ Edge TPU)"),
     "check": ("cube_detect.edgetpu_check", "check a .tflite model against the Edge TPU compiler's rules"),
     "evaluate": ("cube_detect.evaluate", "mAP, per-class AP, confusions and PR curves on a labelled data set"),
-    "robustness": ("cube_detect.evaluate:robustness", "per scene family: mAP@0.5 and exact sequences on fixed synthetic tests"),
+    "robustness": ("cube_detect.evaluate:robustness",
+                   "per scene family: mAP@0.5 and exact sequences on fixed synthetic tests"),
     "detect": ("cube_detect.detect", "detect cube faces in images, sorted left to right"),
 }
 

@@ -25,7 +25,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -153,7 +153,8 @@ def _parse_voc(xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> 
         (xmax, _), (ymax, _) = _int(bndbox, "xmax", xml_path), _int(bndbox, "ymax", xml_path)
         line = bndbox.sourceline
         if xmin >= xmax or ymin >= ymax:
-            raise DatasetError(f"{xml_path}:{line}: empty box ({xmin}, {ymin}, {xmax}, {ymax}): needs xmin < xmax and ymin < ymax")
+            raise DatasetError(f"{xml_path}:{line}: empty box ({xmin}, {ymin}, {xmax}, {ymax}): "
+                               "needs xmin < xmax and ymin < ymax")
         if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
             raise DatasetError(
                 f"{xml_path}:{line}: box ({xmin}, {ymin}, {xmax}, {ymax}) is outside the {width}x{height} image"
@@ -275,7 +276,8 @@ def _check_sample(image_path: Path, xml_path: Path) -> Sample:
     width, height = image_size(image_path)
     if (width, height) != (ann.width, ann.height):
         raise DatasetError(
-            f"{xml_path}:{lines['size']}: <size> says {ann.width}x{ann.height} but {image_path.name} is {width}x{height}"
+            f"{xml_path}:{lines['size']}: <size> says {ann.width}x{ann.height} "
+            f"but {image_path.name} is {width}x{height}"
         )
     return Sample(image_path, ann)
 
@@ -283,7 +285,8 @@ def _check_sample(image_path: Path, xml_path: Path) -> Sample:
 def _load_split(split_dir: Path, skip_bad: bool) -> Tuple[List[Sample], List[str]]:
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir}: not a directory")
-    images, xmls = {}, {}
+    images: Dict[str, List[Path]] = {}
+    xmls: Dict[str, Path] = {}
     for entry in sorted(split_dir.iterdir()):
         suffix = entry.suffix.lower()
         if suffix in IMAGE_SUFFIXES and entry.is_file():
@@ -302,10 +305,11 @@ def _load_split(split_dir: Path, skip_bad: bool) -> Tuple[List[Sample], List[str
     for stem in sorted(set(images) | set(xmls)):
         xml_path = xmls.get(stem)
         candidates = images.get(stem, [])
-        if not candidates:
+        if not candidates and xml_path is not None:
             try:
                 ann, lines = _parse_voc(xml_path)
-                fail(f"{xml_path}:{lines['filename']}: missing image: neither {ann.filename!r} nor {stem}.png/.jpg/.jpeg is beside it")
+                fail(f"{xml_path}:{lines['filename']}: missing image: neither {ann.filename!r} "
+                     f"nor {stem}.png/.jpg/.jpeg is beside it")
             except DatasetError as exc:
                 fail(str(exc))
             continue
@@ -561,8 +565,10 @@ class DatasetWriter:
         counts = {}
         for split in SPLITS:
             folder = self.root / split
-            counts[split] = sum(1 for p in folder.iterdir()
-                                if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg")) if folder.is_dir() else 0
+            if not folder.is_dir():
+                counts[split] = 0
+                continue
+            counts[split] = sum(1 for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         return counts
 
 
@@ -600,7 +606,7 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise DatasetError(f"{root}: data set directory does not exist")
     rows, skipped = [], 0
-    total = {}
+    total: Dict[str, int] = {}
     splits = [s for s in SPLITS if (root / s).is_dir()]
     if "train" not in splits:
         raise DatasetError(f"{root / 'train'}: not a directory (a data set has train/ and test/)")

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s", detector.backend_reason)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
-    results, failed = [], 0
+    results: List[dict] = []
+    failed = 0
     for path in tqdm(images, unit="img", disable=len(images) < 10, leave=False):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         try:

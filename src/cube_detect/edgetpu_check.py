@@ -267,13 +267,13 @@ def _read_graph(path: Path, data: bytes) -> _Graph:
         # schema_utils.cc: the op code is the larger of the two fields (builtin_code for codes
         # >= 127, where deprecated_builtin_code holds the 127 placeholder; the deprecated field
         # alone in old v3 models).
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        builtin = int(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
         name = op_names.get(builtin, f"BUILTIN_{builtin}")
         custom = code.CustomCode().decode("utf-8", "replace") if name == "CUSTOM" and code.CustomCode() else None
         options = _read_options(tfl, op, name)
         if "FusedActivationFunction" in options:
-            options["FusedActivationFunction"] = activation_names.get(
-                options["FusedActivationFunction"], str(options["FusedActivationFunction"]))
+            activation = options["FusedActivationFunction"]
+            options["FusedActivationFunction"] = activation_names.get(int(activation), str(activation))  # type: ignore[call-overload]
         ops.append(_Op(
             index=i, name=name, custom_code=custom, version=int(code.Version()),
             inputs=[int(j) for j in op.InputsAsNumpy()] if op.InputsLength() else [],
@@ -442,11 +442,12 @@ def _model_problems(graph: _Graph) -> List[str]:
                 problems.append(f"{label} is {tensor.dtype}, not uint8"
                                 + (" (model not quantized)" if tensor.dtype.startswith("float") else ""))
             if _is_dynamic(tensor):
-                if tensor.signature and tensor.signature[0] < 0:
-                    problems.append(f"{label} has a dynamic batch: shape_signature {list(tensor.signature)} "
+                signature = tensor.signature or ()
+                if signature and signature[0] < 0:
+                    problems.append(f"{label} has a dynamic batch: shape_signature {list(signature)} "
                                     f"(export with a fixed batch of 1)")
-                if any(d < 0 for d in tensor.signature[1:]):
-                    problems.append(f"{label} has dynamic dimensions: shape_signature {list(tensor.signature)}")
+                if any(d < 0 for d in signature[1:]):
+                    problems.append(f"{label} has dynamic dimensions: shape_signature {list(signature)}")
             elif len(tensor.shape) >= 2 and tensor.shape[0] != 1:
                 problems.append(f"{label} has batch {tensor.shape[0]}; the Edge TPU needs batch 1")
     if not graph.ops:

@@ -48,8 +48,11 @@ def plot_pr(coco_eval, labels, path: Path, title: str) -> None:
     for iou, style in ((0.5, "-"), (0.75, "--")):
         for cid, (recall, precision) in pr_curves(coco_eval, iou).items():
             ax.plot(recall, precision, style, label=f"{labels[cid]} @IoU {iou}")
-    ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1.01), ax.set_ylim(0, 1.01)
-    ax.grid(alpha=0.3), ax.legend(loc="lower left"), ax.set_title(title)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set(xlim=(0, 1.01), ylim=(0, 1.01), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -86,7 +86,7 @@ def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sam
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
         handle.write(model_bytes)
         handle.flush()
-        detector = Detector(make_interpreter(handle.name, 2), spec, "cpu", "evaluation", Path(handle.name))
+        detector = Detector(make_interpreter(Path(handle.name), 2), spec, "cpu", "evaluation", Path(handle.name))
         return [decode(*detector.raw_outputs(image), spec, threshold, 10) for image, _ in samples]
 
 
@@ -95,7 +95,8 @@ def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sam
 THRESHOLD_CANDIDATES = tuple(round(0.15 + 0.05 * i, 2) for i in range(14))
 
 
-def choose_threshold(truth: Sequence[GroundTruth], found: Sequence[Sequence[Detection]]) -> Tuple[float, Dict[str, float]]:
+def choose_threshold(truth: Sequence[GroundTruth],
+                     found: Sequence[Sequence[Detection]]) -> Tuple[float, Dict[str, float]]:
     """The default threshold: the candidate with the most exact sorted label sequences on the
     validation images (every scene family); among equally good ones the middle of the best
     run, so small score shifts on real photos do not fall off an edge. Returns it and the curve."""

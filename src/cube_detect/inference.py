@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -196,7 +196,7 @@ def _pycoral_interpreter(edgetpu_model: Path):
     return edgetpu.make_interpreter(str(edgetpu_model))
 
 
-def make_interpreter(model_path: os.PathLike, num_threads: int = 1, delegate: Optional[str] = None):
+def make_interpreter(model_path: Union[str, os.PathLike], num_threads: int = 1, delegate: Optional[str] = None):
     """A TFLite interpreter (LiteRT, else tflite-runtime) for ``model_path``, on the CPU or
     through the named delegate library (e.g. ``libedgetpu.so.1``, which raises RuntimeError
     when it cannot be loaded). Not yet allocated."""
@@ -266,7 +266,7 @@ class Detector:
         if not self._input_identity:
             s, z = self._input_quant
             boxed = np.clip(np.round(boxed.astype(np.float32) / 255.0 / s + z), 0, 255).astype(np.uint8)
-        return boxed, scale, gray.shape[:2]
+        return boxed, scale, (gray.shape[0], gray.shape[1])
 
     def raw_outputs(self, boxed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Run the network on a model-sized uint8 image; dequantized (heatmap, boxes)."""
@@ -330,7 +330,8 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
     if backend in ("auto", "edgetpu"):
         if edgetpu_model.is_file():
             attempts += [("edgetpu", "pycoral", lambda: _pycoral_interpreter(edgetpu_model)),
-                         ("edgetpu", "libedgetpu delegate", lambda: make_interpreter(edgetpu_model, num_threads, "libedgetpu.so.1"))]
+                         ("edgetpu", "libedgetpu delegate",
+                          lambda: make_interpreter(edgetpu_model, num_threads, "libedgetpu.so.1"))]
         else:
             skipped["edgetpu"] = f"no Edge TPU model ({edgetpu_model.name} not found)"
     if backend in ("auto", "cpu"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -28,7 +28,9 @@ def coco_evaluate(ground_truth: Sequence[GroundTruth], detections: Sequence[Dete
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    images, annotations, results = [], [], []
+    images: List[dict] = []
+    annotations: List[dict] = []
+    results: List[dict] = []
     for image_id, (gts, dets) in enumerate(zip(ground_truth, detections), start=1):
         images.append({"id": image_id, "width": 1, "height": 1})
         for cid, (x1, y1, x2, y2) in gts:
@@ -112,7 +114,7 @@ def sequence_accuracy(ground_truth, detections, threshold: float = 0.5) -> float
 def summarize(ground_truth, detections, labels: Mapping[int, str], threshold: float = 0.5) -> dict:
     """mAP50, mAP75, mAP (0.5:0.95), AP50 per class, confusions, sequence accuracy."""
     ev = coco_evaluate(ground_truth, detections, labels)
-    result = {"images": len(ground_truth), "faces": int(sum(len(g) for g in ground_truth))}
+    result: Dict[str, Any] = {"images": len(ground_truth), "faces": int(sum(len(g) for g in ground_truth))}
     if ev is None:
         result.update({"mAP50": 0.0, "mAP75": 0.0, "mAP": 0.0, "AP50_per_class": {}})
     else:

@@ -82,7 +82,8 @@ def encode_targets(boxes: Sequence[Tuple[int, float, float, float, float]], spec
         ci, cj = min(int(cy), rows - 1), min(int(cx), cols - 1)
         # Centre the Gaussian on the peak cell so that cell is exactly 1.
         sx, sy = max(0.5, 0.16 * w), max(0.5, 0.16 * h)
-        g = np.exp(-((xs[None, :] - (cj + 0.5)) ** 2) / (2 * sx * sx) - ((ys[:, None] - (ci + 0.5)) ** 2) / (2 * sy * sy))
+        g = np.exp(-((xs[None, :] - (cj + 0.5)) ** 2) / (2 * sx * sx)
+                   - ((ys[:, None] - (ci + 0.5)) ** 2) / (2 * sy * sy))
         target[:, :, cls] = np.maximum(target[:, :, cls], g)
         inside = (xs[None, :] > x1 / s) & (xs[None, :] < x2 / s) & (ys[:, None] > y1 / s) & (ys[:, None] < y2 / s)
         weight = np.where(inside, g, 0.0)

@@ -75,7 +75,8 @@ class ModelSpec:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: model sidecar is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ModelError(f"{path}: not a {FORMAT} sidecar (format={doc.get('format') if isinstance(doc, dict) else None!r})")
+            found = doc.get("format") if isinstance(doc, dict) else None
+            raise ModelError(f"{path}: not a {FORMAT} sidecar (format={found!r})")
         try:
             inp = doc["input"]
             labels = {int(k): str(v) for k, v in doc["labels"].items()}

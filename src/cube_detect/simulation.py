@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import cv2
 import numpy as np
@@ -51,7 +51,7 @@ class FolderScenes:
 
     EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
-    def __init__(self, folder: os.PathLike, axis: str = "x"):
+    def __init__(self, folder: Union[str, os.PathLike], axis: str = "x"):
         self.folder = Path(folder)
         self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in self.EXTENSIONS)
         if not self.paths:

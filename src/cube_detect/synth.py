@@ -397,6 +397,7 @@ class _Cube:
         self.size, self.roll, self.pitch, self.yaw, self.dist, self.label = size, roll, pitch, yaw, dist, label
         self.center = np.zeros(2)
         self.index = 0
+        self.depth = 0.0  # table-level rows: how far behind the others (smaller, higher)
         self.blank = False  # a sliver at the border: drawn without any mark
         self._project()
 
@@ -690,12 +691,12 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Tuple[np.n
             for _ in range(k):
                 heading += rng.normal(0, 0.35)
                 pts.append(pts[-1] + rng.uniform(15, 45) * np.array([math.cos(heading), math.sin(heading)]))
-            pts = _catmull_rom(np.array(pts), 6)
+            curve = _catmull_rom(np.array(pts), 6)
             offset = np.array([-math.sin(heading), math.cos(heading)]) * rng.uniform(1.0, 3.0)
             amp = rng.uniform(0.3, 1.2)
             thick = int(rng.integers(1, 4))
-            cv2.polylines(folds, [np.round((pts + offset) * 16).astype(np.int32)], False, amp, thick, cv2.LINE_8, 4)
-            cv2.polylines(folds, [np.round((pts - offset) * 16).astype(np.int32)], False, -amp * 0.6, thick, cv2.LINE_8, 4)
+            cv2.polylines(folds, [np.round((curve + offset) * 16).astype(np.int32)], False, amp, thick, cv2.LINE_8, 4)
+            cv2.polylines(folds, [np.round((curve - offset) * 16).astype(np.int32)], False, -amp * 0.6, thick, cv2.LINE_8, 4)
         folds = cv2.GaussianBlur(folds, (0, 0), rng.uniform(1.0, 2.5))
         low *= np.clip(1.0 + folds, 0.3, 3.0)
     elif kind == "table" and rng.random() < 0.5:  # wood or plank seams: faint parallel bands
@@ -1076,11 +1077,11 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
             x0 = rng.choice([rng.uniform(-fw * 0.5, 0), rng.uniform(width - fw, width - fw * 0.5), rng.uniform(0, width - fw)])
             y0 = rng.uniform(-0.2, 0.8) * edge
             rect = np.array([[x0, y0], [x0 + fw, y0], [x0 + fw, edge + 2], [x0, edge + 2]])
-            value = rng.choice([rng.uniform(0.03, 0.15), rng.uniform(0.25, 0.6)])
+            value = float(rng.choice([rng.uniform(0.03, 0.15), rng.uniform(0.25, 0.6)]))
             _paint(lum, [rect], value)
             if rng.random() < 0.5:  # a lighter rim or shelf board
-                y = rng.uniform(y0, edge)
-                _paint(lum, [np.array([[x0, y], [x0 + fw, y], [x0 + fw, y + rng.uniform(4, 14)], [x0, y + 8]])], value * rng.uniform(1.5, 3.0))
+                y_board = rng.uniform(y0, edge)
+                _paint(lum, [np.array([[x0, y_board], [x0 + fw, y_board], [x0 + fw, y_board + rng.uniform(4, 14)], [x0, y_board + 8]])], value * rng.uniform(1.5, 3.0))
             lo = np.maximum(np.array([x0, y0]) / _LOW, 0).astype(int)
             tint[lo[1] : e, lo[0] : int((x0 + fw) / _LOW) + 1] = (np.array([0.8, 0.95, 1.2]) if rng.random() < 0.5 else 1.0 + rng.normal(0, 0.05, 3)).astype(np.float32)
         else:  # a cable hanging down the wall or along it
@@ -1111,7 +1112,7 @@ def _scene_front(rng: np.random.Generator, width: int, height: int, *, bright: b
     side = -np.sign(window) * rng.uniform(0.1, 0.8)
     for c in cubes:
         bl, br = c.front[3], c.front[2]
-        w_ = np.linalg.norm(br - bl)
+        w_ = float(np.linalg.norm(br - bl))
         back = np.array([side * w_, -rng.uniform(0.05, 0.25) * w_])
         poly = np.array([bl, br, br + back, bl + back]) / _LOW
         cv2.fillConvexPoly(shadow, np.round(poly * 16).astype(np.int32), float(rng.uniform(0.4, 0.8)), cv2.LINE_8, 4)

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -97,6 +97,7 @@ class BatchMaker:
         with ThreadPoolExecutor(1) as pool:
             future = pool.submit(self.batch, chunks[0]) if chunks else None
             for k in range(len(chunks)):
+                assert future is not None
                 batch = future.result()
                 future = pool.submit(self.batch, chunks[k + 1]) if k + 1 < len(chunks) else None
                 yield batch
@@ -316,9 +317,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {d['validation']})")
     parser.add_argument("--minutes", type=float, default=None,
                         help=f"wall-clock budget, export included (default {d['minutes']:g})")
-    parser.add_argument("--epochs", type=int, default=d["epochs"], help="fixed number of epochs (overrides --minutes)")
+    parser.add_argument("--epochs", type=int, default=d["epochs"],
+                        help="fixed number of epochs (overrides --minutes)")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"])
-    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate, cosine decay (default {d['lr']:g})")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak learning rate, cosine decay (default {d['lr']:g})")
     parser.add_argument("--seed", type=int, default=d["seed"], help="fixed seed: data, init and order")
     parser.add_argument("--width", type=int, default=d["width"],
                         help=f"channel multiplier of the network (default {d['width']}; ignored with --init)")
@@ -336,7 +339,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     out = Path(args.out)
     if out.suffix == ".tflite":
         out = out.with_suffix("")
-    defaults = {**_DEFAULTS, **(FINE_TUNE_DEFAULTS if args.init else {})}
+    defaults: Dict[str, Any] = {**_DEFAULTS, **(FINE_TUNE_DEFAULTS if args.init else {})}
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
@@ -353,7 +356,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        epochs=args.epochs, batch_size=args.batch_size, lr=pick("lr"), seed=args.seed,
                        width=args.width, skip_bad=args.skip_bad, workers=args.workers,
                        export=not args.no_export, init=args.init, families=families,
-                       user_share=defaults["user_share"])
+                       user_share=float(defaults["user_share"]))
 
 
 def run(args: argparse.Namespace) -> int:
