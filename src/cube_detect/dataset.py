@@ -43,13 +43,19 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True)
 class LabeledBox:
-    """One VOC ``<object>``: class name and pixel box (labelImg's integer corners)."""
+    """One VOC ``<object>``: class name and pixel box (labelImg's integer corners).
+
+    ``score``: the pre-annotation model's score, kept as an extra ``<score>`` element at the end
+    of the ``<object>`` (labelImg and the TF OD API scripts ignore it); None for a box a person
+    drew or corrected. It is not part of equality: two boxes are the same face whatever the score.
+    """
 
     label: str
     xmin: int
     ymin: int
     xmax: int
     ymax: int
+    score: Optional[float] = field(default=None, compare=False)
 
     @property
     def bbox(self) -> BBox:
@@ -67,6 +73,8 @@ class Annotation:
     boxes: List[LabeledBox] = field(default_factory=list)
     folder: str = ""
     path: str = ""
+    #: Reviewed by a person: labelImg's ``verified="yes"`` attribute on ``<annotation>``.
+    verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,20 @@ def _parse_voc(xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> 
             raise DatasetError(
                 f"{xml_path}:{line}: box ({xmin}, {ymin}, {xmax}, {ymax}) is outside the {width}x{height} image"
             )
-        boxes.append(LabeledBox(name, xmin, ymin, xmax, ymax))
-    ann = Annotation(filename=filename, width=width, height=height, depth=depth, boxes=boxes, folder=folder, path=path)
+        score: Optional[float] = None
+        score_element = obj.find("score")
+        if score_element is not None:
+            score_text = (score_element.text or "").strip()
+            try:
+                score = float(score_text)
+            except ValueError:
+                score = float("nan")
+            if not 0.0 <= score <= 1.0:
+                raise DatasetError(f"{xml_path}:{score_element.sourceline}: <score> is not a number "
+                                   f"between 0 and 1: {score_text!r}")
+        boxes.append(LabeledBox(name, xmin, ymin, xmax, ymax, score))
+    ann = Annotation(filename=filename, width=width, height=height, depth=depth, boxes=boxes, folder=folder, path=path,
+                     verified=root.get("verified") == "yes")
     return ann, {"filename": filename_line, "size": size.sourceline}
 
 
@@ -177,6 +197,8 @@ def _truncated(box: LabeledBox, width: int, height: int) -> str:
 def format_voc(ann: Annotation) -> str:
     """The XML text labelImg would write for ``ann`` (tab-indented, no XML declaration)."""
     top = etree.Element("annotation")
+    if ann.verified:  # labelImg's mark of a reviewed image
+        top.set("verified", "yes")
 
     def sub(parent: etree._Element, tag: str, text: Optional[str] = None) -> etree._Element:
         element = etree.SubElement(parent, tag)
@@ -203,6 +225,8 @@ def format_voc(ann: Annotation) -> str:
         bndbox = sub(obj, "bndbox")
         for tag in ("xmin", "ymin", "xmax", "ymax"):
             sub(bndbox, tag, str(int(getattr(box, tag))))
+        if box.score is not None:
+            sub(obj, "score", f"{box.score:.3f}")
     # labelImg pretty-prints with lxml and turns each two-space indent into a tab; indenting
     # with tabs directly gives the same bytes without touching spaces inside text.
     etree.indent(top, space="\t")
