@@ -20,6 +20,7 @@ from cube_detect.errors import CubeDetectError
 COMMANDS = {
     "synth": ("cube_detect.synth", "generate synthetic labelled scenes (labelImg VOC layout)"),
     "stats": ("cube_detect.dataset", "check a data set and count images and faces per split and class"),
+    "review": ("cube_detect.review", "review and correct a data set's boxes in the browser (local web page)"),
     "train": ("cube_detect.train", "train the detector from scratch and export it"),
     "export": ("cube_detect.export", "export a training checkpoint to 8-bit TFLite (+ Edge TPU)"),
     "check": ("cube_detect.edgetpu_check", "check a .tflite model against the Edge TPU compiler's rules"),
