@@ -1,0 +1,430 @@
+"""`python -m cube_detect review`: the HTTP API (load, edit, accept, conflicts, traversal, token).
+
+Most tests use Flask's test client on :func:`create_app`; the token tests run a real server
+(:func:`serve_in_thread`) and talk to it over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flask", reason="the review page needs Flask: pip install -r requirements/review.txt")
+
+from cube_detect.dataset import (  # noqa: E402
+    Annotation,
+    DatasetWriter,
+    LabeledBox,
+    count_split,
+    format_stats,
+    format_voc,
+    load_split,
+    read_voc,
+    write_voc,
+)
+from cube_detect.errors import CubeDetectError  # noqa: E402
+from cube_detect.review import ReviewStore, create_app, serve_in_thread  # noqa: E402
+
+W, H = 64, 48
+SECRET = b"\x89PNG\r\n\x1a\nsecret outside the data set"
+
+
+def frame(value: int = 40) -> np.ndarray:
+    return np.full((H, W, 3), value, np.uint8)
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    """image001..image003 pre-annotated (with scores), image004 without XML, all in train/."""
+    root = tmp_path / "ds"
+    writer = DatasetWriter(root, test_share=0.0)
+    writer.save(frame(), [LabeledBox("one", 2, 3, 20, 30, 0.91), LabeledBox("two", 30, 5, 60, 40, 0.42)])
+    writer.save(frame(60), [LabeledBox("two", 10, 10, 30, 30, 0.77)])
+    writer.save(frame(80), [])
+    writer.save(frame(100), None)
+    (tmp_path / "secret.png").write_bytes(SECRET)
+    return root
+
+
+@pytest.fixture()
+def client(dataset: Path) -> Any:
+    return create_app(dataset).test_client()
+
+
+def xml(root: Path, name: str, split: str = "train") -> Path:
+    return root / split / name.replace(".png", ".xml")
+
+
+def load(client: Any, name: str, split: str = "train") -> Dict[str, Any]:
+    response = client.get(f"/api/ann/{split}/{name}")
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def put(client: Any, name: str, body: Dict[str, Any], split: str = "train") -> Any:
+    return client.put(f"/api/ann/{split}/{name}", json=body)
+
+
+def no_temporary_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+
+
+# --------------------------------------------------------------------------- VOC additions
+
+
+def test_verified_and_scores_round_trip_in_labelimg_layout(tmp_path: Path) -> None:
+    ann = Annotation("image001.png", W, H, 3, [LabeledBox("one", 2, 3, 20, 30, 0.9134), LabeledBox("two", 1, 1, 9, 9)],
+                     "train", "/x/train/image001.png", verified=True)
+    write_voc(tmp_path / "a.xml", ann)
+    back = read_voc(tmp_path / "a.xml")
+    assert back == ann and back.verified
+    assert [b.score for b in back.boxes] == [0.913, None]
+    # What labelImg's PascalVocReader and the TF OD API's dict parser look at is unchanged.
+    root = ET.parse(tmp_path / "a.xml").getroot()
+    assert root.attrib == {"verified": "yes"}
+    assert [c.tag for c in root.find("object")] == ["name", "pose", "truncated", "difficult", "bndbox", "score"]
+    assert [c.tag for c in root.findall("object")[1]] == ["name", "pose", "truncated", "difficult", "bndbox"]
+    # Without either, the bytes are exactly labelImg's as before.
+    plain = Annotation("image001.png", W, H, 3, [LabeledBox("one", 2, 3, 20, 30)], "train")
+    assert 'verified' not in format_voc(plain) and "<score>" not in format_voc(plain)
+
+
+def test_bad_score_names_file_and_line(tmp_path: Path) -> None:
+    text = format_voc(Annotation("a.png", W, H, 3, [LabeledBox("one", 2, 3, 20, 30, 0.5)]))
+    (tmp_path / "a.xml").write_text(text.replace("<score>0.500</score>", "<score>high</score>"))
+    with pytest.raises(CubeDetectError, match=r"a\.xml:\d+: <score>"):
+        read_voc(tmp_path / "a.xml")
+
+
+# --------------------------------------------------------------------------- load
+
+
+def test_list_statuses_scores_and_summary_are_stats_figures(client: Any, dataset: Path) -> None:
+    write_voc(xml(dataset, "image002.png"), replace(read_voc(xml(dataset, "image002.png")), verified=True))
+    data = client.get("/api/images").json
+    rows = {row["name"]: row for row in data["images"]}
+    assert [rows[n]["status"] for n in sorted(rows)] == ["unreviewed", "reviewed", "unreviewed", "no-xml"]
+    assert rows["image001.png"]["min_score"] == pytest.approx(0.42)
+    assert rows["image003.png"]["min_score"] is None and rows["image003.png"]["faces"] == 0
+    assert rows["image001.png"]["classes"] == {"one": 1, "two": 1}
+    assert data["labels"] == ["one", "two"]
+    summary = data["summary"]
+    train = next(r for r in summary["rows"] if r["split"] == "train")
+    assert (train["images"], train["faces"], train["one"], train["two"]) == (3, 3, 1, 2)
+    assert (train["listed"], train["reviewed"], train["no_xml"], train["bad"]) == (4, 1, 1, 0)
+    # The same table as `python -m cube_detect stats --skip-bad`.
+    expected = []
+    total: Dict[str, int] = {}
+    for split in ("train", "test"):
+        counts = count_split(load_split(dataset / split, skip_bad=True))
+        expected.append((split, counts))
+        for key, value in counts.items():
+            total[key] = total.get(key, 0) + value
+    assert summary["stats"] == format_stats(expected + [("total", total)])
+
+
+def test_load_returns_boxes_scores_size_and_version(client: Any, dataset: Path) -> None:
+    record = load(client, "image001.png")
+    assert (record["width"], record["height"], record["status"], record["verified"]) == (W, H, "unreviewed", False)
+    assert record["boxes"] == [
+        {"label": "one", "xmin": 2, "ymin": 3, "xmax": 20, "ymax": 30, "score": pytest.approx(0.91)},
+        {"label": "two", "xmin": 30, "ymin": 5, "xmax": 60, "ymax": 40, "score": pytest.approx(0.42)},
+    ]
+    assert record["version"] and record["version"] != "none"
+    assert load(client, "image004.png")["version"] == "none"
+    image = client.get("/image/train/image001.png")
+    assert image.status_code == 200 and image.data == (dataset / "train" / "image001.png").read_bytes()
+
+
+def test_page_and_assets_are_served_with_a_strict_policy(client: Any) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and b"/static/review.js" in page.data and b"{{query}}" not in page.data
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    for name in ("review.js", "review.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert b"http" not in client.get("/static/review.js").data.replace(b"HTTP", b"")  # no CDN, no remote URL
+
+
+# --------------------------------------------------------------------------- edit and accept
+
+
+def test_edit_saves_labelimg_voc_at_once_and_atomically(client: Any, dataset: Path) -> None:
+    before = read_voc(xml(dataset, "image001.png"))
+    record = load(client, "image001.png")
+    boxes = record["boxes"]
+    boxes[0].update(label="two", score=None)  # class changed by a person: no score any more
+    boxes[1].update(xmin=31.4, xmax=59.6)  # the page may send fractions: labelImg's integers on disk
+    response = put(client, "image001.png", {"version": record["version"], "boxes": boxes, "verified": False})
+    assert response.status_code == 200, response.json
+    after = read_voc(xml(dataset, "image001.png"))
+    assert after.boxes == [LabeledBox("two", 2, 3, 20, 30), LabeledBox("two", 31, 5, 60, 40)]
+    assert [b.score for b in after.boxes] == [None, pytest.approx(0.42)]
+    assert (after.filename, after.folder, after.path, after.depth) == (before.filename, before.folder, before.path, 3)
+    assert not after.verified and response.json["version"] != record["version"]
+    assert response.json["version"] == load(client, "image001.png")["version"]
+    assert no_temporary_files(dataset)
+    # delete a box
+    record = response.json
+    response = put(client, "image001.png", {"version": record["version"], "boxes": record["boxes"][1:],
+                                            "verified": False})
+    assert response.status_code == 200 and read_voc(xml(dataset, "image001.png")).boxes == [after.boxes[1]]
+
+
+def test_accept_marks_verified_yes_as_labelimg_does(client: Any, dataset: Path) -> None:
+    record = load(client, "image003.png")
+    response = put(client, "image003.png", {"version": record["version"], "boxes": [], "verified": True})
+    assert response.status_code == 200 and response.json["status"] == "reviewed"
+    root = ET.parse(xml(dataset, "image003.png")).getroot()
+    assert root.get("verified") == "yes" and root.find("object") is None
+    assert read_voc(xml(dataset, "image003.png")).verified
+    rows = {r["name"]: r["status"] for r in client.get("/api/images").json["images"]}
+    assert rows["image003.png"] == "reviewed"
+
+
+def test_saving_an_image_without_xml_creates_it(client: Any, dataset: Path) -> None:
+    box = {"label": "one", "xmin": 1, "ymin": 2, "xmax": 10, "ymax": 12, "score": None}
+    response = put(client, "image004.png", {"version": "none", "boxes": [box], "verified": True})
+    assert response.status_code == 200, response.json
+    ann = read_voc(xml(dataset, "image004.png"))
+    assert (ann.filename, ann.width, ann.height, ann.depth, ann.folder) == ("image004.png", W, H, 3, "train")
+    assert ann.boxes == [LabeledBox("one", 1, 2, 10, 12)] and ann.verified
+    assert no_temporary_files(dataset)
+
+
+@pytest.mark.parametrize("box, what", [
+    ({"label": "three", "xmin": 1, "ymin": 1, "xmax": 5, "ymax": 5}, "unknown class"),
+    ({"label": "one", "xmin": 1, "ymin": 1, "xmax": W + 1, "ymax": 5}, "outside"),
+    ({"label": "one", "xmin": 5, "ymin": 1, "xmax": 5, "ymax": 5}, "empty"),
+    ({"label": "one", "xmin": "1", "ymin": 1, "xmax": 5, "ymax": 5}, "not a number"),
+    ({"label": "one", "xmin": 1, "ymin": 1, "xmax": 5, "ymax": 5, "score": 2}, "score"),
+])
+def test_bad_boxes_are_refused_and_nothing_is_written(client: Any, dataset: Path, box: dict, what: str) -> None:
+    before = xml(dataset, "image002.png").read_bytes()
+    record = load(client, "image002.png")
+    response = put(client, "image002.png", {"version": record["version"], "boxes": [box], "verified": False})
+    assert response.status_code == 400 and what in response.json["error"]
+    assert xml(dataset, "image002.png").read_bytes() == before
+
+
+def test_writes_take_json_only(client: Any, dataset: Path) -> None:
+    before = xml(dataset, "image002.png").read_bytes()
+    response = client.put("/api/ann/train/image002.png", data={"version": "x"})  # a cross-site form's encoding
+    assert response.status_code == 415
+    assert client.post("/api/ann/train/image002.png", json={}).status_code == 405
+    assert xml(dataset, "image002.png").read_bytes() == before
+
+
+def test_bad_xml_is_listed_with_its_error_and_not_editable(client: Any, dataset: Path) -> None:
+    xml(dataset, "image003.png").write_text("<annotation><filename>image003.png</filename>")
+    row = next(r for r in client.get("/api/images").json["images"] if r["name"] == "image003.png")
+    assert row["status"] == "bad" and "malformed XML" in row["error"]
+    record = load(client, "image003.png")
+    response = put(client, "image003.png", {"version": record["version"], "boxes": [], "verified": True})
+    assert response.status_code == 422 and "malformed XML" in response.json["error"]
+    assert xml(dataset, "image003.png").read_text() == "<annotation><filename>image003.png</filename>"
+
+
+# --------------------------------------------------------------------------- conflicts
+
+
+def test_save_on_a_file_changed_on_disk_is_refused_with_409(client: Any, dataset: Path) -> None:
+    record = load(client, "image002.png")
+    # Meanwhile another tab or tool rewrites the file (same size and second: the version still differs).
+    theirs = Annotation("image002.png", W, H, 3, [LabeledBox("one", 10, 10, 30, 30)], "train", verified=True)
+    write_voc(xml(dataset, "image002.png"), theirs)
+    on_disk = xml(dataset, "image002.png").read_bytes()
+    mine = [dict(record["boxes"][0], label="two", score=None)]
+    response = put(client, "image002.png", {"version": record["version"], "boxes": mine, "verified": False})
+    assert response.status_code == 409
+    assert "changed on disk" in response.json["error"]
+    current = response.json["current"]  # the page reloads the image from this
+    assert current["boxes"][0]["label"] == "one" and current["verified"] and current["version"] != record["version"]
+    assert xml(dataset, "image002.png").read_bytes() == on_disk
+    # Saving on top of the current version works.
+    response = put(client, "image002.png", {"version": current["version"], "boxes": mine, "verified": False})
+    assert response.status_code == 200
+
+
+def test_two_tabs_second_save_with_a_stale_version_is_refused(client: Any, dataset: Path) -> None:
+    tab1, tab2 = load(client, "image001.png"), load(client, "image001.png")
+    assert put(client, "image001.png", {"version": tab1["version"], "boxes": [], "verified": False}).status_code == 200
+    response = put(client, "image001.png", {"version": tab2["version"], "boxes": tab2["boxes"], "verified": True})
+    assert response.status_code == 409 and read_voc(xml(dataset, "image001.png")).boxes == []
+
+
+def test_xml_that_appears_meanwhile_is_never_overwritten(client: Any, dataset: Path) -> None:
+    assert load(client, "image004.png")["version"] == "none"
+    write_voc(xml(dataset, "image004.png"), Annotation("image004.png", W, H, 3, [LabeledBox("two", 1, 1, 9, 9)]))
+    response = put(client, "image004.png", {"version": "none", "boxes": [], "verified": True})
+    assert response.status_code == 409 and response.json["current"]["boxes"][0]["label"] == "two"
+    assert read_voc(xml(dataset, "image004.png")).boxes == [LabeledBox("two", 1, 1, 9, 9)]
+
+
+def test_poll_generation_changes_when_capture_saves_an_image(client: Any, dataset: Path) -> None:
+    before = client.get("/api/poll").json["generation"]
+    assert client.get("/api/poll").json["generation"] == before  # stable while nothing changes
+    DatasetWriter(dataset, test_share=0.0).save(frame(), [LabeledBox("one", 1, 1, 9, 9, 0.3)])
+    assert client.get("/api/poll").json["generation"] != before
+    names = [r["name"] for r in client.get("/api/images").json["images"]]
+    assert names[-1] == "image005.png"
+
+
+# --------------------------------------------------------------------------- only the data set's files
+
+
+TRAVERSALS = [
+    "/image/train/../../secret.png",
+    "/image/train/..%2f..%2fsecret.png",
+    "/image/train/..%2F..%2Fsecret.png",
+    "/image/train%2f..%2f..%2fsecret.png",
+    "/image/..%2fsecret.png/x.png",
+    "/image/%2e%2e/secret.png",
+    "/image/train/%2e%2e%2f%2e%2e%2fsecret.png",
+    "/image/train/%252e%252e%252fsecret.png",
+    "/image/train/..%5c..%5csecret.png",
+    "/image/train/.%2e/secret.png",
+    "/image/train/image001.xml",
+    "/image/train/..",
+    "/image/other/secret.png",
+    "/api/ann/train/..%2f..%2fsecret.png",
+    "/api/ann/train/%2e%2e%2fsecret.png",
+    "/static/..%2freview.py",
+    "/static/../review.py",
+    "/static/%2e%2e%2f%2e%2e%2fsecret.png",
+]
+
+
+@pytest.mark.parametrize("url", TRAVERSALS)
+def test_traversal_attempts_are_refused(client: Any, dataset: Path, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code in (403, 404), url
+    assert b"secret outside" not in response.data and b"import" not in response.data
+
+
+@pytest.mark.parametrize("url", [u for u in TRAVERSALS if u.startswith("/api/ann/")]
+                         + ["/api/ann/train/..%2f..%2fsecret.png", "/api/ann/test/..%2ftrain%2fimage001.png"])
+def test_traversal_attempts_cannot_write(client: Any, dataset: Path, url: str) -> None:
+    response = client.put(url, json={"version": "none", "boxes": [], "verified": True})
+    assert response.status_code in (403, 404, 405), url
+    assert not (dataset.parent / "secret.xml").exists() and not (dataset / "secret.xml").exists()
+
+
+def test_symlinks_out_of_the_data_set_are_neither_served_nor_written(dataset: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes((dataset / "train" / "image001.png").read_bytes())
+    outside_xml = outside / "secret.xml"
+    write_voc(outside_xml, Annotation("secret.png", W, H, 3, [LabeledBox("one", 1, 1, 9, 9)]))
+    before = outside_xml.read_bytes()
+    (dataset / "train" / "escape.png").symlink_to(outside / "secret.png")
+    (dataset / "train" / "escape.xml").symlink_to(outside_xml)
+    # an image inside whose XML is a link out
+    (dataset / "train" / "image003.xml").unlink()
+    (dataset / "train" / "image003.xml").symlink_to(outside_xml)
+    # a link to a file inside the data set is fine
+    (dataset / "train" / "alias.png").symlink_to(dataset / "train" / "image002.png")
+    client = create_app(dataset).test_client()
+    for name in ("escape.png", "image003.png"):
+        assert client.get(f"/image/train/{name}").status_code == 404
+        assert client.get(f"/api/ann/train/{name}").status_code == 404
+        response = client.put(f"/api/ann/train/{name}", json={"version": "none", "boxes": [], "verified": True})
+        assert response.status_code == 404
+    assert outside_xml.read_bytes() == before
+    rows = {r["name"]: r for r in client.get("/api/images").json["images"]}
+    assert rows["escape.png"]["status"] == "bad" and "leads out" in rows["escape.png"]["error"]
+    assert rows["image003.png"]["status"] == "bad"
+    assert client.get("/image/train/alias.png").status_code == 200
+    # a whole split that is a link out of the data set
+    (outside / "test").mkdir()
+    (outside / "test" / "x.png").write_bytes((dataset / "train" / "image001.png").read_bytes())
+    (dataset / "test").rmdir()
+    (dataset / "test").symlink_to(outside / "test")
+    assert create_app(dataset).test_client().get("/image/test/x.png").status_code == 404
+
+
+def test_loopback_server_refuses_other_host_names(client: Any) -> None:
+    # DNS rebinding: a page of evil.example that resolves its name to 127.0.0.1.
+    assert client.get("/api/images", headers={"Host": "evil.example:8765"}).status_code == 403
+    assert client.get("/api/images", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    assert client.get("/api/images", headers={"Host": "localhost"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- real servers, token
+
+
+def fetch(url: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_default_server_binds_loopback_without_token(dataset: Path) -> None:
+    url, stop = serve_in_thread(dataset, port=0)
+    try:
+        assert url.startswith("http://127.0.0.1:") and "token" not in url
+        status, body = fetch(url + "api/images")
+        assert status == 200 and len(json.loads(body)["images"]) == 4
+    finally:
+        stop()
+        stop()  # twice is harmless
+
+
+def test_token_required_off_localhost(dataset: Path) -> None:
+    url, stop = serve_in_thread(dataset, host="0.0.0.0", port=0)
+    try:
+        assert "?token=" in url
+        token = url.split("?token=", 1)[1]
+        assert len(token) >= 20
+        port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/api/images", "/api/poll", "/static/review.js", "/image/train/image001.png",
+                     "/api/ann/train/image001.png"):
+            assert fetch(base + path)[0] == 403, path
+            assert fetch(base + path + "?token=wrong" + token[5:])[0] == 403, path
+            assert fetch(base + path + "?token=" + token)[0] == 200, path
+            assert fetch(base + path, {"X-Review-Token": token})[0] == 200, path
+        status, page = fetch(f"{base}/?token={token}")
+        assert f"/static/review.js?token={token}".encode() in page  # the page's own requests carry it
+    finally:
+        stop()
+
+
+def test_port_taken_is_one_clear_error(dataset: Path) -> None:
+    url, stop = serve_in_thread(dataset, port=0)
+    try:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        with pytest.raises(CubeDetectError, match=f"cannot serve the review page on 127.0.0.1:{port}"):
+            serve_in_thread(dataset, port=port)
+    finally:
+        stop()
+
+
+def test_missing_dataset_and_missing_flask_are_one_line_errors(tmp_path: Path, dataset: Path) -> None:
+    with pytest.raises(CubeDetectError, match="does not exist"):
+        ReviewStore(tmp_path / "nowhere")
+    code = ("import sys\nsys.modules['flask'] = None\nfrom cube_detect.cli import main\n"
+            f"sys.exit(main(['review', {str(dataset)!r}, '--port', '0']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines: List[str] = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "pip install" in lines[0], proc.stderr
+
+
+def test_command_help_needs_no_flask() -> None:
+    code = ("import sys\nsys.modules['flask'] = None\nfrom cube_detect.cli import main\n"
+            "try:\n    main(['review', '--help'])\nexcept SystemExit as e:\n    sys.exit(e.code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--host" in proc.stdout and "--port" in proc.stdout
