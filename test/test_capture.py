@@ -241,6 +241,7 @@ def test_pre_annotation_is_a_labelimg_voc_beside_the_image(tmp_path):
     assert (ann.width, ann.height, ann.depth) == (64, 48, 3)
     assert [(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in ann.boxes] == [
         ("one", 10, 6, 30, 40), ("two", 0, 2, 64, 48), ("two", 5, 5, 9, 9)]
+    assert [b.score for b in ann.boxes] == [0.9, 0.9, 0.9]  # the model's scores, for the review page
     assert [s.annotation.boxes for s in load_split(root / "train")] == [ann.boxes]
 
 

@@ -34,7 +34,8 @@ def annotation_boxes(detections: Iterable, width: int, height: int) -> List[Labe
 
     Corners are rounded and clamped to the image; a box left empty by that is dropped (labelImg
     and ``dataset.read_voc`` refuse it); a label that is not a known class name is replaced by
-    the name of its ``class_id`` when that one is known, else the face is dropped.
+    the name of its ``class_id`` when that one is known, else the face is dropped. The detector's
+    score goes along (``<score>`` in the XML, ignored by labelImg).
     """
     names = set(LABELS.values())
     boxes = []
@@ -45,7 +46,8 @@ def annotation_boxes(detections: Iterable, width: int, height: int) -> List[Labe
             continue
         xmin, ymin, xmax, ymax = (int(round(v)) for v in BBox(*det.box).clip(width, height))
         if xmin < xmax and ymin < ymax:
-            boxes.append(LabeledBox(label, xmin, ymin, xmax, ymax))
+            score = getattr(det, "score", None)  # kept in the XML for the review page's "lowest score first"
+            boxes.append(LabeledBox(label, xmin, ymin, xmax, ymax, None if score is None else round(float(score), 3)))
     return boxes
 
 
