@@ -186,9 +186,7 @@
     const table = $("summary");
     table.textContent = "";
     table.title = "the figures of `python -m cube_detect stats` (valid images only):\n" + summary.stats;
-    const total = summary.rows[summary.rows.length - 1] || {};
-    const extra = [["no XML", "no_xml"], ["bad", "bad"]].filter(([, key]) => total[key]);
-    const head = ["split", "images", "faces", ...summary.labels, "reviewed", ...extra.map(([h]) => h)];
+    const head = ["split", "images", "faces", ...summary.labels, "reviewed"];
     const tr = document.createElement("tr");
     for (const h of head) { const th = document.createElement("th"); th.textContent = h; tr.appendChild(th); }
     table.appendChild(tr);
@@ -197,7 +195,7 @@
       if (row.split === "total") line.className = "total";
       const share = row.listed ? Math.round((100 * row.reviewed) / row.listed) : 0;
       const cells = [row.split, row.images, row.faces, ...summary.labels.map((l) => row[l] || 0),
-        `${row.reviewed}/${row.listed}`, ...extra.map(([, key]) => row[key])];
+        `${row.reviewed}/${row.listed}`];
       cells.forEach((c, i) => {
         const td = document.createElement("td");
         td.textContent = c;
@@ -206,6 +204,11 @@
       });
       table.appendChild(line);
     }
+    const total = summary.rows[summary.rows.length - 1] || {};
+    const notes = [];
+    if (total.no_xml) notes.push(`${total.no_xml} image${total.no_xml > 1 ? "s" : ""} without XML`);
+    if (total.bad) notes.push(`${total.bad} with a bad XML (not counted)`);
+    $("summary-notes").textContent = notes.join(", ");
   }
 
   function renderClassKeys() {
