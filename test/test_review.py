@@ -428,3 +428,18 @@ def test_command_help_needs_no_flask() -> None:
             "try:\n    main(['review', '--help'])\nexcept SystemExit as e:\n    sys.exit(e.code)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--host" in proc.stdout and "--port" in proc.stdout
+
+
+def test_unwritable_folder_is_a_clear_error_and_nothing_changes(client: Any, dataset: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("cube_detect.review.write_voc", full_disk)
+    before = xml(dataset, "image002.png").read_bytes()
+    record = load(client, "image002.png")
+    response = put(client, "image002.png", {"version": record["version"], "boxes": [], "verified": True})
+    assert response.status_code == 507 and "No space left" in response.json["error"]
+    response = put(client, "image004.png", {"version": "none", "boxes": [], "verified": True})
+    assert response.status_code == 507 and not xml(dataset, "image004.png").exists()
+    assert xml(dataset, "image002.png").read_bytes() == before and no_temporary_files(dataset)

@@ -28,6 +28,7 @@ with the line to install it.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -388,16 +389,19 @@ class ReviewStore:
                 raise ReviewError(f"{entry.key}: cannot edit: {entry.error}", 422, entry.record())
             new_boxes = self._boxes(boxes, entry.width, entry.height)
             old = entry.annotation
-            if old is not None:
-                annotation = Annotation(old.filename, old.width, old.height, old.depth, new_boxes, old.folder,
-                                        old.path, verified)
-                write_voc(entry.xml_path, annotation)
-            else:
-                annotation = Annotation(name, entry.width, entry.height, _depth(entry.image_path), new_boxes,
-                                        split, str(entry.image_path), verified)
-                if not _create_voc(entry.xml_path, annotation):
-                    raise ReviewError(f"{entry.key}: an XML appeared meanwhile (capture?): not saved; "
-                                      "the page shows it as it is now", 409, self.entry(split, name).record())
+            try:
+                if old is not None:
+                    annotation = Annotation(old.filename, old.width, old.height, old.depth, new_boxes, old.folder,
+                                            old.path, verified)
+                    write_voc(entry.xml_path, annotation)
+                else:
+                    annotation = Annotation(name, entry.width, entry.height, _depth(entry.image_path), new_boxes,
+                                            split, str(entry.image_path), verified)
+                    if not _create_voc(entry.xml_path, annotation):
+                        raise ReviewError(f"{entry.key}: an XML appeared meanwhile (capture?): not saved; "
+                                          "the page shows it as it is now", 409, self.entry(split, name).record())
+            except OSError as exc:  # full disk, read-only folder, ...
+                raise ReviewError(f"{entry.xml_path}: cannot write: {exc.strerror or exc}", 507) from None
             return self.entry(split, name)
 
 
@@ -409,21 +413,29 @@ def _depth(image_path: Path) -> int:
     return 1 if image is None or image.ndim == 2 or image.shape[2] == 1 else 3
 
 
+#: What os.link answers on file systems without hard links (FAT, some network mounts).
+_NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV, errno.ENOSYS}
+
+
 def _create_voc(xml_path: Path, annotation: Annotation) -> bool:
     """Write a new XML with :func:`write_voc`, never over one that appeared meanwhile. False if it did."""
     tmp = xml_path.with_name(f".{xml_path.name}.review{os.getpid()}-{threading.get_ident()}.tmp")
-    write_voc(tmp, annotation)
     try:
-        os.link(tmp, xml_path)
-    except FileExistsError:
-        return False
-    except OSError:  # no hard links on this file system: reserve the name, then rename onto it
+        write_voc(tmp, annotation)
         try:
-            fd = os.open(xml_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, xml_path)
         except FileExistsError:
             return False
-        os.close(fd)
-        os.replace(tmp, xml_path)
+        except OSError as exc:
+            if exc.errno not in _NO_HARDLINKS:
+                raise
+            # No hard links on this file system: reserve the name, then rename onto it.
+            try:
+                fd = os.open(xml_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            os.close(fd)
+            os.replace(tmp, xml_path)
     finally:
         tmp.unlink(missing_ok=True)
     return True
@@ -510,6 +522,12 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
     @app.errorhandler(413)
     def too_large(_exc: Any) -> Any:
         return answer({"error": "request too large"}, 413)
+
+    @app.errorhandler(500)
+    def failed(exc: Any) -> Any:
+        cause = getattr(exc, "original_exception", None) or exc
+        log.error("review page: %s %s failed: %r", request.method, request.path, cause)
+        return answer({"error": f"server error: {cause}"}, 500)
 
     @app.get("/")
     def index() -> Any:
