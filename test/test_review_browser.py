@@ -2,7 +2,8 @@
 
 On a synthetic data set (``python -m cube_detect synth --count 4``) it changes a class with the
 keyboard, deletes a box, draws one with the mouse and moves it, accepts the image, then reads
-the XML on disk. The screenshot it keeps (``test-artifacts/review.png``, path printed) shows the
+the XML on disk; then a new capture shows up without a reload, and an edit of a file another tool
+just rewrote is refused and reloaded. The screenshot it keeps (``test-artifacts/review.png``, path printed) shows the
 page just before the accept. ``make setup`` installs chromium, chromium-driver and
 python3-selenium (Debian's; the venv sees them through --system-site-packages).
 """
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
@@ -28,7 +30,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from cube_detect.dataset import LabeledBox, read_voc  # noqa: E402
+from cube_detect.dataset import LabeledBox, read_voc, write_voc  # noqa: E402
 from cube_detect.review import serve_in_thread  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -164,7 +166,23 @@ def test_review_page_in_chromium(browser: Any, tmp_path: Path) -> None:
                         "--seed", "7"], check=True, capture_output=True, timeout=300)
         wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#list li")) == 5, "the new capture in the list")
 
-        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        # 6. Another tool rewrites the image on screen just as the page edits it: the page never
+        # overwrites that unseen (409, or the poll saw it first) and shows what is on disk.
+        shown = title(browser)
+        shown_xml = dataset / shown.replace(".png", ".xml")
+        wait(browser, lambda d: page_ready(d, shown), f"{shown} on screen")
+        theirs = replace(read_voc(shown_xml), boxes=[LabeledBox("two", 1, 1, 50, 50)])
+        write_voc(shown_xml, theirs)
+        keys(browser, Keys.TAB, Keys.DELETE)
+        wait(browser, lambda d: "changed on disk" in d.find_element(By.ID, "message").text, "the conflict message")
+        wait_saved(browser)
+        on_disk = read_voc(shown_xml).boxes
+        assert on_disk in ([], theirs.boxes)
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#boxes li:not(.muted)")) == len(on_disk),
+             "the page to show the file as it is on disk")
+
+        errors = [e for e in browser.get_log("browser")
+                  if e["level"] == "SEVERE" and "status of 409" not in e["message"]]
         assert not errors, errors
     except BaseException:
         browser.save_screenshot(str(ARTIFACTS / "review-failure.png"))
