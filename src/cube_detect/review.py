@@ -224,30 +224,38 @@ class ReviewStore:
     # ------------------------------------------------------------------ listing
 
     def _listing(self) -> List[Tuple[str, str, Path, Path, Tuple[Stamp, Stamp], str]]:
-        """(split, name, image, xml, stamps, problem) for every image file, without parsing anything."""
+        """(split, name, image, xml, stamps, problem) for every image file, without parsing anything.
+
+        Real paths are resolved only for symbolic links (and once per split folder): cheap enough
+        to run at every poll of a data set of thousands of images.
+        """
         rows = []
         for split in SPLITS:
             folder = self.root / split
             try:
-                names = sorted(os.listdir(folder))
+                with os.scandir(folder) as scan:
+                    found = {entry.name: entry for entry in scan}
             except OSError:
                 continue
+            folder_inside = self.inside(folder)
             stems: Dict[str, List[str]] = {}
-            for name in names:
+            for name in sorted(found):
                 if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
                     stems.setdefault(os.path.splitext(name)[0], []).append(name)
+
             for stem, images in stems.items():
                 xml = folder / f"{stem}.xml"
                 for name in images:
                     image = folder / name
-                    if not image.is_file():
+                    if not found[name].is_file():
                         continue
                     problem = ""
                     if len(images) > 1:
                         problem = f"several images share the stem {stem!r}: {', '.join(images)}"
                     elif not _SAFE_NAME.match(name):
                         problem = "file name has characters the page does not serve"
-                    elif not (self.inside(image) and self.inside(xml)):
+                    elif not all(self.inside(path) if path.name in found and found[path.name].is_symlink()
+                                 else folder_inside for path in (image, xml)):
                         problem = "a link that leads out of the data set"
                     rows.append((split, name, image, xml, (_stamp(image), _stamp(xml)), problem))
         return rows
