@@ -144,7 +144,8 @@ def test_no_temporary_file_is_left_and_final_name_appears_complete(tmp_path, mon
     saved = writer.save(image, [])
     assert seen == ["image001.png", "image001.xml"]
     assert saved.image_path.read_bytes() == expected
-    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt", f"{saved.split}/image001.png", f"{saved.split}/image001.xml"]
+    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt",
+                                      f"{saved.split}/image001.png", f"{saved.split}/image001.xml"]
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -312,4 +313,5 @@ def test_summary_counts_images_per_split_and_faces_per_class(tmp_path):
     assert line == (f"saved 5 images (train {splits.count('train')}, test {splits.count('test')}); "
                     "pre-annotated 12 faces (one 4, two 8) in 4 XML files; 1 capture failed")
     assert writer.count_on_disk() == {"train": splits.count("train"), "test": splits.count("test")}
-    assert SaveSummary().line() == "saved 0 images (train 0, test 0); pre-annotated 0 faces (one 0, two 0) in 0 XML files"
+    assert SaveSummary().line() == ("saved 0 images (train 0, test 0); "
+                                    "pre-annotated 0 faces (one 0, two 0) in 0 XML files")

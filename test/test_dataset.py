@@ -121,7 +121,8 @@ def test_round_trip(tmp_path):
 
 def test_reads_labelimg_variants(tmp_path):
     # verified attribute, float coordinates (some tools), no <path>, extra elements
-    text = LABELIMG_TEXT.replace("<annotation>", '<annotation verified="yes">').replace("<xmin>100</xmin>", "<xmin>100.0</xmin>")
+    text = LABELIMG_TEXT.replace("<annotation>", '<annotation verified="yes">')
+    text = text.replace("<xmin>100</xmin>", "<xmin>100.0</xmin>")
     text = text.replace("\t<path>/home/poppy/cubes/train/image007.png</path>\n", "")
     (tmp_path / "v.xml").write_text('<?xml version="1.0" ?>\n' + text)
     ann = read_voc(tmp_path / "v.xml")
@@ -156,8 +157,11 @@ def test_bad_annotation_names_file_and_line(tmp_path, old, new, words):
     (tmp_path / "img.xml").write_text(text)
     # the line of the offending element (its <bndbox>, or the element itself)
     lines = text.splitlines()
-    changed = next(i for i, l in enumerate(lines) if new in l) + 1
-    expected = changed if "name" in new or "wide" in new else max(i + 1 for i, l in enumerate(lines[:changed]) if "<bndbox>" in l)
+    changed = next(i for i, line in enumerate(lines) if new in line) + 1
+    if "name" in new or "wide" in new:
+        expected = changed
+    else:
+        expected = max(i + 1 for i, line in enumerate(lines[:changed]) if "<bndbox>" in line)
     with pytest.raises(DatasetError) as err:
         read_voc(tmp_path / "img.xml")
     assert_names_file_and_line(err.value, "img.xml", expected)
@@ -254,7 +258,7 @@ def test_stats_bad_file_one_line_error_then_skip_bad(tmp_path, capsys):
     assert cli.main(["stats", str(tmp_path), "--skip-bad"]) == 0
     out = capsys.readouterr().out
     assert "skipped 1 bad file" in out
-    assert next(l for l in out.splitlines() if l.startswith("test")).split()[1:] == ["0", "0", "0", "0"]
+    assert next(line for line in out.splitlines() if line.startswith("test")).split()[1:] == ["0", "0", "0", "0"]
 
 
 def test_stats_missing_dataset(tmp_path, capsys):

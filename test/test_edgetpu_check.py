@@ -183,7 +183,7 @@ def test_hard_swish_is_the_first_refused_op_and_the_rest_runs_on_cpu(tiny_models
     json_path = tmp_path / "report.json"
     assert cli.main(["check", str(tiny_models["hard_swish"]), "--json", str(json_path)]) == 1
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("REFUSED: first refused op #%d HARD_SWISH" % first.index)
+    assert summary.startswith(f"REFUSED: first refused op #{first.index} HARD_SWISH")
     assert f"{first.index} of {len(report.ops)} ops would map" in summary
     assert f"{report.cpu_count} would run on the CPU" in summary
     data = json.loads(json_path.read_text())

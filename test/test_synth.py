@@ -87,10 +87,12 @@ def test_write_dataset_layout_and_read_back(tmp_path):
         assert sample.image_path.parent.name == split_for(number, 0.2)
         image, boxes = synth.render_indexed(21, number - 1)  # scene i is image number i + 1
         assert sample.annotation.boxes == boxes
-        assert sample.annotation.filename == sample.image_path.name and sample.annotation.folder == sample.image_path.parent.name
+        assert sample.annotation.filename == sample.image_path.name
+        assert sample.annotation.folder == sample.image_path.parent.name
         assert (sample.annotation.width, sample.annotation.height) == (image.shape[1], image.shape[0])
     first = train[0]
-    assert np.array_equal(cv2.imread(str(first.image_path)), synth.render_indexed(21, int(first.image_path.stem[5:]) - 1)[0])
+    first_image, _ = synth.render_indexed(21, int(first.image_path.stem[5:]) - 1)
+    assert np.array_equal(cv2.imread(str(first.image_path)), first_image)
     assert not list(out.rglob(".*"))  # no temporary files left
 
 

@@ -29,9 +29,11 @@ def sheet(seed: int = 0, per_family: int = 3, cell_height: int = 240, families=s
             image = image.copy()
             for b in boxes:
                 cv2.rectangle(image, (b.xmin, b.ymin), (b.xmax - 1, b.ymax - 1), COLOURS[b.label], 3)
-                cv2.putText(image, b.label, (b.xmin + 4, max(b.ymin + 22, 22)), cv2.FONT_HERSHEY_SIMPLEX, 0.8, COLOURS[b.label], 2, cv2.LINE_AA)
+                cv2.putText(image, b.label, (b.xmin + 4, max(b.ymin + 22, 22)), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                            COLOURS[b.label], 2, cv2.LINE_AA)
             scale = cell_height / image.shape[0]
-            cells.append(cv2.resize(image, (int(round(image.shape[1] * scale)), cell_height), interpolation=cv2.INTER_AREA))
+            cell_width = int(round(image.shape[1] * scale))
+            cells.append(cv2.resize(image, (cell_width, cell_height), interpolation=cv2.INTER_AREA))
             cells.append(np.full((cell_height, 6, 3), 255, np.uint8))
         tag = np.full((cell_height, label_w, 3), 255, np.uint8)
         cv2.putText(tag, family, (6, cell_height // 2 + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.75, (0, 0, 0), 2, cv2.LINE_AA)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
@@ -29,18 +29,21 @@ from cube_detect.labels import LABELS
 log = logging.getLogger(__name__)
 
 
-def annotation_boxes(detections: Iterable, width: int, height: int) -> List[LabeledBox]:
+def annotation_boxes(detections: Iterable, width: int, height: int,
+                     labels: Optional[Dict[int, str]] = None) -> List[LabeledBox]:
     """Detections (``label``, ``box`` in float pixels) -> labelImg integer boxes inside the image.
 
     Corners are rounded and clamped to the image; a box left empty by that is dropped (labelImg
     and ``dataset.read_voc`` refuse it); a label that is not a known class name is replaced by
-    the name of its ``class_id`` when that one is known, else the face is dropped. The detector's
-    score goes along (``<score>`` in the XML, ignored by labelImg).
+    the name of its ``class_id`` when that one is known, else the face is dropped. ``labels``:
+    the model's classes (default: the digits). The detector's score goes along (``<score>`` in
+    the XML, ignored by labelImg).
     """
-    names = set(LABELS.values())
+    labels = LABELS if labels is None else labels
+    names = set(labels.values())
     boxes = []
     for det in detections:
-        label = det.label if det.label in names else LABELS.get(getattr(det, "class_id", None) or 0)
+        label = det.label if det.label in names else labels.get(getattr(det, "class_id", None) or 0)
         if label is None:
             log.warning("pre-annotation: skipping a face with unknown class %r", det.label)
             continue
@@ -102,7 +105,8 @@ class CaptureSession:
                 note = f" (not pre-annotated: detection failed: {exc})"
                 log.warning("detection failed, saving without annotation: %s", exc)
         try:
-            boxes = None if detections is None else annotation_boxes(detections, frame.shape[1], frame.shape[0])
+            labels = getattr(getattr(self.detector, "spec", None), "labels", None)
+            boxes = None if detections is None else annotation_boxes(detections, frame.shape[1], frame.shape[0], labels)
             saved = self.writer.save(frame, boxes)
         except (CubeDetectError, OSError) as exc:
             return self.fail(f"nothing saved: {exc}")

@@ -33,7 +33,7 @@ from lxml import etree
 
 from cube_detect.boxes import BBox
 from cube_detect.errors import DatasetError, ImageError
-from cube_detect.labels import LABELS, atomic_write_text, format_label_map
+from cube_detect.labels import LABELS, atomic_write_text, describe, format_label_map, read_label_map, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +295,8 @@ def image_size(image_path: os.PathLike) -> Tuple[int, int]:
 # --------------------------------------------------------------------------- splits
 
 
-def _check_sample(image_path: Path, xml_path: Path) -> Sample:
-    ann, lines = _parse_voc(xml_path)
+def _check_sample(image_path: Path, xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> Sample:
+    ann, lines = _parse_voc(xml_path, known_labels)
     width, height = image_size(image_path)
     if (width, height) != (ann.width, ann.height):
         raise DatasetError(
@@ -306,7 +306,9 @@ def _check_sample(image_path: Path, xml_path: Path) -> Sample:
     return Sample(image_path, ann)
 
 
-def _load_split(split_dir: Path, skip_bad: bool) -> Tuple[List[Sample], List[str]]:
+def _load_split(split_dir: Path, skip_bad: bool,
+                known_labels: Optional[Iterable[str]] = None) -> Tuple[List[Sample], List[str]]:
+    known = None if known_labels is None else list(known_labels)
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir}: not a directory")
     images: Dict[str, List[Path]] = {}
@@ -331,7 +333,7 @@ def _load_split(split_dir: Path, skip_bad: bool) -> Tuple[List[Sample], List[str
         candidates = images.get(stem, [])
         if not candidates and xml_path is not None:
             try:
-                ann, lines = _parse_voc(xml_path)
+                ann, lines = _parse_voc(xml_path, known)
                 fail(f"{xml_path}:{lines['filename']}: missing image: neither {ann.filename!r} "
                      f"nor {stem}.png/.jpg/.jpeg is beside it")
             except DatasetError as exc:
@@ -344,15 +346,89 @@ def _load_split(split_dir: Path, skip_bad: bool) -> Tuple[List[Sample], List[str
             fail(f"{candidates[0]}: no annotation {stem}.xml (labelImg writes one per annotated image)")
             continue
         try:
-            samples.append(_check_sample(candidates[0], xml_path))
+            samples.append(_check_sample(candidates[0], xml_path, known))
         except DatasetError as exc:
             fail(str(exc))
     return samples, bad
 
 
-def load_split(split_dir: os.PathLike, skip_bad: bool = False) -> List[Sample]:
-    """All checked samples of one split directory, sorted by file name."""
-    return _load_split(Path(split_dir), skip_bad)[0]
+def load_split(split_dir: os.PathLike, skip_bad: bool = False,
+               known_labels: Optional[Iterable[str]] = None) -> List[Sample]:
+    """All checked samples of one split directory, sorted by file name; class names must be
+    among ``known_labels`` (default: the digits, ``labels.LABELS``)."""
+    return _load_split(Path(split_dir), skip_bad, known_labels)[0]
+
+
+# --------------------------------------------------------------------------- class sets
+
+
+def images_root(root: Path) -> Path:
+    """Where a data set's ``train/`` and ``test/`` are: ``root`` itself, or ``root/images`` in
+    the course's project layout (``<project>/images/{train,test}``)."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data set folder not found")
+    for candidate in (root, root / "images"):
+        if (candidate / "train").is_dir():
+            return candidate
+    raise DatasetError(f"{root}: no train/ folder (a data set has train/ and test/ with labelImg XML, "
+                       "or images/train and images/test as in the course's layout)")
+
+
+def find_label_maps(root: Path) -> List[Path]:
+    """``*.pbtxt`` label maps of a data set: in its root, beside its splits, or under
+    ``training/`` (the course's ``<project>/training/<project>/label_map.pbtxt``)."""
+    found = set(root.glob("*.pbtxt")) | set(images_root(root).glob("*.pbtxt")) | set(root.glob("training/**/*.pbtxt"))
+    return sorted(found)
+
+
+def names_in(split_dirs: Iterable[Path]) -> List[str]:
+    """Every ``<object><name>`` in the XML files of these folders, sorted (no other checks)."""
+    names: set = set()
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    for folder in split_dirs:
+        for xml_path in sorted(Path(folder).glob("*.xml")):
+            try:
+                root = etree.parse(str(xml_path), parser).getroot()
+            except (etree.XMLSyntaxError, OSError):
+                continue  # reported with file and line when the split is loaded
+            names.update((obj.findtext("name") or "").strip() for obj in root.iter("object"))
+    names.discard("")
+    return sorted(names)
+
+
+def resolve_labels(roots: Sequence[Path], labels_file: Optional[Path] = None) -> Dict[int, str]:
+    """The classes of a run, from the first of: ``labels_file`` (label map, labels.txt or
+    classes.txt); a ``*.pbtxt`` label map found in the data sets (different ones: an error
+    naming both); the ``<name>``s in their XML files (sorted, ids from 1; logged); the digits
+    when there is no data set. Data sets whose class lists differ: one error naming them."""
+    if labels_file is not None:
+        return read_labels(labels_file)
+    found: Dict[Path, Dict[int, str]] = {}
+    for root in roots:
+        for path in find_label_maps(Path(root)):
+            found[path] = read_label_map(path)
+    distinct = {tuple(sorted(v.items())): path for path, v in found.items()}
+    if len(distinct) > 1:
+        (a, la), (b, lb) = [(p, found[p]) for p in list(distinct.values())[:2]]
+        raise DatasetError(f"{a} ({describe(la)}) and {b} ({describe(lb)}) name different classes: "
+                           "keep one, or choose with --labels FILE")
+    if found:
+        return next(iter(found.values()))
+    if not roots:
+        return dict(LABELS)
+    per_root = {Path(r): names_in(images_root(Path(r)) / s for s in SPLITS) for r in roots}
+    lists = {tuple(v) for v in per_root.values()}
+    if len(lists) > 1:
+        raise DatasetError("data sets with different classes in one run: " + "; ".join(
+            f"{r}: {', '.join(v)}" for r, v in per_root.items()) + " (give --labels FILE to use one class list)")
+    names = next(iter(per_root.values()))
+    if not names:
+        raise DatasetError(f"{', '.join(map(str, roots))}: no labelled objects and no label map: nothing to learn")
+    if set(names) == set(LABELS.values()):
+        return dict(LABELS)  # the digits keep their course ids (one 1, two 2)
+    labels = dict(enumerate(names, start=1))
+    log.info("no label map in %s: classes from the XML files, sorted: %s", ", ".join(map(str, roots)), describe(labels))
+    return labels
 
 
 # --------------------------------------------------------------------------- writing data sets
@@ -410,6 +486,7 @@ class SavedImage:
 class SaveSummary:
     """What one writer saved (a capture session, a synthetic data set)."""
 
+    labels: Dict[int, str] = field(default_factory=lambda: dict(LABELS))  # the classes, for the line
     images: Counter = field(default_factory=Counter)  # split -> images saved
     faces: Counter = field(default_factory=Counter)  # class name -> faces pre-annotated
     annotated: int = 0  # images saved with an XML
@@ -425,7 +502,7 @@ class SaveSummary:
         """One line, e.g. ``saved 5 images (train 4, test 1); pre-annotated 9 faces (one 5, two 4) ...``"""
         total = sum(self.images.values())
         per_split = ", ".join(f"{s} {self.images.get(s, 0)}" for s in SPLITS)
-        per_class = ", ".join(f"{n} {self.faces.get(n, 0)}" for n in LABELS.values())
+        per_class = ", ".join(f"{n} {self.faces.get(n, 0)}" for _, n in sorted(self.labels.items()))
         text = (f"saved {total} image{'s' if total != 1 else ''} ({per_split}); "
                 f"pre-annotated {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
         if self.failed:
@@ -504,13 +581,16 @@ class DatasetWriter:
     #: How many taken numbers ``save`` skips before it gives up (another writer racing ahead).
     MAX_ATTEMPTS = 1000
 
-    def __init__(self, root: os.PathLike, test_share: float = 0.1, write_classes: bool = True):
+    def __init__(self, root: os.PathLike, test_share: float = 0.1, write_classes: bool = True,
+                 labels: Optional[Dict[int, str]] = None):
         test_share = float(test_share)
+        labels = dict(LABELS if labels is None else labels)
         if not 0.0 <= test_share <= 1.0:
             raise DatasetError(f"test_share must be between 0 and 1, got {test_share}")
         self.root = Path(root).expanduser().absolute()
         self.test_share = test_share
-        self.summary = SaveSummary()
+        self.labels = labels
+        self.summary = SaveSummary(labels)
         self._lock = threading.Lock()
         self._last = 0
         try:
@@ -518,9 +598,9 @@ class DatasetWriter:
                 (self.root / split).mkdir(parents=True, exist_ok=True)
             classes, label_map = self.root / CLASSES_FILE, self.root / LABEL_MAP_FILE
             if write_classes and not classes.exists():
-                atomic_write_text(classes, "".join(f"{name}\n" for _, name in sorted(LABELS.items())))
+                atomic_write_text(classes, "".join(f"{name}\n" for _, name in sorted(labels.items())))
             if write_classes and not label_map.exists():
-                atomic_write_text(label_map, format_label_map(LABELS))
+                atomic_write_text(label_map, format_label_map(labels))
         except OSError as exc:
             raise DatasetError(f"{self.root}: cannot create the data set folders: {exc}") from exc
 
@@ -599,9 +679,9 @@ class DatasetWriter:
 # --------------------------------------------------------------------------- stats command
 
 
-def count_split(samples: List[Sample]) -> dict:
+def count_split(samples: List[Sample], labels: Dict[int, str]) -> dict:
     counts = {"images": len(samples), "faces": 0}
-    counts.update(dict.fromkeys(LABELS.values(), 0))
+    counts.update(dict.fromkeys(labels.values(), 0))
     for sample in samples:
         for box in sample.annotation.boxes:
             counts["faces"] += 1
@@ -609,8 +689,8 @@ def count_split(samples: List[Sample]) -> dict:
     return counts
 
 
-def format_stats(rows: List[Tuple[str, dict]]) -> str:
-    columns = ["images", "faces"] + list(LABELS.values())
+def format_stats(rows: List[Tuple[str, dict]], labels: Dict[int, str]) -> str:
+    columns = ["images", "faces"] + [name for _, name in sorted(labels.items())]
     table = [["split"] + columns] + [[name] + [str(counts.get(c, 0)) for c in columns] for name, counts in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = []
@@ -623,26 +703,27 @@ def format_stats(rows: List[Tuple[str, dict]]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", help="directory with train/ and test/ (labelImg VOC)")
     parser.add_argument("--skip-bad", action="store_true", help="warn about bad files and count the others")
+    parser.add_argument("--labels", type=Path, metavar="FILE",
+                        help="the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in "
+                             "the data set, else the names in its XML files)")
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path(args.dataset)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: data set directory does not exist")
+    root = images_root(Path(args.dataset))
     rows, skipped = [], 0
     total: Dict[str, int] = {}
     splits = [s for s in SPLITS if (root / s).is_dir()]
-    if "train" not in splits:
-        raise DatasetError(f"{root / 'train'}: not a directory (a data set has train/ and test/)")
+    labels = resolve_labels([Path(args.dataset)], args.labels)
+    print(f"classes: {describe(labels)}")
     for split in splits:
-        samples, bad = _load_split(root / split, args.skip_bad)
+        samples, bad = _load_split(root / split, args.skip_bad, labels.values())
         skipped += len(bad)
-        counts = count_split(samples)
+        counts = count_split(samples, labels)
         rows.append((split, counts))
         for key, value in counts.items():
             total[key] = total.get(key, 0) + value
     rows.append(("total", total))
-    print(format_stats(rows))
+    print(format_stats(rows, labels))
     if skipped:
         print(f"skipped {skipped} bad file(s)")
     return 0

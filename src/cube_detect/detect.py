@@ -17,6 +17,7 @@ import cv2
 from tqdm import tqdm
 
 from cube_detect.errors import CubeDetectError, ImageError
+from cube_detect.images import read_image
 from cube_detect.inference import DEFAULT_MODEL, load_detector
 from cube_detect.labels import atomic_write_text
 from cube_detect.visualize import draw_detections
@@ -63,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     results: List[dict] = []
     failed = 0
     for path in tqdm(images, unit="img", disable=len(images) < 10, leave=False):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        image = read_image(path)
         try:
             if image is None:
-                raise ImageError("cannot be read as an image")
+                raise ImageError("cannot be read as an 8-bit image")
             detections = detector.detect(image)
         except ImageError as exc:
             log.error("%s: %s", path, exc)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from cube_detect.dataset import load_split
 from cube_detect.errors import CubeDetectError
+from cube_detect.images import read_image
 from cube_detect.inference import DEFAULT_MODEL, load_detector
 from cube_detect.labels import atomic_write_text
 from cube_detect.metrics import pr_curves, summarize
@@ -30,9 +31,11 @@ log = logging.getLogger("cube_detect.evaluate")
 
 
 def split_dir(data: Path) -> Path:
-    """A data set root means its test split; a folder of images + xml is used as it is."""
-    if (data / "test").is_dir():
-        return data / "test"
+    """A data set root (or the course's project folder) means its test split; a folder of
+    images + xml is used as it is."""
+    for candidate in (data / "test", data / "images" / "test"):
+        if candidate.is_dir():
+            return candidate
     if data.is_dir():
         return data
     raise CubeDetectError(f"{data}: data set folder not found")
@@ -61,17 +64,23 @@ def plot_pr(coco_eval, labels, path: Path, title: str) -> None:
 def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: Optional[Path] = None,
              max_annotated: int = 40, skip_bad: bool = False) -> dict:
     folder = split_dir(Path(data))
-    samples = load_split(folder, skip_bad=skip_bad)
+    detector = load_detector(model, backend="cpu", threshold=threshold, max_detections=10)
+    samples = load_split(folder, skip_bad, detector.spec.labels.values())
     if not samples:
         raise CubeDetectError(f"{folder}: no labelled images")
-    detector = load_detector(model, backend="cpu", threshold=threshold, max_detections=10)
     threshold = detector.threshold  # None: the model's calibrated default
     labels, ids = detector.spec.labels, {v: k for k, v in detector.spec.labels.items()}
     truth, found, timings = [], [], []
     if plots:
         (Path(plots) / "annotated").mkdir(parents=True, exist_ok=True)
     for k, sample in enumerate(tqdm(samples, unit="img", leave=False, desc="evaluate")):
-        image = cv2.imread(str(sample.image_path), cv2.IMREAD_UNCHANGED)
+        image = read_image(sample.image_path)
+        if image is None:
+            if not skip_bad:
+                raise CubeDetectError(f"{sample.image_path}: not a readable 8-bit image (truncated, or 16-bit?); "
+                                      "--skip-bad skips it")
+            log.warning("skipping %s: not a readable 8-bit image", sample.image_path)
+            continue
         # A low threshold for the PR curve; the sequence and confusions use ``threshold``.
         detections = detector.detect(image, threshold=0.05)
         timings.append(detector.last_timing_ms["total"])

@@ -30,7 +30,7 @@ from cube_detect.inference import Detection, Detector, decode, make_interpreter
 from cube_detect.labels import write_label_files
 from cube_detect.metrics import GroundTruth, sequence_accuracy, summarize
 from cube_detect.modelspec import ModelSpec
-from cube_detect.samples import Sample, float_detections, ground_truth, load_data
+from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data
 
 log = logging.getLogger("cube_detect.export")
 #: Synthetic scenes re-rendered by ``export`` for calibration: the converter reads at most 200
@@ -44,9 +44,9 @@ def _representative(samples, count: int = 200, seed: int = 0):
 
     def generator():
         for k, i in enumerate(picks):
-            image = samples[i][0].astype(np.float32)[None, :, :, None] / 255.0
+            image = batch_of([samples[i][0]])
             if k == 0:  # pin the input range to exactly [0, 1]: uint8 input = raw pixels
-                image[0, 0, 0, 0], image[0, 0, 1, 0] = 0.0, 1.0
+                image[0, 0, 0, :], image[0, 0, 1, :] = 0.0, 1.0
             yield [image]
 
     return generator

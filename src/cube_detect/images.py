@@ -1,4 +1,4 @@
-"""sensor_msgs/Image -> BGR numpy array, without rospy or cv_bridge.
+"""Images in: sensor_msgs/Image -> BGR numpy array (without rospy or cv_bridge), and image files.
 
 The robot's camera service answers ``CvBridge().cv2_to_imgmsg(frame)`` with no encoding, so
 its images say ``8UC3`` (pixels are BGR, as OpenCV captured them); a grayscale camera says
@@ -9,8 +9,10 @@ its images say ``8UC3`` (pixels are BGR, as OpenCV captured them); a grayscale c
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+import os
+from typing import Callable, Dict, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from cube_detect.errors import ImageError
@@ -70,3 +72,12 @@ def imgmsg_to_bgr(msg) -> np.ndarray:
     pixels = data.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
     # Always a writable copy: the message's bytes are read-only and may be reused by rospy.
     return np.array(convert(pixels), dtype=np.uint8, order="C", copy=True)
+
+
+def read_image(path: os.PathLike) -> Optional[np.ndarray]:
+    """An image file as an 8-bit gray, BGR or BGRA array; None when OpenCV cannot read it
+    (missing, truncated, not an image) or it is not 8-bit (e.g. a 16-bit PNG)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8 or image.size == 0:
+        return None
+    return image

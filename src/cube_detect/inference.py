@@ -88,21 +88,39 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return gray
 
 
-def letterbox(gray: np.ndarray, width: int, height: int, pad_value: int = 0) -> Tuple[np.ndarray, float]:
-    """Scale ``gray`` to fit width x height keeping its aspect, pad bottom/right.
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """HxW or HxWx{1,3,4} uint8 -> HxWx3 uint8 BGR (a gray camera gives three equal channels)."""
+    gray_or_bgr = to_gray(image) if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1) else image
+    if gray_or_bgr.ndim == 2:
+        return cv2.cvtColor(gray_or_bgr, cv2.COLOR_GRAY2BGR)
+    if gray_or_bgr.shape[2] == 4:
+        return cv2.cvtColor(gray_or_bgr, cv2.COLOR_BGRA2BGR)
+    to_gray(image)  # the same checks (dtype, size, shape) as the gray path
+    return gray_or_bgr
+
+
+def letterbox(image: np.ndarray, width: int, height: int, pad_value: int = 0) -> Tuple[np.ndarray, float]:
+    """Scale ``image`` (gray or BGR) to fit width x height keeping its aspect, pad bottom/right.
 
     Returns the model-sized image and the scale (model pixels per original pixel); a box in
     model pixels maps back by dividing by the scale.
     """
-    h, w = gray.shape[:2]
+    h, w = image.shape[:2]
     scale = min(width / w, height / h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = cv2.resize(gray, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     if (new_w, new_h) == (width, height):
         return resized, scale
-    out = np.full((height, width), pad_value, np.uint8)
+    out = np.full((height, width) + image.shape[2:], pad_value, np.uint8)
     out[:new_h, :new_w] = resized
     return out, scale
+
+
+def model_input(image: np.ndarray, spec: ModelSpec) -> Tuple[np.ndarray, float]:
+    """The model-sized uint8 image a model sees (its sidecar says gray or colour, and how to
+    letterbox) and the letterbox scale. Training and inference both use this."""
+    converted = to_gray(image) if spec.channels == 1 else to_bgr(image)
+    return letterbox(converted, spec.width, spec.height, spec.pad_value)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -261,12 +279,11 @@ class Detector:
         return (data.astype(np.float32) - zero) * scale
 
     def preprocess(self, image: np.ndarray) -> Tuple[np.ndarray, float, Tuple[int, int]]:
-        gray = to_gray(image)
-        boxed, scale = letterbox(gray, self.spec.width, self.spec.height, self.spec.pad_value)
+        boxed, scale = model_input(image, self.spec)
         if not self._input_identity:
             s, z = self._input_quant
             boxed = np.clip(np.round(boxed.astype(np.float32) / 255.0 / s + z), 0, 255).astype(np.uint8)
-        return boxed, scale, (gray.shape[0], gray.shape[1])
+        return boxed, scale, (image.shape[0], image.shape[1])
 
     def raw_outputs(self, boxed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Run the network on a model-sized uint8 image; dequantized (heatmap, boxes)."""
@@ -277,7 +294,7 @@ class Detector:
     def warm_up(self) -> None:
         """One inference on a blank frame: the first one is slow (an Edge TPU loads the model
         into its memory, XNNPACK packs its weights), and a robot's first cycle should not be."""
-        self.raw_outputs(np.full((self.spec.height, self.spec.width), self.spec.pad_value, np.uint8))
+        self.raw_outputs(np.full(tuple(self._input["shape"][1:]), self.spec.pad_value, np.uint8))
 
     def detect(self, image: np.ndarray, threshold: Optional[float] = None,
                max_detections: Optional[int] = None) -> List[Detection]:

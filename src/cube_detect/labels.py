@@ -59,11 +59,16 @@ def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def _without_comments(text: str) -> str:
+    """Protobuf text comments (``# ...`` to the end of the line) blanked, line numbers kept."""
+    return re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), text)
+
+
 def read_label_map(path: os.PathLike) -> Dict[int, str]:
-    """Read a TF OD API ``label_map.pbtxt`` (items with ``id`` and ``name``)."""
+    """Read a TF OD API ``label_map.pbtxt`` (items with ``id`` and ``name``; ``#`` comments)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _without_comments(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelFileError(f"{path}: cannot read label map: {exc}") from exc
     labels: Dict[int, str] = {}
@@ -104,6 +109,34 @@ def read_labels_txt(path: os.PathLike) -> Dict[int, str]:
     return labels
 
 
+def read_classes_txt(path: os.PathLike) -> Dict[int, str]:
+    """Read labelImg's ``classes.txt`` (``predefined_classes.txt``): one name per line, ids 1, 2, ..."""
+    path = Path(path)
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"{path}: cannot read class names: {exc}") from exc
+    if not names:
+        raise LabelFileError(f"{path}: no class names")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise LabelFileError(f"{path}: class name(s) listed twice: {', '.join(twice)}")
+    return dict(enumerate(names, start=1))
+
+
 def read_labels(path: os.PathLike) -> Dict[int, str]:
-    """Read either label file format, chosen by the file name's extension."""
-    return read_label_map(path) if str(path).endswith(".pbtxt") else read_labels_txt(path)
+    """Read any label file: a TF OD API label map (``.pbtxt``), pycoral's ``labels.txt``
+    (``<id> <name>`` lines) or labelImg's ``classes.txt`` (one name per line)."""
+    if str(path).endswith(".pbtxt"):
+        return read_label_map(path)
+    try:
+        lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"{path}: cannot read labels: {exc}") from exc
+    numbered = bool(lines) and all(re.match(r"^\s*\d+\s+\S", line) for line in lines)
+    return read_labels_txt(path) if numbered else read_classes_txt(path)
+
+
+def describe(labels: Mapping[int, str]) -> str:
+    """``1 one, 2 two``: a label set in one line."""
+    return ", ".join(f"{cid} {name}" for cid, name in sorted(labels.items()))

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from cube_detect.boxes import BBox
-from cube_detect.dataset import LabeledBox, load_split
-from cube_detect.errors import CubeDetectError
-from cube_detect.inference import Detection, decode, letterbox, to_gray
+from cube_detect.dataset import LabeledBox, images_root, load_split
+from cube_detect.errors import CubeDetectError, DatasetError
+from cube_detect.images import read_image
+from cube_detect.inference import Detection, decode, model_input
 from cube_detect.metrics import GroundTruth
 from cube_detect.modelspec import ModelSpec
 from cube_detect.synth import FAMILIES, init_worker, render_indexed
@@ -39,8 +39,8 @@ VALIDATION_SEED_OFFSET = 7_919
 
 
 def to_sample(image: np.ndarray, boxes: Sequence[LabeledBox], spec: ModelSpec) -> Sample:
-    """Letterbox one original image and scale its VOC boxes to model pixels."""
-    boxed, scale = letterbox(to_gray(image), spec.width, spec.height, spec.pad_value)
+    """Letterbox one original image (as inference does) and scale its VOC boxes to model pixels."""
+    boxed, scale = model_input(image, spec)
     name_to_index = {spec.labels[cid]: i for i, cid in enumerate(spec.class_ids)}
     rows = [(name_to_index[b.label], *b.bbox.scale(scale)) for b in boxes]
     return boxed, np.array(rows, np.float32).reshape(-1, 5)
@@ -69,12 +69,18 @@ def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc
 
 def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> List[Sample]:
     """The ``split`` (train/test) of a labelImg data set as samples; none when it has no such folder."""
-    split_dir = Path(root) / split
+    split_dir = images_root(Path(root)) / split
     if not split_dir.is_dir():
         return []
     samples = []
-    for item in load_split(split_dir, skip_bad=skip_bad):
-        image = cv2.imread(str(item.image_path), cv2.IMREAD_UNCHANGED)
+    for item in load_split(split_dir, skip_bad, spec.labels.values()):
+        image = read_image(item.image_path)
+        if image is None:
+            message = f"{item.image_path}: not a readable 8-bit image (truncated, or 16-bit?)"
+            if not skip_bad:
+                raise DatasetError(message)
+            log.warning("skipping: %s", message)
+            continue
         samples.append(to_sample(image, item.annotation.boxes, spec))
     return samples
 
@@ -94,6 +100,8 @@ def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation:
             raise CubeDetectError(f"{root}: data set folder not found")
         user_train = dataset_samples(root, "train", spec, skip_bad)
         user_val = dataset_samples(root, "test", spec, skip_bad)
+        if not user_train:
+            raise CubeDetectError(f"{images_root(Path(root)) / 'train'}: no labelled training images")
         log.info("data set %s: %d train, %d test images", root, len(user_train), len(user_val))
         train += user_train
         val += user_val
@@ -117,6 +125,12 @@ def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation:
     return train, val
 
 
+def batch_of(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Model-sized uint8 images (HxW gray or HxWx3) -> a float32 batch in [0, 1], NHWC."""
+    batch = np.stack(images).astype(np.float32) / 255.0
+    return batch[..., None] if batch.ndim == 3 else batch
+
+
 def ground_truth(samples: Sequence[Sample], spec: ModelSpec) -> List[GroundTruth]:
     """Per sample: ``[(class_id, BBox), ...]`` in model pixels."""
     ids = spec.class_ids
@@ -130,7 +144,7 @@ def float_detections(predict: Callable, samples: Sequence[Sample], spec: ModelSp
     out = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        images = np.stack([s[0] for s in chunk]).astype(np.float32)[..., None] / 255.0
+        images = batch_of([s[0] for s in chunk])
         heat, boxes = (t.numpy() for t in predict(images))
         out += [decode(h, b, spec, threshold, 10) for h, b in zip(heat, boxes)]
     return out

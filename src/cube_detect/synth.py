@@ -65,7 +65,8 @@ SIZES: Tuple[Tuple[int, int], ...] = ((640, 480), (752, 480))
 #: Scene families (see the module docstring) and the training mixture: topdown (the cells of
 #: DOMAIN.md) keeps the largest share, every other family is well represented.
 FAMILIES: Tuple[str, ...] = ("topdown", "table", "bright", "closeup", "cut", "rotated")
-MIXTURE: Dict[str, float] = {"topdown": 0.30, "table": 0.14, "bright": 0.14, "closeup": 0.14, "cut": 0.14, "rotated": 0.14}
+MIXTURE: Dict[str, float] = {"topdown": 0.30, "table": 0.14, "bright": 0.14, "closeup": 0.14, "cut": 0.14,
+                             "rotated": 0.14}
 _MIXTURE_P = np.array([MIXTURE[f] for f in FAMILIES]) / sum(MIXTURE.values())
 #: A face less visible than this is moved back into the frame (never drawn unlabelled).
 MIN_VISIBLE = 0.6
@@ -192,7 +193,8 @@ def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
     if rng.random() < 0.35:  # a foot: centred or mostly to the right, never a long base
         half = rng.uniform(0.12, 0.26)
         left = half * rng.uniform(0.6, 1.1)
-        strokes.append(np.array([[xb - left, 0.5 + rng.normal(0, 0.015)], [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
+        strokes.append(np.array([[xb - left, 0.5 + rng.normal(0, 0.015)],
+                                 [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
     return strokes
 
 
@@ -220,7 +222,8 @@ def _strokes_two(rng: np.random.Generator) -> List[np.ndarray]:
                       [-0.24, 0.25 - 0.03 * ls], [-0.14, 0.35], [-0.10, 0.46], [0.10, 0.49], [0.45, 0.45]]
         strokes.append(np.array(body))
     elif base_style == "curl":  # one smooth stroke: the diagonal sweeps into a base that rises at the end
-        body = top + [diag_mid, [-0.2, 0.36], [-0.40, 0.48], [-0.1, 0.47], [0.2, 0.5], [0.45, 0.40 - rng.uniform(0, 0.08)]]
+        body = top + [diag_mid, [-0.2, 0.36], [-0.40, 0.48], [-0.1, 0.47], [0.2, 0.5],
+                      [0.45, 0.40 - rng.uniform(0, 0.08)]]
         strokes.append(np.array(body))
     else:
         corner = [-0.44, 0.5]
@@ -263,7 +266,8 @@ def _draw_strokes(canvas: np.ndarray, rng: np.random.Generator, strokes: List[np
         bounds = np.linspace(0, len(pts) - 1, pieces + 1).round().astype(int)
         for k in range(pieces):
             width = thickness * rng.uniform(0.88, 1.12)
-            cv2.polylines(canvas, [pts[bounds[k] : bounds[k + 1] + 1]], False, ink, max(1, int(round(width))), cv2.LINE_AA, shift)
+            cv2.polylines(canvas, [pts[bounds[k] : bounds[k + 1] + 1]], False, ink, max(1, int(round(width))),
+                          cv2.LINE_AA, shift)
 
 
 def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[str], size: int, ink: int) -> None:
@@ -280,7 +284,8 @@ def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[st
     cx = size / 2 + rng.normal(0, 0.035) * size
     cy = size / 2 + rng.normal(0, 0.035) * size
     if label is None:
-        kind = rng.choice(["blank", "text", "x", "o", "scribble", "dash", "dots"], p=[0.35, 0.25, 0.1, 0.08, 0.1, 0.06, 0.06])
+        kind = rng.choice(["blank", "text", "x", "o", "scribble", "dash", "dots"],
+                          p=[0.35, 0.25, 0.1, 0.08, 0.1, 0.06, 0.06])
         if kind == "blank":
             return
         if kind == "text":
@@ -299,7 +304,8 @@ def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[st
         elif kind == "dash":
             strokes = [np.array([[-h * 0.7, 0], [h * 0.7, rng.normal(0, 0.05 * h)]])]
         else:
-            strokes = [np.array([[x, y], [x + 0.5, y]]) for x, y in rng.uniform(-h * 0.7, h * 0.7, (rng.integers(1, 4), 2))]
+            strokes = [np.array([[x, y], [x + 0.5, y]])
+                       for x, y in rng.uniform(-h * 0.7, h * 0.7, (rng.integers(1, 4), 2))]
         transform = np.array([[1.0, 0, cx], [0, 1.0, cy]])
         _draw_strokes(canvas, rng, _jitter(rng, strokes, 0.02 * h), transform, thickness, ink)
         return
@@ -359,14 +365,16 @@ def _face_texture(rng: np.random.Generator, label: Optional[str], size: int, pap
             for j in range(n):
                 u0, u1 = j / n, (j + 0.55) / n
                 pa, pb = a + (b - a) * u0, a + (b - a) * u1
-                cv2.line(tex, (int(pa[0] * 16), int(pa[1] * 16)), (int(pb[0] * 16), int(pb[1] * 16)), ink_edge, lw, cv2.LINE_AA, 4)
+                cv2.line(tex, (int(pa[0] * 16), int(pa[1] * 16)), (int(pb[0] * 16), int(pb[1] * 16)), ink_edge, lw,
+                         cv2.LINE_AA, 4)
     elif edge == "outline":
         lw = max(1, int(round(size * rng.uniform(0.008, 0.025))))
         cv2.rectangle(tex, (0, 0), (size - 1, size - 1), ink_edge, lw)
     if rng.random() < 0.15:  # a stray pencil/marker mark or smudge in a corner
         x, y = (rng.uniform(0.08, 0.92, 2) * size).astype(int)
         if min(x, y, size - x, size - y) < size * 0.2:
-            cv2.circle(tex, (int(x), int(y)), max(1, int(size * rng.uniform(0.01, 0.03))), int(p * rng.uniform(0.3, 0.8)), -1, cv2.LINE_AA)
+            cv2.circle(tex, (int(x), int(y)), max(1, int(size * rng.uniform(0.01, 0.03))),
+                       int(p * rng.uniform(0.3, 0.8)), -1, cv2.LINE_AA)
     ink = int(round(255 * style["ink"]))
     _draw_digit(tex, rng, label, size, ink)
     return tex
@@ -376,7 +384,9 @@ def _face_texture(rng: np.random.Generator, label: Optional[str], size: int, pap
 
 
 def _rotation(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    cr, sr = math.cos(roll), math.sin(roll)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
     rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
     rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
@@ -456,7 +466,8 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
     scatter = rng.random() < 0.15
     if counts is not None:
         vertical = vertical and counts[3] == 0.0
-    n = int(rng.choice([1, 2, 3, 4], p=counts if counts is not None else [0.3, 0.4, 0.3, 0.0] if vertical else [0.2, 0.3, 0.28, 0.22]))
+    default_counts = [0.3, 0.4, 0.3, 0.0] if vertical else [0.2, 0.3, 0.28, 0.22]
+    n = int(rng.choice([1, 2, 3, 4], p=counts if counts is not None else default_counts))
     labels: List[Optional[str]] = [str(rng.choice(list(LABELS.values()))) for _ in range(n)]
     n_extra = int(rng.choice([0, 1, 2], p=[0.8, 0.15, 0.05]))
     for _ in range(n_extra if n + n_extra <= (3 if vertical else 4) else 0):
@@ -472,12 +483,17 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
     base_roll = math.radians(float(np.clip(rng.normal(0, 14), -45, 45)))
     free_roll = rng.random() < 0.25
     dist = rng.uniform(4.0, 10.0)  # camera distance in cube sides: perspective strength
-    rolls = [float(np.clip(math.radians(rng.uniform(-45, 45)) if free_roll else base_roll + math.radians(rng.normal(0, 5)),
+    rolls = [float(np.clip(math.radians(rng.uniform(-45, 45)) if free_roll
+                           else base_roll + math.radians(rng.normal(0, 5)),
                            -math.pi / 4, math.pi / 4)) for _ in labels]
     if roll_max > 45.0:  # turned faces: mostly well turned (15 deg .. roll_max), either way
         lim = math.radians(roll_max)
-        base_roll = math.radians(rng.choice([-1.0, 1.0]) * rng.uniform(15, roll_max)) if rng.random() < 0.85 else math.radians(rng.uniform(-15, 15))
-        rolls = [float(np.clip(math.radians(rng.uniform(-roll_max, roll_max)) if free_roll else base_roll + math.radians(rng.normal(0, 5)),
+        if rng.random() < 0.85:
+            base_roll = math.radians(rng.choice([-1.0, 1.0]) * rng.uniform(15, roll_max))
+        else:
+            base_roll = math.radians(rng.uniform(-15, 15))
+        rolls = [float(np.clip(math.radians(rng.uniform(-roll_max, roll_max)) if free_roll
+                               else base_roll + math.radians(rng.normal(0, 5)),
                                -lim, lim)) for _ in labels]
         if not free_roll and rng.random() < 0.5:  # the camera itself is turned: the row turns too
             row_angle += base_roll
@@ -495,7 +511,9 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
         dx, dy = (cube.center - centre) / focal
         c = cube.center.copy()
         i = cube.index
-        cube.reproject(float(np.clip(tilts[i, 0] - math.atan(dy) * 0.7, -0.6, 0.6)), float(np.clip(tilts[i, 1] + math.atan(dx) * 0.7, -0.6, 0.6)))
+        pitch = float(np.clip(tilts[i, 0] - math.atan(dy) * 0.7, -0.6, 0.6))
+        yaw = float(np.clip(tilts[i, 1] + math.atan(dx) * 0.7, -0.6, 0.6))
+        cube.reproject(pitch, yaw)
         cube.move_to(c)
 
     for _attempt in range(4):
@@ -520,7 +538,9 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
         for i, cube in enumerate(cubes):
             if i:
                 prev = cubes[i - 1]
-                pos += ((prev.hull - prev.center) @ direction).max() + gaps[i] - ((cube.hull - cube.center) @ direction).min()
+                prev_reach = ((prev.hull - prev.center) @ direction).max()
+                cube_reach = ((cube.hull - cube.center) @ direction).min()
+                pos += prev_reach + gaps[i] - cube_reach
             cube.move_to(centre + direction * pos + normal * wander[i] * size)
         for cube in cubes:
             cube.move_to(cube.center - direction * pos / 2)
@@ -554,7 +574,8 @@ def _layout(rng: np.random.Generator, width: int, height: int, focal: float, cam
             _cut_shift(rng, cubes, width, height, ("left", "right", "top", "bottom"))
         kept = _apply_visibility(cubes, width, height)
     if not any(c.label for c in kept):  # never a scene without a face by accident
-        cube = _Cube(min(size, 200.0) if default else size, rolls[0], tilts[0, 0], tilts[0, 1], dist, str(rng.choice(list(LABELS.values()))))
+        cube = _Cube(min(size, 200.0) if default else size, rolls[0], tilts[0, 0], tilts[0, 1], dist,
+                     str(rng.choice(list(LABELS.values()))))
         cube.move_to(centre + rng.uniform(-40, 40, 2))
         kept = [c for c in kept if not _overlaps(c.hull, cube.hull, 3)] + [cube]
     return kept
@@ -574,7 +595,8 @@ def _cut_shift(rng: np.random.Generator, cubes: List[_Cube], width: int, height:
     for side in chosen:
         axis = 0 if side in ("left", "right") else 1
         low = side in ("left", "top")
-        target = min(labelled, key=lambda c: c.front[:, axis].min()) if low else max(labelled, key=lambda c: c.front[:, axis].max())
+        target = (min(labelled, key=lambda c: c.front[:, axis].min()) if low
+                  else max(labelled, key=lambda c: c.front[:, axis].max()))
         lo, hi = target.front[:, axis].min(), target.front[:, axis].max()
         keep = 1.0 if rng.random() < 0.25 else rng.uniform(LABEL_VISIBLE + 0.07, 0.95)
         delta = np.zeros(2)
@@ -647,7 +669,8 @@ def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_d
         "edge_dark": rng.uniform(0.25, 0.8),
         "ink": rng.uniform(0.03, 0.16) if rng.random() < 0.9 else rng.uniform(0.16, 0.3),
     }
-    tex = _face_texture(rng, cube.label, tsize, 1.0, style) if not cube.blank else np.full((tsize, tsize), 255, np.uint8)
+    tex = (_face_texture(rng, cube.label, tsize, 1.0, style) if not cube.blank
+           else np.full((tsize, tsize), 255, np.uint8))
     quad = cube.front
     x0, y0 = max(int(np.floor(quad[:, 0].min())) - 1, 0), max(int(np.floor(quad[:, 1].min())) - 1, 0)
     x1, y1 = min(int(np.ceil(quad[:, 0].max())) + 2, w), min(int(np.ceil(quad[:, 1].max())) + 2, h)
@@ -663,7 +686,9 @@ def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_d
     cv2.fillConvexPoly(mask, np.round(dst * 16).astype(np.int32), 255, cv2.LINE_AA, 4)
     # paper: albedo, shading across the face (not flat, not evenly lit), grain
     g = rng.normal(0, 0.06 / cube.size, 2).astype(np.float32)
-    ramp = 1.0 + g[0] * (np.arange(rw, dtype=np.float32) - rw / 2)[None, :] + g[1] * (np.arange(rh, dtype=np.float32) - rh / 2)[:, None]
+    col_offset = (np.arange(rw, dtype=np.float32) - rw / 2)[None, :]
+    row_offset = (np.arange(rh, dtype=np.float32) - rh / 2)[:, None]
+    ramp = 1.0 + g[0] * col_offset + g[1] * row_offset
     face = warped.astype(np.float32)
     face *= ramp * np.float32(paper / 255.0)
     face += _noise_crop(rng, rh, rw) * np.float32(rng.uniform(0.004, 0.02))
@@ -696,7 +721,8 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Tuple[np.n
             amp = rng.uniform(0.3, 1.2)
             thick = int(rng.integers(1, 4))
             cv2.polylines(folds, [np.round((curve + offset) * 16).astype(np.int32)], False, amp, thick, cv2.LINE_8, 4)
-            cv2.polylines(folds, [np.round((curve - offset) * 16).astype(np.int32)], False, -amp * 0.6, thick, cv2.LINE_8, 4)
+            cv2.polylines(folds, [np.round((curve - offset) * 16).astype(np.int32)], False, -amp * 0.6, thick,
+                          cv2.LINE_8, 4)
         folds = cv2.GaussianBlur(folds, (0, 0), rng.uniform(1.0, 2.5))
         low *= np.clip(1.0 + folds, 0.3, 3.0)
     elif kind == "table" and rng.random() < 0.5:  # wood or plank seams: faint parallel bands
@@ -713,7 +739,8 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Tuple[np.n
     tex = _noise_crop(rng, height, width)
     if rng.random() < 0.4:
         k = int(rng.integers(2, 4))
-        tex = cv2.resize(tex[: height // k + 1], (width, height), dst=_buffer("tmp", shape), interpolation=cv2.INTER_LINEAR)
+        tex = cv2.resize(tex[: height // k + 1], (width, height), dst=_buffer("tmp", shape),
+                         interpolation=cv2.INTER_LINEAR)
     weave = cv2.multiply(lum, tex, dst=_buffer("tmp2", shape), scale=rng.uniform(0.05, 0.35))
     lum = cv2.add(lum, weave, dst=lum)
     # colour tint of the background (black cloth is rarely neutral)
@@ -747,7 +774,8 @@ def _border_objects(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray,
         if kind == "paper":  # a sheet or card, partly out of frame
             size = rng.uniform(120, 380)
             c = anchor + inward * size * rng.uniform(0.0, 0.35)
-            polys = [cv2.boxPoints(((float(c[0]), float(c[1])), (size * rng.uniform(0.6, 1.4), size), rng.uniform(0, 180))).astype(np.float64)]
+            polys = [cv2.boxPoints(((float(c[0]), float(c[1])), (size * rng.uniform(0.6, 1.4), size),
+                                    rng.uniform(0, 180))).astype(np.float64)]
             value, colour = rng.uniform(0.45, 0.95), 1.0 + rng.normal(0, 0.04, 3)
         elif kind == "link":  # robot arm link or base: rounded bar, light or dark plastic
             p0 = anchor - inward * rng.uniform(0, 60)
@@ -758,7 +786,8 @@ def _border_objects(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray,
         elif kind == "hand":  # palm and fingers, skin tone
             palm = anchor - inward * rng.uniform(0, 40)
             r = rng.uniform(40, 70)
-            polys = [cv2.ellipse2Poly((int(palm[0]), int(palm[1])), (int(r * 1.2), int(r)), int(rng.uniform(0, 180)), 0, 360, 15).astype(np.float64)]
+            polys = [cv2.ellipse2Poly((int(palm[0]), int(palm[1])), (int(r * 1.2), int(r)), int(rng.uniform(0, 180)),
+                                      0, 360, 15).astype(np.float64)]
             for k in range(int(rng.integers(1, 5))):
                 base = palm + across * (k - 1.5) * r * 0.5 + inward * r * 0.5
                 tip = base + (inward + across * rng.normal(0, 0.15)) * rng.uniform(1.0, 1.7) * r
@@ -772,7 +801,8 @@ def _border_objects(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray,
         elif kind == "box":  # cardboard box or the mobile robot's body
             size = rng.uniform(150, 350)
             c = anchor + inward * size * rng.uniform(-0.1, 0.3)
-            polys = [cv2.boxPoints(((float(c[0]), float(c[1])), (size, size * rng.uniform(0.5, 1.0)), rng.uniform(0, 180))).astype(np.float64)]
+            polys = [cv2.boxPoints(((float(c[0]), float(c[1])), (size, size * rng.uniform(0.5, 1.0)),
+                                    rng.uniform(0, 180))).astype(np.float64)]
             value, colour = rng.uniform(0.15, 0.5), np.array([0.8, 0.95, 1.15]) + rng.normal(0, 0.05, 3)
         else:  # cable: a dark or grey curve
             pts = [anchor - inward * 10]
@@ -784,7 +814,8 @@ def _border_objects(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray,
             cv2.polylines(lum, [np.round(curve * 16).astype(np.int32)], False, float(rng.uniform(0.05, 0.4)),
                           int(rng.integers(4, 12)), cv2.LINE_8, 4)
             continue
-        if any(_overlaps(cv2.convexHull(p.astype(np.float32)).reshape(-1, 2).astype(np.float64), k, 10) for p in polys for k in keep_out):
+        if any(_overlaps(cv2.convexHull(p.astype(np.float32)).reshape(-1, 2).astype(np.float64), k, 10)
+               for p in polys for k in keep_out):
             continue
         _paint(lum, polys, value)
         if rng.random() < 0.6:  # lit from one side: a lighter or darker inner part
@@ -812,7 +843,8 @@ def _light_map(rng: np.random.Generator, lw: int, lh: int, cubes: List[_Cube],
     light = 1.0 + rng.uniform(0.0, 0.32) * strength * (xn * np.float32(light_dir[0]) + yn * np.float32(light_dir[1]))
     if rng.random() < 0.5:
         sx, sy = rng.uniform(-1, 1, 2)
-        light += np.float32(rng.uniform(0.1, 0.6) * strength) * np.exp(-((xn - sx) ** 2 + (yn - sy) ** 2) / np.float32(rng.uniform(0.2, 1.2)))
+        light += np.float32(rng.uniform(0.1, 0.6) * strength) * np.exp(-((xn - sx) ** 2 + (yn - sy) ** 2)
+                                                                        / np.float32(rng.uniform(0.2, 1.2)))
     light *= 1.0 - np.float32(rng.uniform(0.0, 0.6) * strength) * (xn * xn + yn * yn) * 0.5  # vignetting
     shade = None
     if cubes and rng.random() < 0.8:
@@ -869,7 +901,8 @@ def _camera(rng: np.random.Generator, lum: np.ndarray, tint: np.ndarray, face_le
         lh, lw = tint.shape[:2]  # blotchy chroma noise
         tint += _noise_crop(rng, lh, lw * 3).reshape(lh, lw, 3) * np.float32(rng.uniform(0.0, 0.05))
         tint8 = cv2.convertScaleAbs(cv2.GaussianBlur(tint, (0, 0), 1.0), alpha=128.0)
-        tint8 = cv2.resize(tint8, (width, height), dst=_buffer("u8x3", shape + (3,), np.uint8), interpolation=cv2.INTER_LINEAR)
+        tint8 = cv2.resize(tint8, (width, height), dst=_buffer("u8x3", shape + (3,), np.uint8),
+                           interpolation=cv2.INTER_LINEAR)
         gray3 = cv2.cvtColor(img8, cv2.COLOR_GRAY2BGR, dst=_buffer("u8x3b", shape + (3,), np.uint8))
         bgr = cv2.multiply(gray3, tint8, scale=1 / 128)
     if rng.random() < 0.45:
@@ -900,11 +933,13 @@ def _background_light(rng: np.random.Generator, width: int, height: int) -> Tupl
     lum = cv2.resize(low, (width, height), dst=_buffer("lum", shape), interpolation=cv2.INTER_LINEAR)
     for _ in range(int(rng.choice([0, 1, 2, 3], p=[0.35, 0.35, 0.2, 0.1]))):  # paper sheets, sharp edged
         c = rng.uniform([0, 0], [width, height])
-        sheet = cv2.boxPoints(((float(c[0]), float(c[1])), (rng.uniform(150, 500), rng.uniform(150, 500)), rng.uniform(0, 90)))
+        sheet = cv2.boxPoints(((float(c[0]), float(c[1])), (rng.uniform(150, 500), rng.uniform(150, 500)),
+                               rng.uniform(0, 90)))
         _paint(lum, [sheet.astype(np.float64)], float(np.clip(base * rng.uniform(0.85, 1.2), 0.5, 1.0)))
     tex = _noise_crop(rng, height, width)
     if wood:  # grain along the planks
-        tex = cv2.resize(tex[: height // 8 + 1, : width // 2], (width, height), dst=_buffer("tmp", shape), interpolation=cv2.INTER_LINEAR)
+        tex = cv2.resize(tex[: height // 8 + 1, : width // 2], (width, height), dst=_buffer("tmp", shape),
+                         interpolation=cv2.INTER_LINEAR)
     weave = cv2.multiply(lum, tex, dst=_buffer("tmp2", shape), scale=rng.uniform(0.02, 0.1))
     lum = cv2.add(lum, weave, dst=lum)
     tint = np.ones((lh, lw, 3), np.float32) * (1.0 + rng.normal(0, 0.04, 3)).astype(np.float32)
@@ -966,10 +1001,12 @@ def _front_layout(rng: np.random.Generator, width: int, height: int, counts: Seq
     return kept, base
 
 
-_WALL_TINTS = np.array([[1.0, 1.0, 1.0], [0.92, 1.0, 1.08], [1.06, 1.0, 0.94], [0.95, 1.03, 0.98], [1.0, 0.97, 1.05]], np.float32)
+_WALL_TINTS = np.array([[1.0, 1.0, 1.0], [0.92, 1.0, 1.08], [1.06, 1.0, 0.94], [0.95, 1.03, 0.98],
+                        [1.0, 0.97, 1.05]], np.float32)
 
 
-def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright: bool) -> Tuple[np.ndarray, np.ndarray, float, bool]:
+def _room(rng: np.random.Generator, width: int, height: int, edge: float,
+          bright: bool) -> Tuple[np.ndarray, np.ndarray, float, bool]:
     """Albedo of a room behind a table seen from the side: a wall (window, curtains, posters,
     frames, furniture, cables) above ``edge``, the table top (wood or laminate, grain, a sheen)
     below. Returns (luminance, low-res tint, the window's side in [-1, 1], glossy table)."""
@@ -979,7 +1016,8 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
     low = np.empty((lh, lw), np.float32)
     tint = np.empty((lh, lw, 3), np.float32)
     wall = rng.uniform(0.7, 0.95) if bright else rng.uniform(0.35, 0.9)
-    low[:e] = wall * (1.0 + rng.uniform(0.03, 0.15) * _smooth_noise(rng, max(e, 1), lw, rng.uniform(2, 5)))[: max(e, 0)] if e > 0 else 0
+    low[:e] = (wall * (1.0 + rng.uniform(0.03, 0.15)
+                       * _smooth_noise(rng, max(e, 1), lw, rng.uniform(2, 5)))[: max(e, 0)] if e > 0 else 0)
     tint[:e] = _WALL_TINTS[int(rng.integers(0, len(_WALL_TINTS)))] * (1.0 + rng.normal(0, 0.03, 3)).astype(np.float32)
     window = rng.uniform(-1, 1)
     items = []
@@ -1007,7 +1045,8 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
             x = np.arange(max(cx0, 0), min(cx0 + cw, lw), dtype=np.float32)
             if len(x):
                 period = rng.uniform(3, 9)
-                folds = 1.0 + rng.uniform(0.1, 0.35) * np.sin(x * (2 * np.pi / period) + rng.uniform(0, 6) + 0.6 * np.sin(x * 0.37))
+                folds = 1.0 + rng.uniform(0.1, 0.35) * np.sin(x * (2 * np.pi / period) + rng.uniform(0, 6)
+                                                              + 0.6 * np.sin(x * 0.37))
                 value = rng.uniform(0.6, 0.95) if bright else rng.uniform(0.25, 0.9)
                 low[:e, max(cx0, 0) : cx0 + cw] = value * folds[None, :]
                 tint[:e, max(cx0, 0) : cx0 + cw] = (1.0 + rng.normal(0, 0.15, 3)).astype(np.float32)
@@ -1019,16 +1058,19 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
             items.append("cable")
     # the table top
     wood = rng.random() < 0.55
-    top = (rng.uniform(0.55, 0.85) if bright else rng.uniform(0.2, 0.6)) if wood else (rng.uniform(0.7, 0.95) if bright else rng.uniform(0.35, 0.9))
+    top = ((rng.uniform(0.55, 0.85) if bright else rng.uniform(0.2, 0.6)) if wood
+           else (rng.uniform(0.7, 0.95) if bright else rng.uniform(0.35, 0.9)))
     rows = np.arange(lh - e, dtype=np.float32)[:, None] / max(lh - e, 1)
-    low[e:] = top * (1.0 + rng.uniform(-0.15, 0.15) * rows) * (1.0 + rng.uniform(0.02, 0.1) * _smooth_noise(rng, max(lh - e, 1), lw, 3))[: lh - e]
+    low[e:] = (top * (1.0 + rng.uniform(-0.15, 0.15) * rows)
+               * (1.0 + rng.uniform(0.02, 0.1) * _smooth_noise(rng, max(lh - e, 1), lw, 3))[: lh - e])
     tint[e:] = (np.array([0.72, 0.93, 1.22], np.float32) + rng.normal(0, 0.04, 3).astype(np.float32)) if wood else \
         (1.0 + rng.normal(0, 0.04, 3)).astype(np.float32)
     glossy = rng.random() < (0.25 if wood else 0.55)
     if glossy and lh - e > 4:  # the window or lamp reflected as a soft streak across the table
         yy, xx = np.mgrid[e:lh, 0:lw].astype(np.float32)
         sy, sx = e + rng.uniform(0.05, 0.6) * (lh - e), rng.uniform(0, lw)
-        low[e:] += np.float32(rng.uniform(0.1, 0.45)) * np.exp(-((xx - sx) / (lw * rng.uniform(0.1, 0.4))) ** 2 - ((yy - sy) / max(2.0, (lh - e) * 0.15)) ** 2)
+        low[e:] += np.float32(rng.uniform(0.1, 0.45)) * np.exp(-((xx - sx) / (lw * rng.uniform(0.1, 0.4))) ** 2
+                                                               - ((yy - sy) / max(2.0, (lh - e) * 0.15)) ** 2)
     shape = (height, width)
     lum = cv2.resize(low, (width, height), dst=_buffer("lum", shape), interpolation=cv2.INTER_LINEAR)
     edge_i = int(round(edge))
@@ -1039,7 +1081,8 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
         # grain (wood: long streaks along the table; laminate: fine speckle)
         tex = _noise_crop(rng, height, width)
         if wood:
-            tex = cv2.resize(tex[: height // 6 + 1, : width // 24 + 1], (width, height), dst=_buffer("tmp", shape), interpolation=cv2.INTER_LINEAR)
+            tex = cv2.resize(tex[: height // 6 + 1, : width // 24 + 1], (width, height), dst=_buffer("tmp", shape),
+                             interpolation=cv2.INTER_LINEAR)
         part = lum[edge_i:]
         part += part * tex[edge_i:] * np.float32(rng.uniform(0.1, 0.3) if wood else rng.uniform(0.02, 0.06))
         if wood and rng.random() < 0.5:  # plank seams
@@ -1067,23 +1110,28 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
                 for j in range(int(rng.integers(2, 7))):
                     y = c[1] + ph * (0.1 + 0.1 * j) - ph / 2
                     x0 = c[0] - pw * 0.35
-                    cv2.line(lum, (int(x0 * 16), int(y * 16)), (int((x0 + pw * rng.uniform(0.3, 0.7)) * 16), int(y * 16)),
+                    cv2.line(lum, (int(x0 * 16), int(y * 16)),
+                             (int((x0 + pw * rng.uniform(0.3, 0.7)) * 16), int(y * 16)),
                              float(value * 0.3), max(1, int(ph / 60)), cv2.LINE_8, 4)
             lo = np.maximum(((rect.min(axis=0)) / _LOW).astype(int), 0)
             hi = (rect.max(axis=0) / _LOW).astype(int) + 1
             tint[lo[1] : hi[1], lo[0] : hi[0]] = (1.0 + rng.normal(0, 0.25, 3)).astype(np.float32)
         elif kind == "furniture":  # a shelf, cabinet, monitor or chair back rising from the table's edge
             fw = rng.uniform(80, 350)
-            x0 = rng.choice([rng.uniform(-fw * 0.5, 0), rng.uniform(width - fw, width - fw * 0.5), rng.uniform(0, width - fw)])
+            x0 = rng.choice([rng.uniform(-fw * 0.5, 0), rng.uniform(width - fw, width - fw * 0.5),
+                             rng.uniform(0, width - fw)])
             y0 = rng.uniform(-0.2, 0.8) * edge
             rect = np.array([[x0, y0], [x0 + fw, y0], [x0 + fw, edge + 2], [x0, edge + 2]])
             value = float(rng.choice([rng.uniform(0.03, 0.15), rng.uniform(0.25, 0.6)]))
             _paint(lum, [rect], value)
             if rng.random() < 0.5:  # a lighter rim or shelf board
                 y_board = rng.uniform(y0, edge)
-                _paint(lum, [np.array([[x0, y_board], [x0 + fw, y_board], [x0 + fw, y_board + rng.uniform(4, 14)], [x0, y_board + 8]])], value * rng.uniform(1.5, 3.0))
+                board = np.array([[x0, y_board], [x0 + fw, y_board], [x0 + fw, y_board + rng.uniform(4, 14)],
+                                  [x0, y_board + 8]])
+                _paint(lum, [board], value * rng.uniform(1.5, 3.0))
             lo = np.maximum(np.array([x0, y0]) / _LOW, 0).astype(int)
-            tint[lo[1] : e, lo[0] : int((x0 + fw) / _LOW) + 1] = (np.array([0.8, 0.95, 1.2]) if rng.random() < 0.5 else 1.0 + rng.normal(0, 0.05, 3)).astype(np.float32)
+            furniture_tint = np.array([0.8, 0.95, 1.2]) if rng.random() < 0.5 else 1.0 + rng.normal(0, 0.05, 3)
+            tint[lo[1] : e, lo[0] : int((x0 + fw) / _LOW) + 1] = furniture_tint.astype(np.float32)
         else:  # a cable hanging down the wall or along it
             pts = [np.array([rng.uniform(0, width), rng.uniform(-20, edge * 0.5)])]
             heading = rng.uniform(0.3, 2.8)
@@ -1097,7 +1145,8 @@ def _room(rng: np.random.Generator, width: int, height: int, edge: float, bright
 
 
 def _scene_front(rng: np.random.Generator, width: int, height: int, *, bright: bool = False, cut: bool = False,
-                 counts: Sequence[float] = (0.1, 0.15, 0.4, 0.35), size_range: Tuple[float, float] = (90, 150)) -> Tuple[np.ndarray, List[_Cube]]:
+                 counts: Sequence[float] = (0.1, 0.15, 0.4, 0.35),
+                 size_range: Tuple[float, float] = (90, 150)) -> Tuple[np.ndarray, List[_Cube]]:
     """A table-level view: cubes standing on a table, a room behind; colour camera mostly."""
     cubes, base = _front_layout(rng, width, height, counts, size_range, cut)
     top = min(c.hull[:, 1].min() for c in cubes)
@@ -1117,21 +1166,25 @@ def _scene_front(rng: np.random.Generator, width: int, height: int, *, bright: b
         poly = np.array([bl, br, br + back, bl + back]) / _LOW
         cv2.fillConvexPoly(shadow, np.round(poly * 16).astype(np.int32), float(rng.uniform(0.4, 0.8)), cv2.LINE_8, 4)
         cv2.ellipse(shadow, (int((bl[0] + br[0]) / 2 / _LOW * 16), int((bl[1] + br[1]) / 2 / _LOW * 16)),
-                    (int(w_ * 0.55 / _LOW * 16), int(max(1.0, w_ * 0.04 / _LOW) * 16)), 0, 0, 360, 1.0, -1, cv2.LINE_8, 4)
+                    (int(w_ * 0.55 / _LOW * 16), int(max(1.0, w_ * 0.04 / _LOW) * 16)), 0, 0, 360, 1.0, -1,
+                    cv2.LINE_8, 4)
     if rng.random() < 0.25:  # a hand or arm above the table
         p0 = np.array([rng.uniform(0, lw), lh + 5.0])
         p1 = p0 + np.array([rng.normal(0, 20), -rng.uniform(15, 50)])
-        cv2.fillPoly(shadow, [np.round(_capsule(p0, p1, rng.uniform(6, 14)) * 16).astype(np.int32)], float(rng.uniform(0.3, 0.6)), cv2.LINE_8, 4)
+        cv2.fillPoly(shadow, [np.round(_capsule(p0, p1, rng.uniform(6, 14)) * 16).astype(np.int32)],
+                     float(rng.uniform(0.3, 0.6)), cv2.LINE_8, 4)
     shadow = cv2.GaussianBlur(shadow, (0, 0), rng.uniform(0.8, 2.5))
     shade = 1.0 - np.float32(rng.uniform(0.35, 0.75)) * np.minimum(shadow, 1.0)
     e = int(edge / _LOW)
     shade[: max(e, 0)] = 1.0  # (the wall is far behind: no cube shadow on it)
-    lum = cv2.multiply(lum, cv2.resize(shade, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR), dst=lum)
+    shade_full = cv2.resize(shade, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR)
+    lum = cv2.multiply(lum, shade_full, dst=lum)
     light_dir = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.4, 1.0)])  # mostly from above: a light top band
     light_dir /= max(np.linalg.norm(light_dir), 1e-6)
     for c in cubes:
         _render_cube(lum, rng, c, light_dir, (0.8, 1.0) if bright else None)
-        cv2.fillConvexPoly(tint, np.round(c.hull / _LOW).astype(np.int32), tuple(float(x) for x in 1.0 + rng.normal(0, 0.03, 3)))
+        cv2.fillConvexPoly(tint, np.round(c.hull / _LOW).astype(np.int32),
+                           tuple(float(x) for x in 1.0 + rng.normal(0, 0.03, 3)))
     if glossy:  # the faces mirrored in the table, fading
         for c in cubes:
             yb = int(round(c.front[:, 1].max()))
@@ -1149,7 +1202,8 @@ def _scene_front(rng: np.random.Generator, width: int, height: int, *, bright: b
     light *= 1.0 - np.float32(rng.uniform(0.0, 0.15 if bright else 0.45)) * (xn * xn + yn * yn) * 0.5
     face_level = rng.uniform(0.8, 1.05) if bright else rng.uniform(0.55, 1.05)
     light *= np.float32(face_level / 0.9)
-    lum = cv2.multiply(lum, cv2.resize(light, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR), dst=lum)
+    light_full = cv2.resize(light, (width, height), dst=_buffer("tmp", (height, width)), interpolation=cv2.INTER_LINEAR)
+    lum = cv2.multiply(lum, light_full, dst=lum)
     bgr = _camera(rng, lum, tint, face_level, colour_p=0.85, saturation=(0.35, 1.0))
     return bgr, cubes
 
@@ -1168,7 +1222,8 @@ def _scene_topdown(rng: np.random.Generator, width: int, height: int, *, layout:
         lum = cv2.multiply(lum, shade, dst=lum)
     for cube in cubes:
         _render_cube(lum, rng, cube, light_dir, (0.8, 1.0) if bright else None)
-        cv2.fillConvexPoly(tint, np.round(cube.hull / _LOW).astype(np.int32), tuple(float(x) for x in 1.0 + rng.normal(0, 0.04, 3)))
+        cv2.fillConvexPoly(tint, np.round(cube.hull / _LOW).astype(np.int32),
+                           tuple(float(x) for x in 1.0 + rng.normal(0, 0.04, 3)))
     # how bright a white face ends up: mid-grey in a dim room to slightly clipped
     face_level = rng.uniform(0.3, 0.45) if rng.random() < 0.15 else rng.uniform(0.45, 1.05)
     if bright:
@@ -1194,8 +1249,10 @@ def _family_scene(rng: np.random.Generator, family: str, width: int, height: int
         cut = rng.random() < 0.35
         if rng.random() < 0.55:
             return _scene_topdown(rng, width, height, bright=rng.random() < 0.3,
-                                  layout={"counts": (0.6, 0.4, 0.0, 0.0), "size_range": (220, 340), "cut": cut, "vertical_p": 0.0})
-        return _scene_front(rng, width, height, bright=rng.random() < 0.3, cut=cut, counts=(0.65, 0.35, 0.0, 0.0), size_range=(220, 330))
+                                  layout={"counts": (0.6, 0.4, 0.0, 0.0), "size_range": (220, 340), "cut": cut,
+                                          "vertical_p": 0.0})
+        return _scene_front(rng, width, height, bright=rng.random() < 0.3, cut=cut, counts=(0.65, 0.35, 0.0, 0.0),
+                            size_range=(220, 330))
     if family == "cut":
         if rng.random() < 0.7:
             return _scene_topdown(rng, width, height, bright=rng.random() < 0.2, layout={"cut": True})
@@ -1252,8 +1309,9 @@ def render_indexed(seed: int, index: int, size: Optional[Tuple[int, int]] = None
     return render_scene(np.random.default_rng([int(seed), int(index), FAMILIES.index(family) + 1]), size, family)
 
 
-def _render_task(task: Tuple[int, int]) -> Tuple[np.ndarray, List[LabeledBox]]:
-    return render_indexed(*task)
+def _render_task(task: Tuple[int, int, Optional[str]]) -> Tuple[np.ndarray, List[LabeledBox]]:
+    seed, index, family = task
+    return render_indexed(seed, index, family=family)
 
 
 def init_worker() -> None:
@@ -1265,16 +1323,19 @@ def init_worker() -> None:
 
 
 def write_dataset(out_dir: os.PathLike, count: int, seed: int, test_share: float = 0.1, workers: int = 1,
-                  progress: bool = True) -> SaveSummary:
-    """Render scenes ``0 .. count-1`` of ``seed`` (in ``workers`` processes) and save them with
-    :class:`~cube_detect.dataset.DatasetWriter`, the writer capture uses: same names, split
-    rule and root files. Scene ``i`` of a new data set is ``imageNNN`` with NNN = i + 1."""
+                  progress: bool = True, family: Optional[str] = None) -> SaveSummary:
+    """Render scenes ``0 .. count-1`` of ``seed`` (of ``family``, default the mixture; in
+    ``workers`` processes) and save them with :class:`~cube_detect.dataset.DatasetWriter`, the
+    writer capture uses: same names, split rule and root files. Scene ``i`` of a new data set
+    is ``imageNNN`` with NNN = i + 1."""
     if count < 0:
         raise CubeDetectError(f"--count must be >= 0, got {count}")
     if not 0.0 <= test_share < 1.0:
         raise CubeDetectError(f"--test-share must be in [0, 1), got {test_share}")
+    if family is not None and family not in FAMILIES:
+        raise CubeDetectError(f"--family {family}: not one of {', '.join(FAMILIES)}")
     writer = DatasetWriter(out_dir, test_share)
-    tasks = [(seed, i) for i in range(count)]
+    tasks = [(seed, i, family) for i in range(count)]
     with tqdm(total=count, desc="synth", unit="img", disable=not progress) as bar:
         if workers <= 1:
             scenes: Iterable[Tuple[np.ndarray, List[LabeledBox]]] = map(_render_task, tasks)
@@ -1298,9 +1359,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image i of seed s is always the same (default 0)")
     parser.add_argument("--test-share", type=float, default=0.1, help="share of images in test/ (default 0.1)")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    parser.add_argument("--family", choices=FAMILIES, help="scenes of one family only (default: the training mixture)")
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = write_dataset(args.out, args.count, args.seed, args.test_share, args.workers)
+    summary = write_dataset(args.out, args.count, args.seed, args.test_share, args.workers, family=args.family)
     print(f"{summary.line()}; written to {Path(args.out)}")
     return 0

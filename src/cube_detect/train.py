@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cube_detect.dataset import images_root, resolve_labels
 from cube_detect.errors import CubeDetectError
-from cube_detect.labels import atomic_write_text
+from cube_detect.labels import LABELS, atomic_write_text, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data
@@ -35,21 +36,35 @@ from cube_detect.synth import FAMILIES, LABEL_VISIBLE
 log = logging.getLogger("cube_detect.train")
 
 
-# ----------------------------------------------------------------------------- augmentation
-def augment(sample: Sample, rng: np.random.Generator) -> Sample:
-    """Geometric (scale, shift) and photometric (gamma, contrast, noise, blur) jitter.
+#: Time kept for the export at the end of a run (conversion, float-vs-int8 figures, threshold).
+EXPORT_RESERVE_S = 60.0
+#: A run with less training time than this is refused (it would export a useless model).
+MIN_TRAIN_S = 30.0
+#: Fewest batches in an epoch: smaller data sets are repeated (see BatchMaker).
+MIN_EPOCH_BATCHES = 20
 
-    No flips or large rotations: a mirrored 2 is not a 2. The synthetic scenes already vary
-    rotation, perspective and lighting; this adds per-epoch variety for a fixed image pool.
+
+# ----------------------------------------------------------------------------- augmentation
+def augment(sample: Sample, rng: np.random.Generator, flip: bool = False) -> Sample:
+    """Geometric (scale, shift, optional mirror) and photometric (gamma, contrast, noise, blur) jitter.
+
+    No flips by default and no large rotations: a mirrored 2 is not a 2 (``flip`` is for classes
+    that look the same mirrored: shapes, hands). The synthetic scenes already vary rotation,
+    perspective and lighting; this adds per-epoch variety for a fixed image pool.
     """
     image, boxes = sample
-    h, w = image.shape
+    h, w = image.shape[:2]
+    if flip and rng.random() < 0.5:
+        image = np.ascontiguousarray(image[:, ::-1])
+        if len(boxes):
+            boxes = boxes.copy()
+            boxes[:, [1, 3]] = w - boxes[:, [3, 1]]
     if rng.random() < 0.7:
         s = rng.uniform(0.75, 1.35)
         tx, ty = rng.uniform(-0.12, 0.12) * w, rng.uniform(-0.12, 0.12) * h
         matrix = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]], np.float32)
         image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=int(rng.integers(0, 30)))
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(int(rng.integers(0, 30)),) * 3)
         if len(boxes):
             b = boxes.copy()
             b[:, [1, 3]] = b[:, [1, 3]] * s + matrix[0, 2]
@@ -78,16 +93,26 @@ class BatchMaker:
     ``encode`` turns one sample's boxes into the network's target maps (``model.encode_targets``)."""
 
     def __init__(self, samples: List[Sample], spec: ModelSpec, batch_size: int, seed: int,
-                 encode: Callable[[Sequence[tuple], ModelSpec], np.ndarray]):
-        self.samples, self.spec, self.batch_size = samples, spec, batch_size
+                 encode: Callable[[Sequence[tuple], ModelSpec], np.ndarray], flip: bool = False):
+        if not samples:
+            raise CubeDetectError("no training images")
+        # A small data set (a few dozen photos) still makes whole batches and a real epoch:
+        # its images are repeated (each copy augmented differently) up to MIN_EPOCH_BATCHES.
+        batch_size = min(batch_size, len(samples))
+        repeats = max(1, -(-MIN_EPOCH_BATCHES * batch_size // len(samples)))
+        self.samples, self.spec, self.batch_size, self.flip = samples * repeats, spec, batch_size, flip
         self.rng = np.random.default_rng(seed)
         self._encode = encode
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.samples) // self.batch_size
 
     def batch(self, indices) -> Tuple[np.ndarray, np.ndarray]:
         images, targets = [], []
         for i in indices:
-            img, boxes = augment(self.samples[i], self.rng)
-            images.append(img[:, :, None])
+            img, boxes = augment(self.samples[i], self.rng, self.flip)
+            images.append(img if img.ndim == 3 else img[:, :, None])
             targets.append(self._encode([tuple(b) for b in boxes.tolist()], self.spec))
         return np.stack(images), np.stack(targets)
 
@@ -123,10 +148,13 @@ class TrainConfig:
     init: Optional[Path] = None  # fine-tune this exported model (its .keras) instead of from scratch
     families: Tuple[str, ...] = ()  # synthetic training scenes from these families only; () = the mixture
     user_share: float = 1 / 3  # at least this share of the training samples are the user's photos
+    labels: Optional[Dict[int, str]] = None  # the classes (id -> name); None: the digits one, two
+    color: bool = False  # colour (BGR) model input instead of gray
+    flip: bool = False  # mirror images in augmentation (not for digits: a mirrored 2 is not a 2)
 
     def settings(self) -> dict:
         """What makes two runs the same run (a checkpoint is resumed only for the same settings)."""
-        return {k: [str(d) for d in v] if k == "data" else str(v) if isinstance(v, (Path, tuple)) else v
+        return {k: [str(d) for d in v] if k == "data" else str(v) if isinstance(v, (Path, tuple, dict)) else v
                 for k, v in vars(self).items() if k not in ("out", "workdir", "workers", "export")}
 
 
@@ -177,16 +205,24 @@ def train(cfg: TrainConfig) -> dict:
     except RuntimeError:  # TensorFlow already running in this process (tests, notebooks): keep it
         pass
     tf.keras.utils.set_random_seed(cfg.seed)
+    reserve_s = EXPORT_RESERVE_S if cfg.export else 10.0
+    if not cfg.epochs and cfg.minutes * 60 < reserve_s + MIN_TRAIN_S:
+        raise CubeDetectError(f"--minutes {cfg.minutes:g} leaves no time to train: the export alone takes about "
+                              f"{reserve_s:.0f} s; give at least --minutes {(reserve_s + MIN_TRAIN_S + 60) / 60:.1f}")
+    labels = dict(LABELS if cfg.labels is None else cfg.labels)
     init_keras = None
     if cfg.init is not None:  # fine-tuning: the exported model's own spec and float network
         spec = ModelSpec.load(sidecar_path(cfg.init))
         spec.extra = {}
+        if spec.labels != labels:
+            raise CubeDetectError(f"{cfg.init}: its classes ({describe(spec.labels)}) are not the data's "
+                                  f"({describe(labels)}): train from scratch (without --init)")
         init_keras = Path(cfg.init).with_suffix(".keras")
         if not init_keras.is_file():
             raise CubeDetectError(f"{init_keras}: --init needs the float network export writes beside "
                                   f"{Path(cfg.init).name} (NAME.keras)")
     else:
-        spec = ModelSpec()
+        spec = ModelSpec(labels=labels, channels=3 if cfg.color else 1)
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     train_samples, val_samples = load_data(spec, cfg.data, cfg.synthetic, cfg.validation, cfg.seed,
@@ -216,15 +252,20 @@ def train(cfg: TrainConfig) -> dict:
     log.info("model: %d parameters, %.1f M multiply-adds per frame; %d train / %d validation images",
              model.count_params(), count_macs(model) / 1e6, len(train_samples), len(val_samples))
 
-    steps_per_epoch = len(train_samples) // cfg.batch_size
+    batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"], encode_targets, cfg.flip)
+    steps_per_epoch = batches.steps_per_epoch
     # --minutes is the whole run's budget: rendering, training, and ~1 minute of export.
-    train_budget_s = cfg.minutes * 60.0 - (time.monotonic() - started) - (60.0 if cfg.export else 10.0)
+    train_budget_s = cfg.minutes * 60.0 - (time.monotonic() - started) - reserve_s
+    if not cfg.epochs and train_budget_s < MIN_TRAIN_S and "train_budget_s" not in state:
+        needed = (cfg.minutes * 60.0 - train_budget_s + MIN_TRAIN_S) / 60
+        raise CubeDetectError(f"--minutes {cfg.minutes:g}: loading the data took {time.monotonic() - started:.0f} s, "
+                              f"which leaves {max(train_budget_s, 0):.0f} s to train before the export: "
+                              f"give at least --minutes {math.ceil(needed * 2) / 2:g}")
     total_steps = cfg.epochs * steps_per_epoch if cfg.epochs else None
     optimizer = tf.keras.optimizers.AdamW(learning_rate=cfg.lr, weight_decay=1e-4, clipnorm=5.0)
     lr_var = optimizer.learning_rate
     train_step = make_train_step(model, optimizer, spec.num_classes)
     predict = predict_fn(model)
-    batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"], encode_targets)
     setup_s = time.monotonic() - started
     trained_s = state.get("trained_s", 0.0)  # time in training steps, across resumes
     steps_done = state.get("steps", 0)
@@ -302,13 +343,23 @@ _DEFAULTS = {name: f.default for name, f in TrainConfig.__dataclass_fields__.ite
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d, ft = _DEFAULTS, FINE_TUNE_DEFAULTS
     parser.add_argument("--data", type=Path, nargs="*", default=[], metavar="DIR",
-                        help="labelImg data sets (DIR/train, DIR/test); none = synthetic only")
+                        help="labelImg data sets (DIR/train and DIR/test, or the course's DIR/images/train and "
+                             "DIR/images/test); none = synthetic only")
+    parser.add_argument("--labels", type=Path, metavar="FILE",
+                        help="the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in the "
+                             "data set, else the names in its XML files, sorted; the digits without data)")
+    parser.add_argument("--color", action="store_true",
+                        help="colour model input (for objects told apart by colour: shapes, hands); default gray")
+    parser.add_argument("--flip", action="store_true",
+                        help="mirror images in augmentation (for classes that look the same mirrored; "
+                             "never for digits)")
     parser.add_argument("--init", type=Path, metavar="MODEL.tflite",
                         help="fine-tune this exported model (its NAME.keras beside it) instead of training from "
                              f"scratch; changes the defaults to --minutes {ft['minutes']:g} --synthetic "
                              f"{ft['synthetic']} --lr {ft['lr']:g}, your photos half of the samples")
     parser.add_argument("--synthetic", type=int, default=None, metavar="N",
-                        help=f"synthetic training scenes rendered on the fly (default {d['synthetic']}; 0 = none)")
+                        help=f"synthetic training scenes rendered on the fly (default {d['synthetic']}; 0 = none; "
+                             "they show the digits only: 0 for other classes)")
     parser.add_argument("--families", default="", metavar="A,B",
                         help=f"synthetic training scenes from these families only ({', '.join(FAMILIES)}); "
                              "default: the mixture of all")
@@ -346,6 +397,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise CubeDetectError(f"--families: unknown family {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     if args.init is not None and not Path(args.init).is_file():
         raise CubeDetectError(f"{args.init}: --init model not found")
+    for root in args.data:
+        images_root(Path(root))  # one clear error for a folder that is not a data set
+    labels = resolve_labels([Path(d) for d in args.data], args.labels)
+    if labels != LABELS:
+        if args.synthetic:
+            raise CubeDetectError(f"--synthetic {args.synthetic}: synthetic scenes show the digits only, "
+                                  f"not these classes ({describe(labels)}); use --synthetic 0")
+        if args.synthetic is None:
+            log.info("classes %s: no synthetic scenes (they show the digits only)", describe(labels))
+        defaults["synthetic"] = 0
 
     def pick(name: str):
         value = getattr(args, name)
@@ -356,7 +417,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        epochs=args.epochs, batch_size=args.batch_size, lr=pick("lr"), seed=args.seed,
                        width=args.width, skip_bad=args.skip_bad, workers=args.workers,
                        export=not args.no_export, init=args.init, families=families,
-                       user_share=float(defaults["user_share"]))
+                       user_share=float(defaults["user_share"]), labels=labels, color=args.color, flip=args.flip)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ import numpy as np
 
 #: Box colour (BGR) per class id; other ids get white.
 CLASS_COLOURS = {1: (0, 200, 0), 2: (0, 140, 255)}
+#: Colours of further classes (any label map): BGR, distinct from each other and from the truth's cyan.
+PALETTE = ((255, 80, 80), (200, 0, 200), (0, 220, 220), (80, 80, 255), (160, 160, 160), (0, 100, 0))
 TRUTH_COLOUR = (255, 255, 0)
 
 
@@ -31,7 +33,8 @@ def draw_detections(image: np.ndarray, detections: Sequence, truth: Optional[Seq
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), TRUTH_COLOUR, 1)
     for order, det in enumerate(detections, start=1):
-        colour = CLASS_COLOURS.get(int(det.class_id), (255, 255, 255))
+        cid = int(det.class_id)
+        colour = CLASS_COLOURS.get(cid, PALETTE[cid % len(PALETTE)])
         x1, y1, x2, y2 = (int(round(float(v))) for v in det.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         text = f"{order}: {det.label} {float(det.score):.2f}"
