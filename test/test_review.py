@@ -33,6 +33,7 @@ from cube_detect.dataset import (  # noqa: E402
     write_voc,
 )
 from cube_detect.errors import CubeDetectError  # noqa: E402
+from cube_detect.labels import LABELS  # noqa: E402
 from cube_detect.review import ReviewStore, create_app, serve_in_thread  # noqa: E402
 
 W, H = 64, 48
@@ -126,11 +127,11 @@ def test_list_statuses_scores_and_summary_are_stats_figures(client: Any, dataset
     expected = []
     total: Dict[str, int] = {}
     for split in ("train", "test"):
-        counts = count_split(load_split(dataset / split, skip_bad=True))
+        counts = count_split(load_split(dataset / split, skip_bad=True), LABELS)
         expected.append((split, counts))
         for key, value in counts.items():
             total[key] = total.get(key, 0) + value
-    assert summary["stats"] == format_stats(expected + [("total", total)])
+    assert summary["stats"] == format_stats(expected + [("total", total)], LABELS)
 
 
 def test_load_returns_boxes_scores_size_and_version(client: Any, dataset: Path) -> None:
@@ -153,6 +154,47 @@ def test_page_and_assets_are_served_with_a_strict_policy(client: Any) -> None:
     for name in ("review.js", "review.css"):
         assert client.get(f"/static/{name}").status_code == 200
     assert b"http" not in client.get("/static/review.js").data.replace(b"HTTP", b"")  # no CDN, no remote URL
+
+
+def test_course_layout_and_its_own_classes(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from shapes_dataset import SHAPE_LABELS, write_shapes_dataset
+
+    project = write_shapes_dataset(tmp_path / "form_detection", train=2, test=1, size=64)  # images/{train,test}
+    client = create_app(project).test_client()
+    data = client.get("/api/images").json
+    assert data["labels"] == ["cube", "cylinder", "empty"]  # keys 1, 2, 3: by id (3, 5, 7)
+    assert [r["id"] for r in data["images"]] == ["train/image00.jpg", "train/image01.jpg", "test/image00.jpg"]
+    assert client.get("/image/test/image00.jpg").status_code == 200
+    known = list(SHAPE_LABELS.values())
+    expected: List[Tuple[str, dict]] = []
+    total: Dict[str, int] = {}
+    for split in ("train", "test"):
+        counts = count_split(load_split(project / "images" / split, known_labels=known), SHAPE_LABELS)
+        expected.append((split, counts))
+        for key, value in counts.items():
+            total[key] = total.get(key, 0) + value
+    assert data["summary"]["stats"] == format_stats(expected + [("total", total)], SHAPE_LABELS)
+    record = load(client, "image00.jpg", "test")
+    boxes = [dict(record["boxes"][0], label="empty")]
+    assert put(client, "image00.jpg", {"version": record["version"], "boxes": boxes, "verified": True},
+               "test").status_code == 200
+    assert read_voc(project / "images" / "test" / "image00.xml", known).boxes[0].label == "empty"
+    record = load(client, "image00.jpg", "test")
+    response = put(client, "image00.jpg", {"version": record["version"], "boxes": [dict(boxes[0], label="one")],
+                                           "verified": True}, "test")
+    assert response.status_code == 400 and "cube, cylinder, empty" in response.json["error"]
+
+
+def test_classes_of_a_fresh_data_set_and_from_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    DatasetWriter(root, labels={1: "rock", 2: "paper"}).save(frame(), None)  # captured, not pre-annotated
+    (root / "label_map.pbtxt").unlink()
+    assert ReviewStore(root).labels == ["rock", "paper"]  # labelImg's classes.txt
+    (root / "classes.txt").unlink()
+    assert ReviewStore(root).labels == ["one", "two"]  # nothing says: the digits
+    (tmp_path / "mine.txt").write_text("a\nb\nc\n")
+    assert ReviewStore(root, labels_file=tmp_path / "mine.txt").labels == ["a", "b", "c"]
 
 
 # --------------------------------------------------------------------------- edit and accept

@@ -41,24 +41,27 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from cube_detect.dataset import (
     CLASSES_FILE,
     IMAGE_SUFFIXES,
-    LABEL_MAP_FILE,
     SPLITS,
     Annotation,
     LabeledBox,
     Sample,
     count_split,
+    find_label_maps,
     format_stats,
     image_size,
+    images_root,
+    names_in,
     read_voc,
+    resolve_labels,
     write_voc,
 )
 from cube_detect.errors import CubeDetectError, DatasetError
-from cube_detect.labels import LABELS, LabelFileError, read_label_map
+from cube_detect.labels import LABELS, read_classes_txt
 
 if TYPE_CHECKING:  # Flask is imported when a server is made, never by `import cube_detect.review`
     from flask import Flask
@@ -106,25 +109,22 @@ def _flask() -> Any:
 # --------------------------------------------------------------------------- data set side
 
 
-def dataset_labels(root: Path) -> List[str]:
-    """Class names in key order (key 1 = first): the data set's ``label_map.pbtxt`` (by id),
-    else labelImg's ``classes.txt``, else :data:`cube_detect.labels.LABELS`."""
-    label_map = root / LABEL_MAP_FILE
-    if label_map.is_file():
-        try:
-            return [name for _, name in sorted(read_label_map(label_map).items())]
-        except LabelFileError as exc:
-            log.warning("%s; using %s or the package's classes", exc, CLASSES_FILE)
-    classes = root / CLASSES_FILE
-    if classes.is_file():
-        try:
-            names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("%s: cannot read: %s; using the package's classes", classes, exc)
-            names = []
-        if names:
-            return list(dict.fromkeys(names))
-    return [name for _, name in sorted(LABELS.items())]
+def dataset_labels(root: os.PathLike, labels_file: Optional[os.PathLike] = None) -> Dict[int, str]:
+    """The data set's classes, ``{id: name}``; the page's key N is the N-th class by id.
+
+    As ``stats`` and ``train`` find them (:func:`cube_detect.dataset.resolve_labels`: ``labels_file``,
+    else a ``*.pbtxt`` label map in the data set, else the names in its XML files), except for a
+    data set with neither map nor named object yet (fresh captures without pre-annotation):
+    labelImg's ``classes.txt`` there, else the digits.
+    """
+    root = Path(root)
+    splits = images_root(root)
+    if labels_file is None and not find_label_maps(root) and not names_in(splits / s for s in SPLITS):
+        for classes in (root / CLASSES_FILE, splits / CLASSES_FILE):
+            if classes.is_file():
+                return read_classes_txt(classes)
+        return dict(LABELS)
+    return resolve_labels([root], None if labels_file is None else Path(labels_file))
 
 
 Stamp = Optional[Tuple[int, int, int, int]]
@@ -190,12 +190,16 @@ class ReviewStore:
     it replaces and compares versions under the store's lock.
     """
 
-    def __init__(self, root: os.PathLike, labels: Optional[Sequence[str]] = None):
+    def __init__(self, root: os.PathLike, labels: Optional[Dict[int, str]] = None,
+                 labels_file: Optional[os.PathLike] = None):
         self.root = Path(root).expanduser().absolute()
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: data set directory does not exist")
         self.real_root = self.root.resolve()
-        self.labels = list(labels) if labels is not None else dataset_labels(self.root)
+        #: where train/ and test/ are: the root, or root/images (the course's layout)
+        self.splits_root = images_root(self.root)
+        self.label_map = dict(labels) if labels is not None else dataset_labels(self.root, labels_file)
+        self.labels = [name for _, name in sorted(self.label_map.items())]
         self._lock = threading.RLock()
         self._cache: Dict[str, Entry] = {}
 
@@ -214,7 +218,7 @@ class ReviewStore:
         if split not in SPLITS or not _SAFE_NAME.match(name) or ".." in name \
                 or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
             raise ReviewError(f"no such image: {split}/{name}", 404)
-        path = self.root / split / name
+        path = self.splits_root / split / name
         if not self.inside(path) or not self.inside(path.with_suffix(".xml")):
             raise ReviewError(f"{split}/{name} leads out of the data set: refused", 404)
         if not path.is_file():
@@ -231,7 +235,7 @@ class ReviewStore:
         """
         rows = []
         for split in SPLITS:
-            folder = self.root / split
+            folder = self.splits_root / split
             try:
                 with os.scandir(folder) as scan:
                     found = {entry.name: entry for entry in scan}
@@ -335,13 +339,11 @@ class ReviewStore:
         total: Dict[str, int] = {}
         for split in SPLITS:
             mine = [e for e in entries if e.split == split]
-            if not mine and not (self.root / split).is_dir():
+            if not mine and not (self.splits_root / split).is_dir():
                 continue
             samples = [Sample(e.image_path, e.annotation) for e in mine
                        if e.annotation is not None and e.status in (STATUS_UNREVIEWED, STATUS_REVIEWED)]
-            counts = dict(count_split(samples))
-            for label in self.labels:
-                counts.setdefault(label, 0)
+            counts = dict(count_split(samples, self.label_map))
             counts.update(listed=len(mine), reviewed=sum(e.status == STATUS_REVIEWED for e in mine),
                           no_xml=sum(e.status == STATUS_NO_XML for e in mine),
                           bad=sum(e.status == STATUS_BAD for e in mine))
@@ -350,7 +352,7 @@ class ReviewStore:
                 total[key] = total.get(key, 0) + value
         rows.append(("total", total))
         return {"labels": self.labels, "rows": [{"split": name, **counts} for name, counts in rows],
-                "stats": format_stats(rows)}
+                "stats": format_stats(rows, self.label_map)}
 
     # ------------------------------------------------------------------ saving
 
@@ -468,16 +470,18 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only: bool = True) -> Flask:
+def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only: bool = True,
+               labels_file: Optional[os.PathLike] = None) -> Flask:
     """The review page's WSGI app over ``dataset``.
 
     ``token``: when given, every request must carry it (``?token=`` or the ``X-Review-Token``
     header). ``loopback_only``: answer only requests whose ``Host`` is a loopback name (set
     when bound to a loopback address: a web page elsewhere cannot reach the server by renaming
-    itself to 127.0.0.1). Raises ReviewUnavailable without Flask.
+    itself to 127.0.0.1). ``labels_file``: the classes (see :func:`dataset_labels`). Raises
+    ReviewUnavailable without Flask, CubeDetectError for a data set that is not one.
     """
     flask = _flask()
-    store = ReviewStore(dataset)
+    store = ReviewStore(dataset, labels_file=labels_file)
     app = flask.Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.config["cube_detect.review.store"] = store
@@ -605,13 +609,14 @@ def _quiet_handler() -> Any:
     return QuietHandler
 
 
-def _make_server(dataset: os.PathLike, host: str, port: int, token: Optional[str]) -> Tuple[Any, str]:
+def _make_server(dataset: os.PathLike, host: str, port: int, token: Optional[str],
+                 labels_file: Optional[os.PathLike] = None) -> Tuple[Any, str]:
     _flask()
     from werkzeug.serving import make_server
 
     if not is_loopback(host) and token is None:
         token = secrets.token_urlsafe(16)
-    app = create_app(dataset, token=token, loopback_only=is_loopback(host))
+    app = create_app(dataset, token=token, loopback_only=is_loopback(host), labels_file=labels_file)
     # Our own listening socket: Werkzeug reports a bind error by printing and exiting.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -633,16 +638,18 @@ def _make_server(dataset: os.PathLike, host: str, port: int, token: Optional[str
 
 
 def serve_in_thread(dataset: os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                    token: Optional[str] = None) -> Tuple[str, Callable[[], None]]:
+                    token: Optional[str] = None,
+                    labels_file: Optional[os.PathLike] = None) -> Tuple[str, Callable[[], None]]:
     """Serve the review page of ``dataset`` from a daemon thread: ``(url, stop)``.
 
     For the capture node (``review:=true``). ``port=0`` picks a free port (the URL has it). A
-    host other than a loopback address gets a random token (or ``token``), in the URL. ``stop()``
+    host other than a loopback address gets a random token (or ``token``), in the URL.
+    ``labels_file``: the classes, as ``stats --labels`` (default: found in the data set). ``stop()``
     shuts the server down and waits for its thread; calling it twice is harmless. Raises
     ReviewUnavailable (Flask missing: the message says what to pip install) or CubeDetectError
     (data set missing, port taken).
     """
-    server, url = _make_server(dataset, host, port, token)
+    server, url = _make_server(dataset, host, port, token, labels_file)
     thread = threading.Thread(target=server.serve_forever, name="cube_detect-review", daemon=True)
     thread.start()
     stopped = threading.Event()
@@ -668,12 +675,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0: "
                              "every interface, with a random token in the URL)")
+    parser.add_argument("--labels", type=Path, metavar="FILE",
+                        help="the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in "
+                             "the data set, else the names in its XML files; keys 1, 2, ... by id)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CubeDetectError(f"--port must be between 0 and 65535, got {args.port}")
-    server, url = _make_server(args.dataset, args.host, args.port, None)
+    server, url = _make_server(args.dataset, args.host, args.port, None, args.labels)
     print(f"review: {url}  (Ctrl-C to stop)", flush=True)
     if not is_loopback(args.host):
         print("review: anyone with this URL (token included) can edit the data set; keep it to yourself",
