@@ -58,7 +58,8 @@ def test_an_interrupted_run_resumes_and_a_finished_one_starts_afresh(trained, tm
     state = json.loads((run / "state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3, 4, 5, 6] and state["finished"]
     # The same command once more, now that the run is finished: a new run, not a silent no-op.
-    assert main(args[:6] + ["2"] + args[7:]) == 0  # --epochs 2
+    epochs = args.index("--epochs") + 1
+    assert main(args[:epochs] + ["2"] + args[epochs + 1:]) == 0
     state = json.loads((run / "state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [1, 2]
 
