@@ -474,13 +474,13 @@ class SaveSummary:
             self.annotated += 1
             self.faces.update(box.label for box in saved.boxes)
 
-    def line(self) -> str:
+    def line(self, verb: str = "pre-annotated") -> str:
         """One line, e.g. ``saved 5 images (train 4, test 1); pre-annotated 9 faces (one 5, two 4) ...``"""
         total = sum(self.images.values())
         per_split = ", ".join(f"{s} {self.images.get(s, 0)}" for s in SPLITS)
         per_class = ", ".join(f"{n} {self.faces.get(n, 0)}" for _, n in sorted(self.labels.items()))
         text = (f"saved {total} image{'s' if total != 1 else ''} ({per_split}); "
-                f"pre-annotated {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
+                f"{verb} {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
         if self.failed:
             text += f"; {self.failed} capture{'s' if self.failed != 1 else ''} failed"
         return text

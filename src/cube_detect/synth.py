@@ -1365,5 +1365,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     summary = write_dataset(args.out, args.count, args.seed, args.test_share, args.workers, family=args.family)
-    print(f"{summary.line()}; written to {Path(args.out)}")
+    print(f"{summary.line('labelled')}; written to {Path(args.out)}")
     return 0
