@@ -3,13 +3,14 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := source tools/env.sh
 
-.PHONY: help setup test unit unit-fast rostest demo bench soak lint clean
+.PHONY: help setup test unit unit-fast py38 rostest demo bench soak lint clean
 
 help:
 	@echo "make setup    install Debian ROS packages, .venv and the catkin workspace (idempotent)"
 	@echo "make demo     detector + simulated camera and arm on a real roscore, a few cycles"
 	@echo "make test     lint, unit tests (pytest) and integration tests (rostest)"
 	@echo "make unit-fast  unit tests without the training pipeline (about 20 s)"
+	@echo "make py38     the robot side on ROS Noetic's Python 3.8 (venv from pyenv 3.8, tflite-runtime)"
 	@echo "make bench    speed/memory figures -> bench/results.json + README (TRAIN=1: also training time)"
 	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~5 min)"
 	@echo "make lint     catkin_lint --strict, ruff and mypy (settings in pyproject.toml)"
@@ -25,6 +26,9 @@ unit: setup
 unit-fast: setup
 	@$(ENV) && python -m pytest -q -m "not slow" test
 
+py38:
+	@bash tools/py38.sh
+
 rostest: setup
 	@$(ENV) && python tools/run_rostests.py
 
@@ -32,7 +36,7 @@ lint: setup
 	@$(ENV) && catkin_lint --strict --pkg cube_detect && echo "catkin_lint --strict: clean"
 	@$(ENV) && ruff check . && mypy
 
-test: setup lint
+test: setup lint py38
 	@$(ENV) && python -m pytest -q test
 	@$(ENV) && python tools/run_rostests.py
 
@@ -54,5 +58,5 @@ soak: setup
 
 clean:
 	source tools/ws_path.sh && rm -rf "$$(cube_detect_ws_path "$$PWD")"
-	rm -rf .venv .pytest_cache
+	rm -rf .venv .venv38 .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -148,19 +148,23 @@ def test_no_temporary_file_is_left_and_final_name_appears_complete(tmp_path, mon
                                       f"{saved.split}/image001.png", f"{saved.split}/image001.xml"]
 
 
-def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+@pytest.mark.parametrize("room_for", [0, 1])  # files that fit: none, or the PNG but not its XML
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, room_for):
     writer = DatasetWriter(tmp_path / "ds")
+    real_write = dataset._write_bytes
+    calls = []
 
-    def broken_write(data):
-        def write(path):
-            Path(path).write_bytes(data[:10])
+    def disk_full(handle, data):
+        calls.append(len(data))
+        if len(calls) > room_for:
+            handle.write(data[:10])
             raise OSError(28, "No space left on device")
-        return write
+        real_write(handle, data)
 
-    monkeypatch.setattr(dataset, "_write_bytes", broken_write)
-    with pytest.raises(OSError):
-        writer.save(frame())
-    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt"]
+    monkeypatch.setattr(dataset, "_write_bytes", disk_full)
+    with pytest.raises(DatasetError, match=r"image001.png: not saved, nothing written \(No space left on device\)"):
+        writer.save(frame(), [])
+    assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt"]  # no orphan PNG, no temporary file
     # The session turns it into a failed capture, not an exception.
     result = CaptureSession(writer).capture_frame(frame())
     assert not result.ok and "No space left" in result.message
@@ -315,3 +319,13 @@ def test_summary_counts_images_per_split_and_faces_per_class(tmp_path):
     assert writer.count_on_disk() == {"train": splits.count("train"), "test": splits.count("test")}
     assert SaveSummary().line() == ("saved 0 images (train 0, test 0); "
                                     "pre-annotated 0 faces (one 0, two 0) in 0 XML files")
+
+
+def test_saved_files_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        saved = DatasetWriter(tmp_path / "ds").save(frame(), [])
+    finally:
+        os.umask(old)
+    assert oct(saved.image_path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(saved.xml_path.stat().st_mode & 0o777) == oct(0o644)

@@ -142,3 +142,28 @@ def test_decode_maps_back_to_image_pixels_clips_and_sorts():
     assert found[0].box == pytest.approx((80, 112, 336, 240))  # cell (5, 4): (36 -/+ 16|48, 44 -/+ 16) / 0.25
     assert found[2].box[2:] == pytest.approx((640, 480))  # past the image's corner: clipped
     assert decode(heat, boxes, spec, 0.95, 4) == []
+
+
+def test_a_sidecar_beside_another_model_is_refused(shipped_model, tmp_path):
+    # What a kill between the export's renames would leave: the new sidecar beside the old model.
+    model = tmp_path / "m.tflite"
+    model.write_bytes(shipped_model.read_bytes())
+    doc = json.loads(sidecar_path(shipped_model).read_text())
+    doc["model_sha256"] = "0" * 64
+    sidecar_path(model).write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="m.json: describes another model than m.tflite"):
+        load_detector(model)
+    doc["model_sha256"] = __import__("hashlib").sha256(model.read_bytes()).hexdigest()
+    sidecar_path(model).write_text(json.dumps(doc))
+    assert load_detector(model).backend == "cpu"
+
+
+def test_export_removes_the_temporary_files_of_an_interrupted_export(tmp_path):
+    from cube_detect.export import remove_stale_temporaries
+
+    out = tmp_path / "mymodel"
+    stale = [tmp_path / ".mymodel.tflite.tmp123.tflite", tmp_path / ".mymodel.keras.tmp9.keras"]
+    for path in stale + [tmp_path / "mymodel.tflite", tmp_path / ".other.tflite.tmp1.tflite"]:
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(out) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tflite.tmp1.tflite", "mymodel.tflite"]

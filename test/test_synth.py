@@ -96,17 +96,6 @@ def test_write_dataset_layout_and_read_back(tmp_path):
     assert not list(out.rglob(".*"))  # no temporary files left
 
 
-def test_workers_give_the_same_files(tmp_path):
-    synth.write_dataset(tmp_path / "one", count=4, seed=2, test_share=0.25, workers=1, progress=False)
-    synth.write_dataset(tmp_path / "two", count=4, seed=2, test_share=0.25, workers=2, progress=False)
-    for split in ("train", "test"):
-        a, b = load_split(tmp_path / "one" / split), load_split(tmp_path / "two" / split)
-        assert [s.image_path.name for s in a] == [s.image_path.name for s in b]
-        assert [s.annotation.boxes for s in a] == [s.annotation.boxes for s in b]
-        for sa, sb in zip(a, b):
-            assert sa.image_path.read_bytes() == sb.image_path.read_bytes()
-
-
 def test_synth_command(tmp_path, capsys):
     out = tmp_path / "ds"
     assert cli.main(["synth", "--out", str(out), "--count", "3", "--seed", "4", "--test-share", "0.34"]) == 0

@@ -40,13 +40,39 @@ def test_training_writes_model_sidecar_labels_curves_and_checkpoints(trained):
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_resume_continues_after_the_last_checkpoint(trained):
+def test_an_interrupted_run_resumes_and_a_finished_one_starts_afresh(trained, tmp_path):
     root, data, out = trained
-    # Asking for 7 epochs of the same run trains exactly one more.
-    assert main(["train", "--data", str(data), "--synthetic", "900", "--validation", "60", "--epochs", "7",
-                 "--seed", "1", "--no-export", "--out", str(out), "--workdir", str(root / "run")]) == 0
-    state = json.loads((root / "run" / "state.json").read_text())
-    assert [h["epoch"] for h in state["history"]] == [1, 2, 3, 4, 5, 6, 7]
+    run = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(root / "run", run)
+    args = ["train", "--data", str(data), "--synthetic", "900", "--validation", "60", "--epochs", "6",
+            "--seed", "1", "--workers", "2", "--no-export", "--out", str(out), "--workdir", str(run)]
+    # As Ctrl-C after epoch 4 leaves it: same settings, not finished -> epochs 5 and 6 only.
+    state = json.loads((run / "state.json").read_text())
+    state["history"], state["epoch"], state["steps"] = state["history"][:4], 4, state["history"][3]["steps"]
+    state["trained_s"] = state["trained_s"] * 4 / 6
+    del state["finished"]
+    (run / "state.json").write_text(json.dumps(state))
+    assert main(args) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3, 4, 5, 6] and state["finished"]
+    # The same command once more, now that the run is finished: a new run, not a silent no-op.
+    epochs = args.index("--epochs") + 1
+    assert main(args[:epochs] + ["2"] + args[epochs + 1:]) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+
+
+def test_a_data_set_smaller_than_a_batch_trains_and_ends(tmp_path):
+    data = tmp_path / "few"
+    assert main(["synth", "--out", str(data), "--count", "8", "--seed", "9", "--test-share", "0.3"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--synthetic", "0", "--epochs", "2", "--batch-size", "32",
+                 "--out", str(tmp_path / "m"), "--workdir", str(run)]) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    assert state["history"][-1]["steps"] >= 2 * 20  # whole batches: the few photos are repeated
 
 
 def test_exported_model_passes_the_edge_tpu_check(trained, capsys):

@@ -16,6 +16,7 @@ APT_PACKAGES=(
   ros-core-python-dev python3-rostest python3-cv-bridge python3-opencv catkin
   ros-std-srvs python3-std-srvs ros-std-msgs python3-std-msgs ros-sensor-msgs python3-sensor-msgs
   ros-message-generation ros-message-runtime python3-genpy python3-venv cmake g++ make
+  rosbash  # rosrun and roscd, which the README uses (`rosrun cube_detect cli ...`)
   # the review page's end-to-end test (test/test_review_browser.py): headless Chromium + Selenium
   chromium chromium-driver python3-selenium
 )

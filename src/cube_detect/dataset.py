@@ -25,7 +25,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -498,13 +498,13 @@ class SaveSummary:
             self.annotated += 1
             self.faces.update(box.label for box in saved.boxes)
 
-    def line(self) -> str:
+    def line(self, verb: str = "pre-annotated") -> str:
         """One line, e.g. ``saved 5 images (train 4, test 1); pre-annotated 9 faces (one 5, two 4) ...``"""
         total = sum(self.images.values())
         per_split = ", ".join(f"{s} {self.images.get(s, 0)}" for s in SPLITS)
         per_class = ", ".join(f"{n} {self.faces.get(n, 0)}" for _, n in sorted(self.labels.items()))
         text = (f"saved {total} image{'s' if total != 1 else ''} ({per_split}); "
-                f"pre-annotated {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
+                f"{verb} {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
         if self.failed:
             text += f"; {self.failed} capture{'s' if self.failed != 1 else ''} failed"
         return text
@@ -544,29 +544,39 @@ def _publish_exclusive(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _write_exclusive(final: Path, write_tmp: Callable[[Path], None]) -> None:
-    """Write a file through ``write_tmp(tmp_path)`` and publish it as ``final`` without overwriting."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+def _write_bytes(handle, data: bytes) -> None:
+    handle.write(data)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _write_tmp(directory: Path, stem: str, data: bytes, mode: int) -> Path:
+    """A complete hidden temporary file in ``directory`` (for a later link to its name), with
+    the permissions a plain ``open()`` would give under the current umask. Removed on error."""
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
+    tmp = Path(name)
     try:
-        write_tmp(tmp)
-        _publish_exclusive(tmp, final)
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+        with os.fdopen(fd, "wb") as handle:
+            _write_bytes(handle, data)
+        os.chmod(tmp, mode)  # mkstemp makes 0600: others could not read the data set
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
 
 
-def _write_bytes(data: bytes) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        with open(path, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
-    return write
+
+def _file_mode() -> int:
+    """0666 less the process's umask (read and restored: os has no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 class DatasetWriter:
@@ -633,36 +643,67 @@ class DatasetWriter:
         height, width = bgr.shape[:2]
         depth = 1 if bgr.ndim == 2 else bgr.shape[2]
         with self._lock:
+            mode = _file_mode()
             number = self.next_number()
             for _ in range(self.MAX_ATTEMPTS):
                 split = self.split_for(number)
                 image_path = self.root / split / image_name(number)
-                if self._number_free(number):
-                    try:
-                        _write_exclusive(image_path, _write_bytes(data))
-                        break
-                    except FileExistsError:
-                        log.debug("%s appeared meanwhile: taking the next number", image_path)
+                if not self._number_free(number):
+                    number += 1
+                    continue
+                written = None if boxes is None else list(boxes)
+                xml_text = None if written is None else format_voc(Annotation(
+                    filename=image_path.name, width=width, height=height, depth=depth, boxes=written,
+                    folder=split, path=str(image_path)))
+                xml_path = self._publish(image_path, data, xml_text, mode)
+                if xml_path is not False:
+                    break
+                log.debug("%s appeared meanwhile: taking the next number", image_path)
                 number += 1
             else:
                 raise DatasetError(f"{self.root}: no free image number after {self.MAX_ATTEMPTS} attempts")
             self._last = number
-            xml_path, written = None, []
-            if boxes is not None:
-                written = list(boxes)
-                xml_path = image_path.with_suffix(".xml")
-                annotation = Annotation(filename=image_path.name, width=width, height=height, depth=depth,
-                                        boxes=written, folder=split, path=str(image_path))
-                try:
-                    _write_exclusive(xml_path, lambda tmp: write_voc(tmp, annotation))
-                except FileExistsError:
-                    # Someone else's XML for this very image: theirs wins (never overwrite).
-                    log.warning("%s already exists: left as it is, not pre-annotated", xml_path)
-                    xml_path, written = None, []
+            if xml_path is None:
+                written = None
             _fsync_dir(image_path.parent)
-            saved = SavedImage(number, split, image_path, xml_path, written)
+            saved = SavedImage(number, split, image_path, xml_path, written or [])
             self.summary.add(saved)
             return saved
+
+    def _publish(self, image_path: Path, data: bytes, xml_text: Optional[str], mode: int):
+        """Image and XML as one unit: both written completely to temporary files first, then
+        linked to their names. Returns the XML's path (None: no XML, or someone else's XML was
+        there first), or False when the image's name was taken meanwhile. On any other error
+        nothing stays behind (no image without its XML, no temporary file) and a DatasetError
+        names the image."""
+        xml_path = image_path.with_suffix(".xml")
+        tmps: List[Path] = []
+        published: List[Path] = []
+        try:
+            tmps.append(_write_tmp(image_path.parent, image_path.stem, data, mode))
+            if xml_text is not None:
+                tmps.append(_write_tmp(image_path.parent, image_path.stem, xml_text.encode("utf-8"), mode))
+            try:
+                _publish_exclusive(tmps[0], image_path)
+            except FileExistsError:
+                return False
+            published.append(image_path)
+            if xml_text is None:
+                return None
+            try:
+                _publish_exclusive(tmps[1], xml_path)
+            except FileExistsError:
+                # Someone else's XML for this very image: theirs wins (never overwrite).
+                log.warning("%s already exists: left as it is, not pre-annotated", xml_path)
+                return None
+            return xml_path
+        except OSError as exc:
+            for path in published:
+                _unlink_quietly(path)
+            raise DatasetError(f"{image_path}: not saved, nothing written ({exc.strerror or exc})") from exc
+        finally:
+            for tmp in tmps:
+                _unlink_quietly(tmp)
 
     def count_on_disk(self) -> dict:
         """Images per split now in the data set (any writer), e.g. ``{"train": 12, "test": 2}``."""

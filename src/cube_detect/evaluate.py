@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from cube_detect.dataset import load_split
@@ -109,24 +110,45 @@ ROBUSTNESS_SEED = 424_242
 
 
 def robustness(model: Optional[Path] = None, count: int = 100, threshold: Optional[float] = None,
-               families: Sequence[str] = FAMILIES, seed: int = ROBUSTNESS_SEED) -> Dict[str, dict]:
+               families: Sequence[str] = FAMILIES, seed: int = ROBUSTNESS_SEED,
+               sheet: Optional[Path] = None, per_row: int = 4) -> Dict[str, dict]:
     """The regression table: per scene family, ``count`` fixed synthetic test scenes through the
     robot's own inference (original-size images, letterbox, LiteRT, decode); mAP@0.5 and exact
-    sorted sequences at the model's default threshold (or ``threshold``)."""
+    sorted sequences at the model's default threshold (or ``threshold``). ``sheet``: a picture
+    of the first ``per_row`` scenes of each family with the detections the arm would get."""
     detector = load_detector(model, backend="cpu", threshold=threshold, max_detections=10)
     ids = {v: k for k, v in detector.spec.labels.items()}
     table: Dict[str, dict] = {}
+    rows = []
     for family in families:
-        truth, found = [], []
+        truth, found, shown = [], [], []
         for i in tqdm(range(count), desc=family, unit="img", leave=False):
             image, boxes = render_indexed(seed, i, family=family)
             truth.append([(ids[b.label], b.bbox) for b in boxes])
             found.append(detector.detect(image, threshold=0.05))
+            if sheet is not None and i < per_row:
+                kept = [d for d in found[-1] if d.score >= detector.threshold]
+                shown.append(cv2.resize(draw_detections(image, kept, [(b.label, b.bbox) for b in boxes]), (320, 240),
+                                        interpolation=cv2.INTER_AREA))
+        if shown:
+            rows.append(_labelled_row(family, shown, per_row))
         result = summarize(truth, found, detector.spec.labels, threshold=detector.threshold)
         table[family] = {"images": result["images"], "faces": result["faces"], "mAP50": round(result["mAP50"], 4),
                          "exact_sequences": round(result["sequence_accuracy"], 4),
                          "confusions": result["confusions"]}
+    if sheet is not None and rows:
+        Path(sheet).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(sheet), np.vstack(rows))
     return table
+
+
+def _labelled_row(title: str, tiles: Sequence[np.ndarray], per_row: int) -> np.ndarray:
+    """A strip of ``per_row`` 320x240 tiles behind a 110-px caption column."""
+    tiles = list(tiles) + [np.zeros((240, 320, 3), np.uint8)] * (per_row - len(tiles))
+    caption = np.full((240, 110, 3), 255, np.uint8)
+    cv2.putText(caption, title, (6, 126), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    strip = np.hstack([caption] + [np.pad(t, ((0, 0), (2, 2), (0, 0)), constant_values=255) for t in tiles])
+    return np.pad(strip, ((2, 2), (0, 0), (0, 0)), constant_values=255)
 
 
 def format_robustness(table: Dict[str, dict], threshold: float) -> str:
@@ -145,6 +167,8 @@ def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated (default: all)")
     parser.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated one")
     parser.add_argument("--json", type=Path, help="write the table here")
+    parser.add_argument("--sheet", type=Path, metavar="PNG",
+                        help="write a picture: the first scenes of each family with their detections")
 
 
 def run_robustness(args: argparse.Namespace) -> int:
@@ -155,7 +179,7 @@ def run_robustness(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise CubeDetectError(f"--count must be at least 1, got {args.count}")
     threshold = args.threshold if args.threshold is not None else load_detector(args.model, backend="cpu").threshold
-    table = robustness(args.model, args.count, threshold, families)
+    table = robustness(args.model, args.count, threshold, families, sheet=args.sheet)
     print(format_robustness(table, threshold))
     if args.json:
         atomic_write_text(args.json, json.dumps({"model": str(args.model), "threshold": threshold,

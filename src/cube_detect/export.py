@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -71,8 +72,24 @@ def convert(model, samples=None, quantize: bool = True) -> bytes:
         return converter.convert()
 
 
+def _temporary(path: Path) -> Path:
+    """The hidden temporary name ``path`` is written under before its rename."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+
+
+def remove_stale_temporaries(out: Path) -> List[Path]:
+    """Temporary files an interrupted export left beside ``out`` (``.NAME.*.tmp*``): removed."""
+    stale = sorted(out.parent.glob(f".{out.name}.*.tmp*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temporary file(s) of an interrupted export: %s", len(stale),
+                 ", ".join(p.name for p in stale))
+    return stale
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary(path)
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -155,13 +172,23 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     spec.extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "metrics": figures, "training": {k: v for k, v in (training or {}).items() if k != "export"}}
     model_path = out.with_suffix(".tflite")
-    # Sidecar first, then the model: a reader that finds the new model finds its sidecar.
-    spec.save(out.with_suffix(".json"))
-    atomic_write_bytes(model_path, int8)
-    # The float network too: for benchmarks against float TF/TFLite and for fine-tuning.
-    keras_tmp = out.with_name(f".{out.name}.tmp.keras")
-    model.save(keras_tmp)
-    os.replace(keras_tmp, out.with_suffix(".keras"))
+    # Model, sidecar and float network as one unit: all three written completely under temporary
+    # names first, then renamed. The sidecar names its model's sha256, so a kill between two
+    # renames leaves a pair that inference refuses with one line instead of a silent mismatch.
+    spec.model_sha256 = hashlib.sha256(int8).hexdigest()
+    remove_stale_temporaries(out)
+    staged = {out.with_suffix(".keras"): _temporary(out.with_suffix(".keras")),
+              out.with_suffix(".json"): _temporary(out.with_suffix(".json")),
+              model_path: _temporary(model_path)}
+    try:
+        model.save(staged[out.with_suffix(".keras")])  # float network: benchmarks and fine-tuning
+        atomic_write_bytes(staged[out.with_suffix(".json")], spec.to_json().encode("utf-8"))
+        atomic_write_bytes(staged[model_path], int8)
+        for final, tmp in staged.items():
+            os.replace(tmp, final)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
     write_label_files(out.parent, spec.labels)
     log.info("wrote %s (+ %s, %s, labels.txt, label_map.pbtxt)", model_path, out.with_suffix(".json").name,
              out.with_suffix(".keras").name)

@@ -19,6 +19,7 @@ Each skipped backend's reason is kept in ``Detector.skipped`` and summed up in o
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -335,6 +336,9 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
     if not model_path.is_file():
         raise ModelError(f"{model_path}: model file not found")
     spec = ModelSpec.load(sidecar_path(model_path))
+    if spec.model_sha256 and hashlib.sha256(model_path.read_bytes()).hexdigest() != spec.model_sha256:
+        raise ModelError(f"{sidecar_path(model_path)}: describes another model than {model_path.name} "
+                         "(model_sha256 differs: an interrupted export? export again)")
     if labels_path:
         labels = read_labels(labels_path)
         if labels != spec.labels:

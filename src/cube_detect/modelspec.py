@@ -30,6 +30,8 @@ class ModelSpec:
     #: Default score threshold, chosen by export on validation scenes of every family (the one
     #: that maximises exact sorted sequences); every tool and node uses it unless told otherwise.
     threshold: float = 0.5
+    #: sha256 of the .tflite this sidecar describes (written by export; checked by inference).
+    model_sha256: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)  # metrics, training settings
 
     @property
@@ -56,6 +58,7 @@ class ModelSpec:
                       "resize": "letterbox", "pad_value": self.pad_value, "range": "uint8 pixels"},
             "stride": self.stride,
             "threshold": self.threshold,
+            "model_sha256": self.model_sha256,
             "outputs": {"heatmap": "sigmoid score per class and cell, channels in label-id order",
                         "boxes": "left, top, right, bottom distances from the cell centre, in cells"},
         }
@@ -77,19 +80,69 @@ class ModelSpec:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             found = doc.get("format") if isinstance(doc, dict) else None
             raise ModelError(f"{path}: not a {FORMAT} sidecar (format={found!r})")
-        try:
-            inp = doc["input"]
-            labels = {int(k): str(v) for k, v in doc["labels"].items()}
-            extra = {k: v for k, v in doc.items()
-                     if k not in ("format", "labels", "input", "stride", "outputs", "threshold")}
-            threshold = float(doc.get("threshold", 0.5))
-            if not 0.0 < threshold < 1.0:
-                raise ValueError(f"threshold {threshold} is not between 0 and 1")
-            return cls(width=int(inp["width"]), height=int(inp["height"]), channels=int(inp["channels"]),
-                       stride=int(doc["stride"]), labels=labels, pad_value=int(inp.get("pad_value", 0)),
-                       threshold=threshold, extra=extra)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: model sidecar is missing or has a bad field: {exc}") from exc
+        return cls(
+            width=_int_field(doc, "input.width", path, 8, 4096),
+            height=_int_field(doc, "input.height", path, 8, 4096),
+            channels=_int_field(doc, "input.channels", path, 1, 3, allowed=(1, 3)),
+            stride=_int_field(doc, "stride", path, 1, 64),
+            labels=_labels_field(doc, path),
+            pad_value=_int_field(doc, "input.pad_value", path, 0, 255, default=0),
+            threshold=_number_field(doc, "threshold", path, 0.0, 1.0, default=0.5),
+            model_sha256=str(doc.get("model_sha256", "")),
+            extra={k: v for k, v in doc.items() if k not in _KNOWN},
+        )
+
+
+_MISSING = object()
+_KNOWN = ("format", "labels", "input", "stride", "outputs", "threshold", "model_sha256")
+
+
+def _lookup(doc: Dict[str, Any], dotted: str, path: Path, default: Any) -> Any:
+    value: Any = doc
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            if default is not _MISSING:
+                return default
+            raise ModelError(f"{path}: sidecar field '{dotted}' is missing")
+        value = value[key]
+    return value
+
+
+def _number_field(doc: Dict[str, Any], dotted: str, path: Path, low: float, high: float,
+                  default: Any = _MISSING) -> float:
+    """A number strictly between ``low`` and ``high`` (one line naming file and field otherwise)."""
+    value = _lookup(doc, dotted, path, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < float(value) < high:
+        raise ModelError(f"{path}: sidecar field '{dotted}' is {value!r}: "
+                         f"expected a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def _int_field(doc: Dict[str, Any], dotted: str, path: Path, low: int, high: int, default: Any = _MISSING,
+               allowed: Tuple[int, ...] = ()) -> int:
+    """A whole number in [low, high] (and among ``allowed`` when given)."""
+    value = _lookup(doc, dotted, path, default)
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if not whole or not low <= value <= high or (allowed and value not in allowed):
+        expected = f"one of {', '.join(map(str, allowed))}" if allowed else f"a whole number from {low} to {high}"
+        raise ModelError(f"{path}: sidecar field '{dotted}' is {value!r}: expected {expected}")
+    return int(value)
+
+
+def _labels_field(doc: Dict[str, Any], path: Path) -> Dict[int, str]:
+    """``{"1": "one", ...}``: positive ids, non-empty distinct names."""
+    raw = _lookup(doc, "labels", path, _MISSING)
+    if not isinstance(raw, dict) or not raw:
+        raise ModelError(f"{path}: sidecar field 'labels' is {raw!r}: expected an object of id: name, "
+                         "e.g. {\"1\": \"one\", \"2\": \"two\"}")
+    labels: Dict[int, str] = {}
+    for key, name in raw.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) > 0) or not isinstance(name, str) or not name:
+            raise ModelError(f"{path}: sidecar field 'labels' has {key!r}: {name!r}: expected a positive id and a name")
+        labels[int(key)] = name
+    if len(set(labels.values())) != len(labels):
+        raise ModelError(f"{path}: sidecar field 'labels' names a class twice: {raw}")
+    return labels
 
 
 def sidecar_path(model_path: os.PathLike) -> Path:

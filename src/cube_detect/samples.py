@@ -61,7 +61,8 @@ def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc
     jobs = [(seed, i, families[i % len(families)] if families else None, spec) for i in range(count)]
     if workers <= 1 or count < 50:
         return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: pip's OpenCV deadlocks in a forked child once the parent has used it.
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers, initializer=init_worker) as pool:
         return list(tqdm(pool.imap(_synthetic_sample, jobs, chunksize=16), total=count, desc=desc,
                          unit="img", leave=False))

@@ -1343,7 +1343,8 @@ def write_dataset(out_dir: os.PathLike, count: int, seed: int, test_share: float
                 writer.save(image, boxes)
                 bar.update(1)
         else:
-            with multiprocessing.get_context().Pool(workers, initializer=init_worker) as pool:
+            # spawn, not fork: pip's OpenCV deadlocks in a forked child once the parent has used it.
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
                 for image, boxes in pool.imap(_render_task, tasks, chunksize=4):
                     writer.save(image, boxes)
                     bar.update(1)
@@ -1364,5 +1365,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     summary = write_dataset(args.out, args.count, args.seed, args.test_share, args.workers, family=args.family)
-    print(f"{summary.line()}; written to {Path(args.out)}")
+    print(f"{summary.line('labelled')}; written to {Path(args.out)}")
     return 0

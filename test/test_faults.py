@@ -1,0 +1,41 @@
+"""Fault drills on the workstation tools: bad input is one clear line naming the thing, and
+nothing is lost (issue: survive the cell's real faults)."""
+
+import cv2
+import numpy as np
+
+from cube_detect.cli import main
+
+
+def test_a_16_bit_or_truncated_image_is_named_and_skip_bad_skips_it(tmp_path, capsys):
+    data = tmp_path / "ds"
+    assert main(["synth", "--out", str(data), "--count", "12", "--seed", "5", "--test-share", "0.5"]) == 0
+    images = sorted((data / "test").glob("*.png"))
+    deep = images[0]
+    cv2.imwrite(str(deep), (cv2.imread(str(deep)).astype(np.uint16) * 257))  # same size, 16-bit
+    assert cv2.imread(str(deep), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(data)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert errors == [f"error: {deep}: not a readable 8-bit image (truncated, or 16-bit?); --skip-bad skips it"]
+    assert main(["evaluate", "--data", str(data), "--skip-bad"]) == 0
+    assert f"{len(images) - 1} images" in capsys.readouterr().out
+    truncated = images[1]
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    assert main(["detect", str(truncated)]) == 1  # reported per image, the others go on
+    assert '"error": "cannot be read as an 8-bit image"' in capsys.readouterr().out
+
+
+def test_a_training_budget_that_leaves_no_training_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "models" / "m"
+    assert main(["train", "--minutes", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --minutes 1 leaves no time to train") and "at least" in err[0]
+    assert not out.parent.exists()  # nothing written, nothing replaced
+
+
+def test_train_on_a_folder_without_images_is_an_error_not_a_synthetic_only_run(tmp_path, capsys):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "test").mkdir()
+    assert main(["train", "--data", str(tmp_path / "empty"), "--epochs", "1", "--out", str(tmp_path / "m")]) == 2
+    assert "no labelled objects and no label map" in capsys.readouterr().err
