@@ -7,7 +7,7 @@ the first refused op on runs on the CPU, so the report names that op and counts 
 it. Exit status 0 only when the whole graph would map and the model's inputs and outputs are as
 pycoral needs them (uint8, batch 1, static shapes).
 
-Rules: docs in ../../shared/DOMAIN.md ("Edge TPU rules") and Coral's supported-ops table.
+Rules: docs/DOMAIN.md ("Edge TPU rules") and Coral's supported-ops table.
 Op versions come from TFLite's op_version.cc: a plain int8 CONV_2D / DEPTHWISE_CONV_2D is v3,
 grouped conv is v6, TRANSPOSE_CONV with a fused activation is v4, RESIZE_* with
 half_pixel_centers is v3 -- the versions compiler 16 fails on. An op code's version is the

@@ -2,7 +2,7 @@
 
 Families (:data:`FAMILIES`; training draws them from :data:`MIXTURE`):
 
-- ``topdown`` (30 %): the dim top-down cells of shared/DOMAIN.md, described below;
+- ``topdown`` (30 %): the dim top-down cells of docs/DOMAIN.md, described below;
 - ``table`` (14 %): a camera at the cubes' height: 1-4 (mostly 3-4) cubes standing in a row on
   a wood or laminate table (grain, seams, a sheen, mirrored faces on glossy tops, contact and
   cast shadows, a hand's shadow), a thin band of their tops showing, a room behind (wall,
@@ -24,7 +24,7 @@ a sliver under 12 % stays, blank and unlabelled.
 The top-down family in detail:
 
 The shipped model is trained on these images only and judged on real photos (see
-shared/DOMAIN.md), so the generator aims at the real scenes' variety rather than at beauty:
+docs/DOMAIN.md), so the generator aims at the real scenes' variety rather than at beauty:
 
 - each cube is a small 3-D box projected by a pinhole camera (in-plane roll up to 45 deg,
   slight tilt and perspective, a darker or lighter top/side showing), its front face a
