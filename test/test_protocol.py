@@ -1,6 +1,7 @@
-"""protocol: parse_bool and the takeImage / label / RobotReady state machine, on a fake clock."""
+"""protocol: parse_bool, wait_for, and both sides of the takeImage / label / RobotReady protocol on a fake clock."""
 
 import logging
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -8,18 +9,23 @@ import pytest
 from cube_detect.errors import ImageError
 from cube_detect.protocol import (
     CAMERA_ERROR,
+    CYCLE_TIMEOUT,
     DONE,
+    NO_CUBE,
     NO_FACES,
     PREEMPTED,
     ROBOT_TIMEOUT,
     SHUTDOWN,
+    ArmController,
     CameraError,
     DictParamStore,
     ParameterProtocol,
     ProtocolNames,
     Snapshot,
+    WaitTimeout,
     is_reset,
     parse_bool,
+    wait_for,
 )
 
 NAMES = ProtocolNames()
@@ -78,85 +84,67 @@ def face(class_id, score=0.9):
     return SimpleNamespace(class_id=class_id, label={1: "one", 2: "two"}[class_id], score=score)
 
 
-class FakeController:
-    """The arm: asks for an image, moves each cube (move_time s), asks again for `cycles` cycles.
+class Arm:
+    """The arm (protocol.ArmController) on the fake clock: one step per tick of the detector's sleep,
+    a new request once a cycle is over, for ``cycles`` cycles. It knows how many faces each
+    cycle's scene holds (the test's truth, from the fake camera), so it knows when a cycle ends;
+    a label 0 also ends a cycle (no cube, or no image)."""
 
-    It knows how many faces each scene holds (the test's truth), so it knows when a cycle ends;
-    a label 0 also ends a cycle (no cube, or no image).
-    """
-
-    def __init__(self, store, clock, cycles, move_time=0.3, names=NAMES, ready_value=True, take_value=True):
-        self.store, self.clock, self.names = store, clock, names
-        self.cycles, self.move_time = cycles, move_time
-        self.ready_value, self.take_value = ready_value, take_value
-        self.received = []  # one list of labels per cycle
-        self.expect_counts = []  # faces in each cycle's scene, pushed by the fake camera
-        self.moving_until = None
-        self.started = 0
-        for name in (names.take_image, names.label, names.robot_ready):
-            store.set(name, -1)  # the course's controller resets everything at start-up
+    def __init__(self, store, clock, cycles, names=NAMES, move_time=0.3, **kwargs):
+        self.controller = ArmController(store, names=names, move_time=move_time, clock=clock, sleep=clock.sleep,
+                                        no_cube_grace=0.0, **kwargs)
+        self.cycles = cycles
+        self.counts = {}  # cycle number -> faces in its scene, set by the fake camera
+        self.history = []  # the ArmCycles requested
+        self.controller.reset()  # the course's controller resets everything at start-up
         clock.on_tick.append(self.tick)
         self.request()
 
-    def request(self):
-        self.store.set(self.names.label, -1)
-        self.store.set(self.names.take_image, self.take_value)
-        self.received.append([])
-        self.started += 1
+    @property
+    def received(self):
+        """One list of labels per cycle."""
+        return [cycle.labels for cycle in self.history]
 
-    def cycle_over(self):
-        got = self.received[-1]
-        if self.store.values.get(self.names.label) == 0:
-            return True
-        return bool(self.expect_counts) and len(self.expect_counts) >= self.started and \
-            len(got) == self.expect_counts[self.started - 1] and self.moving_until is None
+    def request(self):
+        number = self.controller.requests + 1
+        self.history.append(self.controller.request(lambda: self.counts.get(number)))
 
     def tick(self):
-        ready = self.store.values.get(self.names.robot_ready)
-        if self.moving_until is not None:
-            if self.clock() >= self.moving_until:
-                self.moving_until = None
-                self.store.set(self.names.robot_ready, self.ready_value)
-            return
-        if ready is False:
-            self.received[-1].append(self.store.values.get(self.names.label))
-            self.moving_until = self.clock() + self.move_time
-            return
-        if self.store.values.get(self.names.take_image) is False and self.cycle_over() and self.started < self.cycles:
+        if self.controller.step() and len(self.history) < self.cycles:
             self.request()
 
 
 class FakeCamera:
     """grab_and_detect: returns the next scene's faces, or raises the next scripted error."""
 
-    def __init__(self, scenes, controller=None):
+    def __init__(self, scenes, arm=None):
         self.scenes = list(scenes)
         self.calls = 0
-        self.controller = controller
+        self.arm = arm
 
     def __call__(self):
         self.calls += 1
         item = self.scenes.pop(0)
         if isinstance(item, Exception):
             raise item
-        if self.controller is not None:
-            self.controller.expect_counts.append(len(item))
+        if self.arm is not None:
+            self.arm.counts[self.arm.controller.requests] = len(item)
         return Snapshot([face(c) for c in item], summary="fake, 1.0 ms")
 
 
 def make(store=None, scenes=(), cycles=1, names=NAMES, shutdown_after=600.0, **kwargs):
     store = store if store is not None else DictParamStore()
     clock = FakeClock()
-    controller = FakeController(store, clock, cycles, names=names,
-                                **{k: kwargs.pop(k) for k in ("ready_value", "take_value", "move_time") if k in kwargs})
-    camera = FakeCamera(scenes, controller)
+    arm = Arm(store, clock, cycles, names=names,
+              **{k: kwargs.pop(k) for k in ("ready_value", "take_value", "move_time") if k in kwargs})
+    camera = FakeCamera(scenes, arm)
     published = []
     protocol = ParameterProtocol(
         store, camera, published.append, names=names, sleep=clock.sleep, clock=clock,
         is_shutdown=lambda: clock.now > shutdown_after, **kwargs,
     )
-    return SimpleNamespace(store=store, clock=clock, controller=controller, camera=camera,
-                           published=published, protocol=protocol)
+    return SimpleNamespace(store=store, clock=clock, arm=arm, camera=camera, published=published,
+                           protocol=protocol)
 
 
 # ---------------------------------------------------------------------------- cycles
@@ -164,7 +152,7 @@ def test_three_cycles_hand_over_every_label_in_order():
     scenes = [[2, 1], [1], [1, 2, 2, 1]]
     w = make(scenes=scenes, cycles=3)
     assert w.protocol.run(max_cycles=3) == 3
-    assert w.controller.received == scenes
+    assert w.arm.received == scenes
     assert [[d.class_id for d in s.detections] for s in w.published] == scenes
     assert w.protocol.last_result.status == DONE and w.protocol.last_result.delivered == 4
     assert w.store.values[TAKE] is False
@@ -200,7 +188,7 @@ def test_zero_faces_sets_label_0_and_leaves_robot_ready_alone():
     assert [list(s.detections) for s in w.published] == [[]]  # the empty list is published
     # ... and the next takeImage works
     assert w.protocol.run(max_cycles=1) == 1
-    assert w.controller.received == [[], [2]]
+    assert w.arm.received == [[], [2]]
     assert w.protocol.last_result.status == DONE
 
 
@@ -217,7 +205,7 @@ def test_camera_error_retried_with_backoff_then_success():
              retry_delay=0.5, camera_retries=2)
     w.protocol.run(max_cycles=1)
     assert w.camera.calls == 3
-    assert w.controller.received == [[1, 2]]
+    assert w.arm.received == [[1, 2]]
     assert w.protocol.last_result.status == DONE
     assert w.clock.now >= 0.5 + 1.0  # doubling back-off
 
@@ -236,13 +224,13 @@ def test_camera_error_gives_up_label_0_nothing_published_and_recovers(caplog):
     assert errors_logged == ["cycle 1: no image, no labels: camera returned an empty image (is the camera "
                              "enabled?) (after 3 attempts); /label := 0, /RobotReady untouched"]
     w.protocol.run(max_cycles=1)
-    assert w.controller.received == [[], [2]]
+    assert w.arm.received == [[], [2]]
 
 
 def test_unexpected_exception_never_kills_the_loop():
     w = make(scenes=[RuntimeError("boom")] * 2 + [[1]], cycles=2, camera_retries=1, retry_delay=0.1)
     w.protocol.run(max_cycles=2)
-    assert w.controller.received == [[], [1]]
+    assert w.arm.received == [[], [1]]
 
 
 def test_no_retries():
@@ -255,17 +243,17 @@ def test_no_retries():
 def test_string_valued_parameters_from_rosparam_set():
     w = make(scenes=[[2, 1], [1]], cycles=2, ready_value="true", take_value="True")
     w.protocol.run(max_cycles=2)
-    assert w.controller.received == [[2, 1], [1]]
+    assert w.arm.received == [[2, 1], [1]]
     w = make(scenes=[[1]], ready_value=1, take_value="1")
     w.protocol.run(max_cycles=1)
-    assert w.controller.received == [[1]]
+    assert w.arm.received == [[1]]
 
 
 def test_alternate_names():
     names = ProtocolNames(take_image="/cell2/takeImage", label="/cell2/label", robot_ready="/robotReady")
     w = make(scenes=[[1, 2]], names=names)
     w.protocol.run(max_cycles=1)
-    assert w.controller.received == [[1, 2]]
+    assert w.arm.received == [[1, 2]]
     assert READY not in w.store.values and w.store.values["/robotReady"] is True
 
 
@@ -292,16 +280,13 @@ def test_missing_parameters_read_as_false():
 # ---------------------------------------------------------------------------- controller misbehaviour
 def test_controller_reset_mid_cycle_then_new_take_image_preempts():
     w = make(scenes=[[2, 1, 1], [2]], cycles=2)
-    controller = w.controller
+    arm = w.arm
 
     def restart_after_first_label():
-        if controller.received[0] and controller.started == 1 and controller.moving_until is not None:
+        if arm.received[0] and arm.controller.requests == 1 and arm.controller.moving_until is not None:
             # The controller crashes after taking the first label and restarts.
-            controller.moving_until = None
-            for name in (TAKE, LABEL, READY):
-                w.store.set(name, -1)
-            controller.expect_counts[0] = 1
-            controller.request()
+            arm.controller.reset()
+            arm.request()
 
     w.clock.on_tick.insert(0, restart_after_first_label)
     assert w.protocol.run(max_cycles=1) == 1
@@ -309,19 +294,18 @@ def test_controller_reset_mid_cycle_then_new_take_image_preempts():
     assert w.protocol.last_result.delivered == 0
     w.protocol.run(max_cycles=1)
     assert w.protocol.last_result.status == DONE
-    assert controller.received == [[2], [2]]
+    assert arm.received == [[2], [2]]
 
 
 def test_reset_without_new_request_times_out_with_robot_ready_timeout(caplog):
     w = make(scenes=[[1, 2], [2]], cycles=2, robot_ready_timeout=3.0)
-    controller = w.controller
+    arm = w.arm
 
     def vanish():
-        if controller.received[0] and controller.started == 1:
-            w.clock.on_tick.remove(controller.tick)  # the controller dies after the first label
+        if arm.received[0] and arm.controller.requests == 1:
+            w.clock.on_tick.remove(arm.tick)  # the controller dies after the first label
             w.clock.on_tick.remove(vanish)
-            for name in (TAKE, LABEL, READY):
-                w.store.set(name, -1)
+            arm.controller.reset()
 
     w.clock.on_tick.insert(0, vanish)
     with caplog.at_level(logging.WARNING, logger="cube_detect.protocol"):
@@ -330,18 +314,15 @@ def test_reset_without_new_request_times_out_with_robot_ready_timeout(caplog):
     assert 3.0 <= w.clock.now < 3.2
     assert any("/RobotReady still not true after 3.0 s (cube 1/2)" in r.getMessage() for r in caplog.records)
     # a new controller asks again: the node serves it
-    w.store.set(TAKE, True)
-    w.clock.on_tick.append(controller.tick)
-    controller.moving_until = None
-    controller.received.append([])
-    controller.started += 1
+    w.clock.on_tick.append(arm.tick)
+    arm.request()
     w.protocol.run(max_cycles=1)
-    assert w.protocol.last_result.status == DONE and controller.received[-1] == [2]
+    assert w.protocol.last_result.status == DONE and arm.received[-1] == [2]
 
 
 def test_waits_forever_by_default_logging_every_few_seconds_and_stops_on_shutdown(caplog):
     w = make(scenes=[[1]], shutdown_after=12.0, wait_log_period=5.0)
-    w.clock.on_tick.remove(w.controller.tick)
+    w.clock.on_tick.remove(w.arm.tick)
     w.store.set(TAKE, True)
     with caplog.at_level(logging.INFO, logger="cube_detect.protocol"):
         assert w.protocol.run() == 1
@@ -372,14 +353,14 @@ def test_parameter_server_error_is_retried():
         fail = 2
 
         def get(self, name, default=None):
-            if self.fail:
+            if self.fail and name == TAKE:  # the detector's reads (the arm never reads /takeImage)
                 self.fail -= 1
                 raise ConnectionRefusedError("master unreachable")
             return super().get(name, default)
 
     w = make(store=FlakyStore(), scenes=[[1]])
     assert w.protocol.run(max_cycles=1) == 1
-    assert w.controller.received == [[1]]
+    assert w.arm.received == [[1]]
 
 
 def test_plain_list_from_grab_and_detect():
@@ -404,3 +385,117 @@ def test_states_reported_on_change():
     assert states == ["waiting_take_image", "detecting", "waiting_robot_ready 1/2", "waiting_robot_ready 2/2",
                       "waiting_take_image", "detecting", "stopped"]
     assert w.protocol.state == "stopped"
+
+
+# ---------------------------------------------------------------------------- wait_for
+def test_wait_for_returns_the_first_truthy_value():
+    clock = FakeClock()
+    values = iter([0, None, "", "got it"])
+    assert wait_for(lambda: next(values), 1.0, period=0.1, clock=clock, sleep=clock.sleep) == "got it"
+    assert clock.now == pytest.approx(0.3)
+
+
+def test_wait_for_names_what_it_waited_for():
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout, match=r"^timed out after 2 s waiting for /RobotReady false$"):
+        wait_for(lambda: False, 2.0, "/RobotReady false", clock=clock, sleep=clock.sleep)
+    assert clock.now == pytest.approx(2.0)
+    calls = []
+    with pytest.raises(WaitTimeout, match="shutting down while waiting for x"):
+        wait_for(lambda: calls.append(1), 5.0, "x", clock=clock, sleep=clock.sleep, is_shutdown=lambda: True)
+    assert calls == [1]  # always asked at least once
+
+
+# ---------------------------------------------------------------------------- the arm's side
+def scripted_detector(store, labels):
+    """A tick hook writing what the detector writes: each label in turn, or 0 for none."""
+    pending = list(labels)
+
+    def tick():
+        if store.values.get(TAKE) is True:
+            store.set(TAKE, False)
+            if not pending:
+                store.set(LABEL, 0)
+        elif store.values.get(READY) is not True or not pending:
+            return
+        if pending:
+            store.set(LABEL, pending.pop(0))
+            store.set(READY, False)
+
+    return tick
+
+
+def arm_on_fake_clock(labels=None, **kwargs):
+    store, clock = DictParamStore(), FakeClock()
+    if labels is not None:
+        clock.on_tick.append(scripted_detector(store, labels))
+    arm = ArmController(store, clock=clock, sleep=clock.sleep, **kwargs)
+    arm.reset()
+    return store, clock, arm
+
+
+def test_arm_reset_and_request_write_what_the_course_controller_writes():
+    store, _, arm = arm_on_fake_clock()
+    arm.request()
+    assert store.writes == [(TAKE, -1), (LABEL, -1), (READY, -1), (LABEL, -1), (TAKE, True)]
+
+
+def test_arm_takes_each_cube_in_order_moving_each():
+    store, clock, arm = arm_on_fake_clock([2, 1, 2], move_time=0.3)
+    cycle = arm.run_cycle(expected=lambda: 3)
+    assert (cycle.status, cycle.labels, cycle.number) == (DONE, [2, 1, 2], 1)
+    assert store.values[READY] is True
+    assert [v for n, v in store.writes if n == READY] == [-1, False, True, False, True, False, True]
+    assert clock.now >= 0.9  # three moves
+
+
+def test_arm_waits_until_the_number_of_cubes_is_known():
+    store, clock, arm = arm_on_fake_clock([1])
+    known = []
+    clock.on_tick.append(lambda: clock.now > 0.5 and known.append(1))
+    cycle = arm.run_cycle(expected=lambda: 1 if known else None)
+    assert (cycle.status, cycle.labels) == (DONE, [1])
+    assert cycle.ended > 0.5
+
+
+@pytest.mark.parametrize("expected,ends_after", [(lambda: 0, 0.0), (lambda: None, 1.0)])
+def test_arm_label_0_is_no_cube(expected, ends_after):
+    store, clock, arm = arm_on_fake_clock([], no_cube_grace=1.0)
+    cycle = arm.run_cycle(expected)
+    assert (cycle.status, cycle.labels) == (NO_CUBE, [])
+    assert cycle.ended - cycle.zero_since == pytest.approx(ends_after, abs=0.06)
+    assert store.values[READY] == -1  # nothing to acknowledge
+
+
+def test_arm_gives_up_after_its_timeout_or_at_shutdown():
+    _, clock, arm = arm_on_fake_clock(timeout=2.0)  # nobody serves the protocol
+    cycle = arm.run_cycle()
+    assert cycle.status == CYCLE_TIMEOUT and cycle.ended == pytest.approx(2.0)
+    _, clock, arm = arm_on_fake_clock(is_shutdown=lambda: clock.now > 0.5)
+    assert arm.run_cycle().status == SHUTDOWN
+
+
+@pytest.mark.parametrize("value,waiting", [(False, True), ("false", True), (0, True), (-1, False), ("-1", False),
+                                           (True, False), ("maybe", False), (None, False)])
+def test_arm_sees_a_cube_only_on_an_explicit_false(value, waiting):
+    store, _, arm = arm_on_fake_clock()
+    store.set(READY, value)
+    assert arm.cube_waiting() is waiting
+
+
+def test_arm_and_detector_in_real_time():
+    """Both sides as they run in the nodes: two threads, real time, fast polling."""
+    store = DictParamStore()
+    scenes = [[2, 1], [], [1]]
+    stop = threading.Event()
+    protocol = ParameterProtocol(store, FakeCamera(list(scenes)), rate=200.0, is_shutdown=stop.is_set)
+    detector = threading.Thread(target=protocol.run, daemon=True)
+    detector.start()
+    arm = ArmController(store, rate=200.0, timeout=5.0, no_cube_grace=0.1)
+    arm.reset()
+    try:
+        cycles = [arm.run_cycle() if scene == [] else arm.run_cycle(lambda n=len(scene): n) for scene in scenes]
+    finally:
+        stop.set()
+        detector.join(5)
+    assert [(c.status, c.labels) for c in cycles] == [(DONE, [2, 1]), (NO_CUBE, []), (DONE, [1])]

@@ -21,9 +21,11 @@ Decisions this module makes (documented in the README):
 - Parameter values may be bools, 0/1/-1 (-1 = reset / not set = false) or strings from
   ``rosparam set``; anything else is logged once per value and read as false.
 
-The parameter store is any object with ``get(name, default)`` and ``set(name, value)``
-(rospy.get_param / set_param in the node, :class:`DictParamStore` in tests); time and
-shutdown are injected, so the whole state machine runs in tests on a fake clock.
+Both sides live here: :class:`ParameterProtocol` is the detector's, :class:`ArmController`
+the controller's (the arm's; played by the simulated controller, the bench and the tests).
+The parameter store is any :class:`ParamStore` (``get(name, default)``, ``set(name, value)``:
+``cube_detect.ros.params.RosParamStore`` on a real master, :class:`DictParamStore` in tests);
+time and shutdown are injected, so both sides run in tests on a fake clock.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, TypeVar
 
 from cube_detect.errors import CubeDetectError
+
+T = TypeVar("T")
 
 _TRUE_WORDS = {"true", "yes", "on"}
 _FALSE_WORDS = {"false", "no", "off"}
@@ -97,6 +101,14 @@ class ProtocolNames:
     robot_ready: str = "/RobotReady"
 
 
+class ParamStore(Protocol):
+    """Where the protocol's parameters live: the ROS parameter server, or a dict in tests."""
+
+    def get(self, name: str, default: Any = None) -> Any: ...
+
+    def set(self, name: str, value: Any) -> None: ...
+
+
 class DictParamStore:
     """A parameter store over a dict (tests, simulations); records every write in ``writes``."""
 
@@ -111,11 +123,32 @@ class DictParamStore:
         self.values[name] = value
         self.writes.append((name, value))
 
-    def has(self, name: str) -> bool:
-        return name in self.values
 
-    def delete(self, name: str) -> None:
-        self.values.pop(name, None)
+class WaitTimeout(TimeoutError):
+    """:func:`wait_for` gave up; the message says what it waited for."""
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str = "the condition", *,
+             period: float = 0.02, clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], Any] = time.sleep,
+             is_shutdown: Callable[[], bool] = lambda: False) -> T:
+    """The first truthy value of ``predicate()``, polled every ``period`` s (at least once).
+
+    Raises :class:`WaitTimeout` ("timed out after 10 s waiting for /RobotReady false") after
+    ``timeout`` s, or as soon as ``is_shutdown()``. ``sleep`` may be a ``Condition.wait`` (its
+    lock held by the caller): the predicate is then re-checked at every notification.
+    """
+    deadline = clock() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if is_shutdown():
+            raise WaitTimeout(f"shutting down while waiting for {what}")
+        left = deadline - clock()
+        if left <= 0:
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
+        sleep(min(period, left))
 
 
 class CameraError(CubeDetectError):
@@ -171,7 +204,7 @@ class ParameterProtocol:
 
     def __init__(
         self,
-        store,
+        store: ParamStore,
         grab_and_detect: Callable[[], Any],
         publish: Callable[[Snapshot], None] = lambda snapshot: None,
         *,
@@ -203,7 +236,7 @@ class ParameterProtocol:
         self.state = ""
         self.cycle = 0
         self.last_result: Optional[CycleResult] = None
-        self._reported_junk: set = set()
+        self._reported_junk: Set[Tuple[str, str]] = set()
 
     # -- parameters ---------------------------------------------------------------------------
     def read_flag(self, name: str) -> bool:
@@ -358,3 +391,155 @@ class ParameterProtocol:
                 self._pause(1.0)
         self._set_state(STOPPED)
         return done
+
+
+# ------------------------------------------------------------------------------------ the arm
+# How a cycle ended for the arm (ArmCycle.status); "" while it runs.
+NO_CUBE = "no_cube"  # /label 0 before any cube: the detector found nothing, or had no image
+CYCLE_TIMEOUT = "timeout"  # the cycle did not end within the arm's timeout
+
+
+def _is_zero_label(value: Any) -> bool:
+    """The detector's "no cube" label: 0 as a number (not False, not -1)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0
+
+
+@dataclass
+class ArmCycle:
+    """One request of the arm: the labels it took, in order, and how the cycle ended."""
+
+    number: int  # 1 for the arm's first request
+    started: float  # the arm's clock when /takeImage was set true
+    expected: Callable[[], Optional[int]] = lambda: None  # cubes in this cycle, once known
+    labels: List[Any] = field(default_factory=list)  # /label of each cube taken, in order
+    status: str = ""  # DONE, NO_CUBE, CYCLE_TIMEOUT, SHUTDOWN; "" while running
+    ended: Optional[float] = None
+    zero_since: Optional[float] = None  # when /label 0 was first seen
+
+
+class ArmController:
+    """The controller's (the arm's) side of the protocol, as the course's manipulate node plays it.
+
+    ``reset()`` sets the three parameters to -1 (what the controller does at start-up).
+    ``request()`` starts a cycle: ``/label`` := -1 (so that the detector's 0, "no cube", is seen),
+    then ``/takeImage`` := true. Each ``step()`` is one poll, at most one action: when
+    ``/RobotReady`` is false (not the -1 of a reset) it takes the cube (reads ``/label``), "moves"
+    it for ``move_time`` s, then sets ``/RobotReady`` true; it says when the cycle is over:
+
+    - **done**: as many cubes taken as ``expected()`` says the cycle has (the length of the
+      detector's ``~faces`` message, or a test's truth; None while not known yet);
+    - **no cube**: ``/label`` is 0 before any cube (nothing found, or no image: ``/RobotReady``
+      is never set false then), once ``expected()`` is known or ``no_cube_grace`` s later.
+
+    ``run_cycle()`` is ``request()`` then ``step()`` every 1/``rate`` s until the cycle is over,
+    ``timeout`` s have passed (CYCLE_TIMEOUT) or shutdown (SHUTDOWN). Event-driven callers (the
+    bench answers the detector's ``~state`` messages) use ``read_label()`` and ``cube_moved()``.
+    """
+
+    def __init__(
+        self,
+        store: ParamStore,
+        *,
+        names: ProtocolNames = ProtocolNames(),
+        rate: float = 20.0,
+        move_time: float = 0.0,
+        timeout: float = 30.0,
+        no_cube_grace: float = 1.0,
+        take_value: Any = True,
+        ready_value: Any = True,
+        sleep: Callable[[float], Any] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        is_shutdown: Callable[[], bool] = lambda: False,
+    ):
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 Hz, got {rate}")
+        self.store, self.names = store, names
+        self.period = 1.0 / float(rate)
+        self.move_time, self.timeout, self.no_cube_grace = float(move_time), float(timeout), float(no_cube_grace)
+        self.take_value, self.ready_value = take_value, ready_value  # what `rosparam set` may leave: "true"
+        self.sleep, self.clock, self.is_shutdown = sleep, clock, is_shutdown
+        self.cycle: Optional[ArmCycle] = None
+        self.requests = 0
+        self.moving_until: Optional[float] = None
+
+    def reset(self) -> None:
+        """Every protocol parameter to -1, as the course's controller does at (re)start."""
+        for name in (self.names.take_image, self.names.label, self.names.robot_ready):
+            self.store.set(name, -1)
+
+    def request(self, expected: Callable[[], Optional[int]] = lambda: None) -> ArmCycle:
+        """Ask for an image: ``/label`` := -1, ``/takeImage`` := true; the new cycle.
+
+        ``expected()``: how many cubes this cycle has, once known (None before).
+        """
+        self.moving_until = None
+        self.store.set(self.names.label, -1)
+        self.requests += 1
+        self.cycle = ArmCycle(self.requests, self.clock(), expected)
+        self.store.set(self.names.take_image, self.take_value)
+        return self.cycle
+
+    def cube_waiting(self) -> bool:
+        """Whether the detector waits for the arm: ``/RobotReady`` explicitly false (not -1)."""
+        value = self.store.get(self.names.robot_ready, None)
+        try:
+            return parse_bool(value, self.names.robot_ready) is False and not is_reset(value)
+        except ValueError:
+            return False
+
+    def read_label(self) -> Any:
+        """``/label``: the class id of the cube the detector hands over now."""
+        return self.store.get(self.names.label, None)
+
+    def cube_moved(self) -> None:
+        """The cube is where it goes: ``/RobotReady`` := true."""
+        self.moving_until = None
+        self.store.set(self.names.robot_ready, self.ready_value)
+
+    def take_cube(self) -> Any:
+        """Take the cube the detector waits on: its label, recorded; moving starts."""
+        label = self.read_label()
+        if self.cycle is not None:
+            self.cycle.labels.append(label)
+        if self.move_time > 0:
+            self.moving_until = self.clock() + self.move_time
+        else:
+            self.cube_moved()
+        return label
+
+    def _finish(self, status: str) -> bool:
+        assert self.cycle is not None
+        self.cycle.status, self.cycle.ended = status, self.clock()
+        return True
+
+    def step(self) -> bool:
+        """One poll of the parameters, at most one action; True once the current cycle is over."""
+        cycle = self.cycle
+        if cycle is None or cycle.status:
+            return True
+        now = self.clock()
+        if self.moving_until is not None:
+            if now >= self.moving_until:
+                self.cube_moved()
+            return False
+        if self.cube_waiting():
+            self.take_cube()
+            return False
+        count = cycle.expected()
+        if not cycle.labels and _is_zero_label(self.read_label()):
+            cycle.zero_since = now if cycle.zero_since is None else cycle.zero_since
+            if count is not None or now - cycle.zero_since >= self.no_cube_grace:
+                return self._finish(NO_CUBE)
+        elif cycle.labels and count is not None and len(cycle.labels) >= count:
+            return self._finish(DONE)
+        return False
+
+    def run_cycle(self, expected: Callable[[], Optional[int]] = lambda: None) -> ArmCycle:
+        """``request()``, then poll until the cycle is over, ``timeout`` s or shutdown."""
+        cycle = self.request(expected)
+        try:
+            wait_for(self.step, self.timeout, "the end of the cycle", period=self.period, clock=self.clock,
+                     sleep=self.sleep, is_shutdown=self.is_shutdown)
+        except WaitTimeout:
+            self._finish(SHUTDOWN if self.is_shutdown() else CYCLE_TIMEOUT)
+        return cycle
