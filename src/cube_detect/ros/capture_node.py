@@ -1,0 +1,206 @@
+"""Capture a labelled data set from the robot's camera (``roslaunch cube_detect capture.launch``).
+
+Each capture calls the camera service and saves the frame as ``<dataset>/{train,test}/imageNNN.png``
+with a labelImg XML pre-annotated by the model (see cube_detect.capture). Triggers, any of them:
+
+- ``~capture``: service std_srvs/Trigger, answers success and the saved image's path in ``message``;
+- ``~trigger_param``: a parameter name: when it reads true (bool, 1, "true", ...) one image is
+  captured, then the parameter is set back to false;
+- ``~interval``: seconds between automatic captures;
+- the preview window, when ``~preview`` and $DISPLAY is set: SPACE or s saves the frame shown,
+  q quits.
+
+Private parameters: ``CaptureSettings`` in ``cube_detect.ros.settings``. A failed capture
+(camera down, empty image, service error) logs one line and saves nothing. On shutdown: one
+summary line (images per split, faces per class pre-annotated).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+import cv2
+import rospy
+from std_srvs.srv import Trigger, TriggerResponse
+
+from cube_detect.capture import CaptureResult, CaptureSession, DatasetWriter
+from cube_detect.errors import CubeDetectError
+from cube_detect.images import imgmsg_to_bgr
+from cube_detect.inference import Detector, load_detector
+from cube_detect.protocol import CameraError, parse_bool
+from cube_detect.ros.camera import CameraClient
+from cube_detect.ros.settings import CaptureSettings, read_settings
+
+PARAM_POLL_S = 0.1  # how often ~trigger_param is read
+PREVIEW_PERIOD_S = 0.2  # preview refresh (one /get_image call each)
+WINDOW = "cube_detect capture (SPACE/s: save, q: quit)"
+
+
+def display_usable() -> bool:
+    """Whether OpenCV can open a window here. Probed in a child process: with $DISPLAY set but
+    no X server behind it (ssh without forwarding), Qt aborts the whole process."""
+    probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        rospy.logwarn("capture: no preview window (%s): running headless", exc)
+        return False
+    if done.returncode != 0:
+        why = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        rospy.logwarn("capture: no preview window on DISPLAY=%s (%s): running headless",
+                      os.environ.get("DISPLAY"), why)
+    return done.returncode == 0
+
+
+def load_detector_or_none(model: str, threshold: float) -> Optional[Detector]:
+    """The pre-annotation model, or None after one warning: capturing works without it."""
+    try:
+        detector = load_detector(model or None, threshold=threshold)
+    except Exception as exc:  # noqa: BLE001 - ModelError, missing tflite-runtime, ...
+        rospy.logwarn("capture: cannot load the model (%s): capturing without pre-annotation", exc)
+        return None
+    rospy.loginfo("capture: pre-annotating with %s (%s)", detector.model_path, detector.backend_reason)
+    return detector
+
+
+class CaptureNode:
+    def __init__(self, settings: CaptureSettings):
+        if not settings.dataset:
+            raise CubeDetectError("~dataset is required: the folder the images go to "
+                                  "(roslaunch cube_detect capture.launch dataset:=...)")
+        self.settings = settings
+        self.writer = DatasetWriter(Path(settings.dataset), settings.test_share)
+        detector = load_detector_or_none(settings.model, settings.threshold) if settings.annotate else None
+        self.session = CaptureSession(self.writer, detector)
+        self.camera = CameraClient(settings.image_service)
+        self.lock = threading.Lock()  # one capture at a time, whatever triggered it
+        self.last_failure: Optional[str] = None
+        self.closed = False
+        rospy.on_shutdown(self.log_summary)
+
+        self.trigger_param = settings.trigger_param
+        self.param_warned = False
+        self.timers: List[Any] = []
+        if self.trigger_param:
+            self.timers.append(rospy.Timer(rospy.Duration(PARAM_POLL_S), self.poll_trigger_param))
+        if settings.interval > 0:
+            self.timers.append(rospy.Timer(rospy.Duration(settings.interval), lambda _event: self.capture("timer")))
+        self.service = rospy.Service("~capture", Trigger, self.handle_capture)
+        rospy.loginfo("capture: saving to %s (test share %.2f, next image%03d); triggers: service %s%s%s",
+                      self.writer.root, self.writer.test_share, self.writer.next_number(),
+                      rospy.resolve_name("~capture"),
+                      f", parameter {self.trigger_param}" if self.trigger_param else "",
+                      f", every {settings.interval:g} s" if settings.interval > 0 else "")
+
+    # ------------------------------------------------------------------ camera and saving
+    def fetch(self) -> Tuple[Any, str]:
+        """The camera's sensor_msgs/Image and "", or (None, reason)."""
+        try:
+            return self.camera.fetch(), ""
+        except CameraError as exc:
+            return None, str(exc)
+
+    def capture(self, trigger: str, msg: Any = None) -> CaptureResult:
+        """Fetch (unless ``msg`` is given), save, log one line; returns the CaptureResult."""
+        result = None
+        with self.lock:
+            if self.closed:  # a timer or service call racing the shutdown: the summary is final
+                return CaptureResult(False, "nothing saved: the node is shutting down")
+            if msg is None:
+                msg, reason = self.fetch()
+                result = self.session.fail(f"nothing saved: {reason}") if msg is None else None
+            if result is None:
+                result = self.session.capture_message(msg)
+        if result.ok:
+            self.last_failure = None
+            rospy.loginfo("capture (%s): %s", trigger, result.log_line())
+        elif trigger != "timer" or result.message != self.last_failure:
+            # One line per failed capture; the timer says it once until a capture works again.
+            rospy.logwarn("capture (%s): %s", trigger, result.message)
+            self.last_failure = result.message if trigger == "timer" else None
+        return result
+
+    # ------------------------------------------------------------------ triggers
+    def handle_capture(self, _request: Any) -> Any:
+        result = self.capture("service")
+        return TriggerResponse(success=result.ok, message=result.message)
+
+    def poll_trigger_param(self, _event: Any) -> None:
+        try:
+            wanted = parse_bool(rospy.get_param(self.trigger_param, None), self.trigger_param)
+        except ValueError as exc:
+            if not self.param_warned:  # once, not ten times a second
+                rospy.logwarn("capture: %s", exc)
+                self.param_warned = True
+            return
+        except (rospy.ROSException, OSError):
+            return  # master going away at shutdown
+        self.param_warned = False
+        if wanted:
+            self.capture(f"parameter {self.trigger_param}")
+            # Reset after saving: a script can set it true and wait for false (the image is on disk).
+            rospy.set_param(self.trigger_param, False)
+
+    def preview_loop(self) -> None:
+        """Show the camera at a few frames per second; SPACE/s saves the frame shown, q quits."""
+        try:
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            rospy.logwarn("capture: no preview window (%s): running headless", str(exc).splitlines()[0])
+            rospy.spin()
+            return
+        last_problem = None
+        rospy.loginfo("capture: preview window open: SPACE or s saves the frame shown, q quits")
+        try:
+            while not rospy.is_shutdown():
+                msg, problem = self.fetch()
+                frame = None
+                if msg is not None:
+                    try:
+                        frame = imgmsg_to_bgr(msg)
+                    except CubeDetectError as exc:
+                        problem = str(exc)
+                if problem != last_problem and problem:
+                    rospy.logwarn("capture preview: %s", problem)  # once per new problem, not per frame
+                last_problem = problem
+                if frame is not None:
+                    cv2.imshow(WINDOW, frame)
+                key = cv2.waitKey(int(PREVIEW_PERIOD_S * 1000)) & 0xFF  # also paces the loop
+                if key in (ord(" "), ord("s")):
+                    if msg is None or frame is None:
+                        rospy.logwarn("capture (key): nothing saved: %s", problem or "no frame")
+                        self.session.fail(problem)
+                    else:
+                        self.capture("key", msg)  # exactly the frame on screen
+                elif key == ord("q"):
+                    rospy.signal_shutdown("q pressed in the preview window")
+                    break
+        finally:
+            cv2.destroyAllWindows()
+
+    def log_summary(self) -> None:
+        with self.lock:
+            self.closed = True
+        on_disk = self.writer.count_on_disk()
+        rospy.loginfo("capture summary: %s; %s now holds %s", self.session.summary.line(), self.writer.root,
+                      ", ".join(f"{k} {v}" for k, v in on_disk.items()))
+
+
+def main() -> None:
+    rospy.init_node("capture")
+    try:
+        settings = read_settings(CaptureSettings, rospy.get_param)
+        node = CaptureNode(settings)
+    except (CubeDetectError, ValueError) as exc:
+        rospy.logfatal("capture: %s", exc)
+        raise SystemExit(2) from None
+    if settings.preview and os.environ.get("DISPLAY") and display_usable():
+        node.preview_loop()
+    else:
+        rospy.spin()  # headless: no OpenCV window call at all

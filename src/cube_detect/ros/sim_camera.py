@@ -1,0 +1,81 @@
+"""Simulated Poppy Ergo Jr camera: serves /get_image exactly like poppy_controllers.
+
+The real server answers ``CvBridge().cv2_to_imgmsg(frame)`` with no encoding argument, so the
+message's encoding is ``8UC3`` with BGR pixels; with its camera disabled it answers an empty
+image. Private parameters: ``SimCameraSettings`` (read at start) and ``SimCameraFaults`` (read
+at every call, so that tests change them live) in ``cube_detect.ros.settings``.
+Publishes the true sorted labels of the last served image on ``~expected`` (latched
+std_msgs/String, comma-separated) and keeps them in ``~last_labels``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import numpy as np
+import rospy
+from cv_bridge import CvBridge
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from cube_detect.ros.settings import SimCameraFaults, SimCameraSettings, read_settings
+from cube_detect.simulation import Scene, encode_for_camera, make_scene_source
+from cube_detect.srv import GetImage, GetImageResponse
+
+
+def blank_scene(index: int) -> Scene:
+    """The cell with every cube taken: dark noisy background, uneven light, nothing to find."""
+    rng = np.random.default_rng([1234, index])
+    height, width = 480, 640
+    light = np.linspace(14, 34, width)[None, :] + np.linspace(0, 10, height)[:, None]
+    gray = light + rng.normal(0, 4, (height, width))
+    image = np.clip(np.repeat(gray[:, :, None], 3, axis=2), 0, 255).astype(np.uint8)
+    return Scene(image, [], f"blank:{index}")
+
+
+class SimCamera:
+    def __init__(self, settings: SimCameraSettings):
+        self.bridge = CvBridge()
+        self.source = make_scene_source(settings.images, settings.seed, settings.sort_axis)
+        self.expected_pub = rospy.Publisher("~expected", String, queue_size=1, latch=True)
+        self.served = 0
+        self.last_scene: Optional[Scene] = None
+
+    def handle(self, _request: Any) -> Any:
+        faults = read_settings(SimCameraFaults, rospy.get_param)
+        if faults.delay > 0:
+            time.sleep(faults.delay)
+        if faults.fail:
+            raise rospy.ServiceException("simulated camera failure (~fail is true)")
+        if faults.empty:
+            return GetImageResponse(Image())  # what the real robot answers with its camera off
+        if faults.blank:
+            scene = blank_scene(self.served)
+        elif faults.hold and self.last_scene is not None:
+            scene = self.last_scene
+        else:
+            scene = self.source.next()
+        self.last_scene = scene
+        pixels = encode_for_camera(scene.image, faults.encoding)
+        # Exactly the real server's call for the default: no encoding argument -> "8UC3".
+        if faults.encoding == "8UC3":
+            msg = self.bridge.cv2_to_imgmsg(pixels)
+        else:
+            msg = self.bridge.cv2_to_imgmsg(pixels, faults.encoding)
+        msg.header.stamp = rospy.Time.now()
+        msg.header.frame_id = "camera"
+        rospy.set_param("~last_labels", scene.labels)
+        self.expected_pub.publish(String(",".join(scene.labels)))
+        self.served += 1
+        rospy.logdebug("sim_camera: served %s (%s) truth %s", scene.name, faults.encoding, scene.labels)
+        return GetImageResponse(msg)
+
+
+def main() -> None:
+    rospy.init_node("sim_camera")
+    settings = read_settings(SimCameraSettings, rospy.get_param)
+    camera = SimCamera(settings)
+    rospy.Service(settings.service, GetImage, camera.handle)
+    rospy.loginfo("sim_camera: serving %s", settings.service)
+    rospy.spin()
