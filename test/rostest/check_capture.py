@@ -23,18 +23,11 @@ from std_srvs.srv import Trigger
 
 from cube_detect.capture import numbers_in, split_for
 from cube_detect.dataset import read_voc
+from cube_detect.protocol import WaitTimeout, wait_for
 from cube_detect.simulation import sorted_labels
 
 TRIGGER_PARAM = "/capture_test/take"
 
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class CaptureNodeTest(unittest.TestCase):
@@ -140,7 +133,7 @@ class CaptureNodeTest(unittest.TestCase):
         proc = self.start_node("capture_timer", "interval:=0.5")
         try:
             wait_for(lambda: len(numbers_in(self.dataset)) >= len(before) + 2, 60, "two timer captures")
-        except AssertionError as exc:
+        except WaitTimeout as exc:
             raise AssertionError(f"{exc}\n{self.stop_node(proc)}") from None
         output = self.stop_node(proc)
         after = numbers_in(self.dataset)

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 import unittest
+from typing import Any, Optional
 
 import rospy
 import rostest
@@ -20,22 +21,23 @@ from std_msgs.msg import Bool, String
 
 from cube_detect.labels import NAME_TO_ID
 from cube_detect.msg import CubeFaces
+from cube_detect.protocol import DONE, NO_CUBE, ArmController, ProtocolNames, wait_for
+from cube_detect.ros.params import RosParamStore
 from cube_detect.srv import DetectCubes
 
-TAKE, LABEL, READY = "/takeImage", "/label", "/RobotReady"
+NAMES = ProtocolNames()
+TAKE, LABEL, READY = NAMES.take_image, NAMES.label, NAMES.robot_ready
 CAMERA = "/sim_camera/"
 ENCODINGS = ["8UC3", "bgr8", "rgb8", "mono8", "8UC1", "bgra8", "rgba8"]
 IDLE = "waiting_take_image"  # /detector/state between cycles
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+class RosparamCommandStore(RosParamStore):
+    """Writes with the `rosparam set` command (YAML), as a controller's shell script would."""
+
+    @staticmethod
+    def set(name: str, value: Any) -> None:
+        subprocess.run(["rosparam", "set", name, str(value)], check=True, timeout=30)
 
 
 class DetectorProtocolTest(unittest.TestCase):
@@ -77,26 +79,24 @@ class DetectorProtocolTest(unittest.TestCase):
         wait_for(lambda: self.states and self.states[-1] == IDLE and (mark is None or len(self.states) > mark),
                  30, f"/detector/state {IDLE}")
 
-    def run_cycle(self, take_value=True, ready_value=True, from_idle=True):
+    def run_cycle(self, take_value=True, ready_value=True, from_idle=True, store=None):
         """Ask for an image and take every cube; (labels received, truth as ids, faces message)."""
         if from_idle:
             self.wait_idle()
         mark = len(self.states)
         before = len(self.faces)
-        rospy.set_param(LABEL, -1)
-        rospy.set_param(TAKE, take_value)
+
+        def expected() -> Optional[int]:
+            return len(self.faces[before].faces) if len(self.faces) > before else None
+
+        arm = ArmController(store or RosParamStore(), take_value=take_value, ready_value=ready_value, timeout=30)
+        cycle = arm.run_cycle(expected)
+        self.assertIn(cycle.status, (DONE, NO_CUBE), f"cycle {cycle}")
         faces = self.new_faces(before)
         truth = [NAME_TO_ID[name] for name in rospy.get_param(CAMERA + "last_labels")]
-        received = []
-        for index in range(len(faces.faces)):
-            wait_for(lambda: rospy.get_param(READY) is False, 10, f"{READY} false for cube {index + 1}")
-            received.append(rospy.get_param(LABEL))
-            rospy.set_param(READY, ready_value)
-        if not faces.faces:
-            wait_for(lambda: rospy.get_param(LABEL) == 0, 5, f"{LABEL} == 0")
         self.wait_idle(mark)  # the detector saw the last RobotReady: the cycle is over
         self.assertIs(rospy.get_param(TAKE), False, "the detector resets takeImage to false")
-        return received, truth, faces
+        return cycle.labels, truth, faces
 
     def assert_cycle_matches_truth(self, received, truth, faces):
         self.assertTrue(truth, "the scene has cubes")
@@ -122,21 +122,9 @@ class DetectorProtocolTest(unittest.TestCase):
         self.assert_cycle_matches_truth(received, truth, faces)
         received, truth, faces = self.run_cycle(take_value="1", ready_value=1)
         self.assert_cycle_matches_truth(received, truth, faces)
-        # `rosparam set` itself (YAML: true -> bool) as a controller's shell script would do.
-        self.wait_idle()
-        mark = len(self.states)
-        before = len(self.faces)
-        rospy.set_param(LABEL, -1)
-        subprocess.run(["rosparam", "set", TAKE, "true"], check=True, timeout=30)
-        faces = self.new_faces(before)
-        truth = [NAME_TO_ID[n] for n in rospy.get_param(CAMERA + "last_labels")]
-        received = []
-        for _ in faces.faces:
-            wait_for(lambda: rospy.get_param(READY) is False, 10, f"{READY} false")
-            received.append(rospy.get_param(LABEL))
-            subprocess.run(["rosparam", "set", READY, "'true'"], check=True, timeout=30)  # a string
+        # `rosparam set` itself (YAML: true -> bool, 'true' -> a string) as a controller's shell script would do.
+        received, truth, _ = self.run_cycle(take_value="true", ready_value="'true'", store=RosparamCommandStore())
         self.assertEqual(received, truth)
-        self.wait_idle(mark)  # the detector has seen the last 'true': the next test may reset it
 
     def test_zero_faces_sets_label_0_leaves_robot_ready_and_next_cycle_works(self):
         self.wait_idle()  # never overwrite RobotReady while the detector still waits for it
@@ -158,9 +146,8 @@ class DetectorProtocolTest(unittest.TestCase):
         mark = len(self.states)
         faces_before = len(self.faces)
         rospy.set_param(READY, "untouched")
-        rospy.set_param(LABEL, -1)
-        rospy.set_param(TAKE, True)
-        wait_for(lambda: rospy.get_param(LABEL) == 0, 20, f"{LABEL} == 0 after the camera retries")
+        cycle = ArmController(RosParamStore(), timeout=20).run_cycle()  # ends on label 0, after the retries
+        self.assertEqual((cycle.status, cycle.labels), (NO_CUBE, []), f"{LABEL} == 0 after the camera retries")
         self.wait_idle(mark)
         self.assertIs(rospy.get_param(TAKE), False)
         self.assertEqual(rospy.get_param(READY), "untouched")
@@ -216,13 +203,11 @@ class DetectorProtocolTest(unittest.TestCase):
     def test_controller_restart_mid_cycle_does_not_hang_the_detector(self):
         self.wait_idle()
         before = len(self.faces)
-        rospy.set_param(LABEL, -1)
-        rospy.set_param(TAKE, True)
+        arm = ArmController(RosParamStore())
+        arm.request()
         faces = self.new_faces(before)
-        wait_for(lambda: rospy.get_param(READY) is False, 10, f"{READY} false")
-        # The controller restarts: resets everything to -1 and asks again.
-        for name in (TAKE, LABEL, READY):
-            rospy.set_param(name, -1)
+        wait_for(arm.cube_waiting, 10, f"{READY} false")
+        arm.reset()  # the controller restarts: resets everything to -1 (and asks again, below)
         self.assertTrue(faces.faces)
         wait_for(lambda: self.states[-1] == f"waiting_robot_ready 1/{len(faces.faces)}", 5, "waiting for cube 1")
         time.sleep(0.3)  # the detector keeps waiting: -1 is not "RobotReady true"

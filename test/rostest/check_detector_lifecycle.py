@@ -21,19 +21,13 @@ from std_msgs.msg import Bool
 
 from cube_detect.labels import NAME_TO_ID
 from cube_detect.msg import CubeFaces
+from cube_detect.protocol import DONE, ArmController, ProtocolNames, wait_for
+from cube_detect.ros.params import RosParamStore
 
 MODEL = Path(rospkg.RosPack().get_path("cube_detect")) / "models" / "cube_detect.tflite"
 ALT = {"take_image_param": "/cell/takeImage", "label_param": "/cell/label", "robot_ready_param": "/robotReady"}
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+ALT_NAMES = ProtocolNames(take_image=ALT["take_image_param"], label=ALT["label_param"],
+                          robot_ready=ALT["robot_ready_param"])
 
 
 def start_detector(name, **params):
@@ -86,8 +80,8 @@ class DetectorLifecycleTest(unittest.TestCase):
         self.assert_fails_to_start("detector_labels", str(labels), labels=str(labels))
 
     def test_alternate_names_then_clean_shutdown_while_waiting_for_robot_ready(self):
-        for name in ALT.values():
-            rospy.set_param(name, -1)
+        arm = ArmController(RosParamStore(), names=ALT_NAMES)
+        arm.reset()
         for name in ("/takeImage", "/label", "/RobotReady"):
             if rospy.has_param(name):
                 rospy.delete_param(name)
@@ -97,26 +91,19 @@ class DetectorLifecycleTest(unittest.TestCase):
         proc = start_detector("detector_alt", **ALT)
         try:
             wait_for(lambda: ready, 60, "/detector_alt/ready")
-            take, label, robot_ready = ALT["take_image_param"], ALT["label_param"], ALT["robot_ready_param"]
             # One full cycle on the alternate names.
-            rospy.set_param(take, True)
-            msg = wait_for(lambda: faces and faces[-1], 15, "/detector_alt/faces")
+            cycle = arm.run_cycle(lambda: len(faces[-1].faces) if faces else None)
             truth = [NAME_TO_ID[n] for n in rospy.get_param("/sim_camera/last_labels")]
             self.assertTrue(truth)
-            received = []
-            for _ in msg.faces:
-                wait_for(lambda: rospy.get_param(robot_ready) is False, 10, f"{robot_ready} false")
-                received.append(rospy.get_param(label))
-                rospy.set_param(robot_ready, True)
-            self.assertEqual(received, truth)
-            self.assertIs(rospy.get_param(take), False)
+            self.assertEqual((cycle.status, cycle.labels), (DONE, truth))
+            self.assertIs(rospy.get_param(ALT_NAMES.take_image), False)
             for name in ("/takeImage", "/label", "/RobotReady"):
                 self.assertFalse(rospy.has_param(name), f"{name} must not be used")
             # Next cycle: stop while the detector waits for the controller.
             count = len(faces)
-            rospy.set_param(take, True)
+            arm.request()
             wait_for(lambda: len(faces) > count, 15, "second /detector_alt/faces")
-            wait_for(lambda: rospy.get_param(robot_ready) is False, 10, f"{robot_ready} false")
+            wait_for(arm.cube_waiting, 10, f"{ALT_NAMES.robot_ready} false")
             started = time.monotonic()
             proc.send_signal(signal.SIGINT)  # what roslaunch does on Ctrl-C
             out, _ = proc.communicate(timeout=10)
