@@ -1,6 +1,7 @@
 """A private ROS graph for the benchmarks and drills: roscore on a free port, detect.launch,
 the simulated camera as its own process (so a drill can kill it), and a bench controller that
-plays the arm's side of the takeImage / label / RobotReady protocol as fast as it can.
+plays the arm's side of the takeImage / label / RobotReady protocol (``ArmController``'s
+parameter writes) as fast as it can: driven by the detector's ``~state`` messages, not polling.
 
 Used by bench/run_bench.py and test/test_bench.py. Everything started here runs in its own
 process group and is stopped (SIGINT, then SIGKILL) by ``RosGraph.close()``.
@@ -19,10 +20,28 @@ import time
 import xmlrpc.client
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-IDLE = "waiting_take_image"
-DETECTING = "detecting"
+import numpy as np
+import rosgraph
+import rospy
+from roslib.packages import find_node
+from std_msgs.msg import Bool, String
+
+from cube_detect.labels import NAME_TO_ID
+from cube_detect.msg import CubeFaces
+from cube_detect.protocol import (
+    DETECTING,
+    WAITING_ROBOT_READY,
+    WAITING_TAKE_IMAGE,
+    ArmController,
+    ProtocolNames,
+    WaitTimeout,
+    wait_for,
+)
+from cube_detect.ros.params import RosParamStore
+
+IDLE = WAITING_TAKE_IMAGE
 
 
 def log(text: str) -> None:
@@ -37,8 +56,6 @@ def free_port() -> int:
 
 def percentiles(values, keys=("p50", "p95")) -> dict:
     """{"p50", "p95", "max", "n"} of ``values`` (ms or s), rounded; {"n": 0} when empty."""
-    import numpy as np
-
     values = [v for v in values if v is not None]
     if not values:
         return {"n": 0}
@@ -109,8 +126,6 @@ class Process:
 
 def node_executable(node_type: str) -> str:
     """The executable roslaunch would run for cube_detect/``node_type``."""
-    from roslib.packages import find_node
-
     found = find_node("cube_detect", node_type)
     if not found:
         raise RuntimeError(f"cube_detect/{node_type} not found: run `make setup` and `source tools/env.sh`")
@@ -137,8 +152,6 @@ class RosGraph:
             self._wait_master(30.0)
 
     def _wait_master(self, timeout: float) -> None:
-        import rosgraph
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if rosgraph.is_master_online():
@@ -167,10 +180,9 @@ class RosGraph:
 
 def node_pid(node_name: str) -> int:
     """The pid of a running node, from its own XML-RPC API."""
-    import rosgraph
-
     uri = rosgraph.Master("/bench").lookupNode(node_name)
-    code, msg, pid = xmlrpc.client.ServerProxy(uri).getPid("/bench")
+    answer: Any = xmlrpc.client.ServerProxy(uri).getPid("/bench")
+    code, msg, pid = answer  # [status code, status message, pid]
     if code != 1:
         raise RuntimeError(f"{node_name}: getPid: {msg}")
     return int(pid)
@@ -198,8 +210,6 @@ class Cycle:
 
     @property
     def correct(self) -> bool:
-        from cube_detect.labels import NAME_TO_ID
-
         return (self.status in ("done", "no_faces") and self.faces == self.truth
                 and self.handed == [NAME_TO_ID[n] for n in self.truth])
 
@@ -213,22 +223,17 @@ class BenchController:
     """The arm's side of the protocol, driven by the detector's latched ~state and ~faces.
 
     Faster than polling parameters: each ``waiting_robot_ready i/n`` state message is answered at
-    once (read /label, set /RobotReady true), so what is measured is the detector's own time.
+    once (read /label, set /RobotReady true: ``ArmController.read_label`` and ``cube_moved``),
+    so what is measured is the detector's own time.
     """
 
-    def __init__(self, node: str = "/detector", take_image: str = "/takeImage", label: str = "/label",
-                 robot_ready: str = "/RobotReady", camera: str = "/sim_camera"):
-        import rospy
-        from std_msgs.msg import Bool, String
-
-        from cube_detect.msg import CubeFaces
-
-        self.rospy = rospy
-        self.node, self.take_image, self.label, self.robot_ready = node, take_image, label, robot_ready
+    def __init__(self, node: str = "/detector", names: ProtocolNames = ProtocolNames(), camera: str = "/sim_camera"):
+        self.node, self.names = node, names
+        self.arm = ArmController(RosParamStore(), names=names)
         self.truth_param = camera + "/last_labels"
         self.cond = threading.Condition()
-        self.states: List[tuple] = []  # (monotonic, state)
-        self.faces: List[tuple] = []  # (monotonic, CubeFaces)
+        self.states: List[Tuple[float, str]] = []  # (monotonic, state)
+        self.faces: List[Tuple[float, Any]] = []  # (monotonic, CubeFaces)
         self.ready_at: Optional[float] = None
         self._subs = [
             rospy.Subscriber(node + "/state", String, self._on_state, queue_size=None),
@@ -256,23 +261,18 @@ class BenchController:
                 self.ready_at = time.monotonic()
             self.cond.notify_all()
 
-    def wait(self, predicate: Callable[[], object], timeout: float):
-        """predicate() (called under the lock) once truthy, or None after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
+    def wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """predicate() (called under the lock, at every message) once truthy, or None after ``timeout`` s."""
         with self.cond:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(min(left, 0.1))
+            try:
+                return wait_for(predicate, timeout, period=0.1, sleep=self.cond.wait)
+            except WaitTimeout:
+                return None
 
     def wait_ready(self, timeout: float = 60.0) -> Optional[float]:
         return self.wait(lambda: self.ready_at, timeout)
 
-    def state_after(self, index: int, wanted: Callable[[str], bool]):
+    def state_after(self, index: int, wanted: Callable[[str], bool]) -> Optional[Tuple[int, float, str]]:
         """(position, time, state) of the first state at or after ``index`` that is ``wanted``."""
         for pos in range(index, len(self.states)):
             t, state = self.states[pos]
@@ -280,13 +280,16 @@ class BenchController:
                 return pos, t, state
         return None
 
+    def wait_state(self, index: int, state: str, timeout: float) -> Optional[Tuple[int, float, str]]:
+        """The first ``state`` at or after position ``index``, waited for up to ``timeout`` s."""
+        return self.wait(lambda: self.state_after(index, lambda s: s == state), timeout)
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         return bool(self.wait(lambda: self.states and self.states[-1][1] == IDLE, timeout))
 
     def reset_parameters(self) -> None:
         """What the course's controller does at (re)start: every parameter to -1."""
-        for name in (self.take_image, self.label, self.robot_ready):
-            self.rospy.set_param(name, -1)
+        self.arm.reset()
 
     def run_cycle(self, timeout: float = 15.0, from_idle: bool = True, ack: bool = True,
                   stop_before_cube: Optional[int] = None, pause: float = 0.0) -> Cycle:
@@ -299,16 +302,14 @@ class BenchController:
         ``pause``: s to wait, once the detector is idle, before setting takeImage (a random pause
         puts the request at a random phase of the detector's polling, as a real arm's would be).
         """
-        rospy = self.rospy
         if from_idle and not self.wait_idle(timeout):
             return Cycle("timeout", note="detector not idle before the cycle")
         if pause > 0:
             time.sleep(pause)
         with self.cond:
             mark, faces_mark = len(self.states), len(self.faces)
-        rospy.set_param(self.label, -1)
-        wall0, start = time.time(), time.monotonic()
-        rospy.set_param(self.take_image, True)
+        start = self.arm.request().started
+        wall0 = time.time() - (time.monotonic() - start)  # the same instant on the wall clock
         cycle = Cycle("timeout", started=start)
         deadline = start + timeout
 
@@ -333,7 +334,7 @@ class BenchController:
         if what == "idle":
             cycle.status = "camera_error"
             cycle.protocol_ms = round((time.monotonic() - start) * 1e3, 3)
-            cycle.note = f"{self.label} = {rospy.get_param(self.label, None)!r}, no ~faces"
+            cycle.note = f"{self.names.label} = {self.arm.read_label()!r}, no ~faces"
             return cycle
 
         arrived, msg = self.faces[faces_mark]
@@ -347,33 +348,32 @@ class BenchController:
         count = len(msg.faces)
         pos = mark
         for cube in range(1, count + 1):
-            wanted = f"waiting_robot_ready {cube}/{count}"
-            hit = self.wait(lambda: self.state_after(pos, lambda s: s == wanted), left())
+            hit = self.wait_state(pos, f"{WAITING_ROBOT_READY} {cube}/{count}", left())
             if hit is None:
                 cycle.note = f"detector never waited for cube {cube}/{count}"
                 return cycle
             pos = hit[0] + 1
-            cycle.handed.append(rospy.get_param(self.label, None))
+            cycle.handed.append(self.arm.read_label())
             if stop_before_cube == cube or not ack:
                 cycle.status = "abandoned"
                 if ack:
                     return cycle
-                hit = self.wait(lambda: self.state_after(pos, lambda s: s == IDLE), left())
+                hit = self.wait_state(pos, IDLE, left())
                 if hit is None:
                     cycle.status = "timeout"
                     cycle.note = "RobotReady never answered and the detector kept waiting"
                 else:
                     cycle.protocol_ms = round((hit[1] - start) * 1e3, 3)
                 return cycle
-            rospy.set_param(self.robot_ready, True)
-        hit = self.wait(lambda: self.state_after(pos, lambda s: s == IDLE), left())
+            self.arm.cube_moved()
+        hit = self.wait_state(pos, IDLE, left())
         if hit is None:
             cycle.note = "detector did not go back to idle"
             return cycle
         cycle.protocol_ms = round((hit[1] - start) * 1e3, 3)
         cycle.status = "done" if count else "no_faces"
-        if not count and rospy.get_param(self.label, None) != 0:
-            cycle.note = f"no faces but {self.label} = {rospy.get_param(self.label, None)!r}"
+        if not count and self.arm.read_label() != 0:
+            cycle.note = f"no faces but {self.names.label} = {self.arm.read_label()!r}"
         return cycle
 
 

@@ -31,14 +31,27 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
+import rospy
+
+from cube_detect.protocol import ProtocolNames
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
-from rosharness import (BenchController, Cycle, RosGraph, first_line_matching, log, median,  # noqa: E402
-                        node_pid, percentiles, proc_status_kb, summarize_cycles)
+from rosharness import (  # noqa: E402
+    BenchController,
+    Cycle,
+    RosGraph,
+    first_line_matching,
+    log,
+    median,
+    node_pid,
+    percentiles,
+    proc_status_kb,
+    summarize_cycles,
+)
 
 MODEL = ROOT / "models" / "cube_detect.tflite"
 CAMERA_SEED = 4242
@@ -78,8 +91,6 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def init_rospy() -> None:
-    import rospy
-
     if not rospy.core.is_initialized():  # a rostest's test node has already done it
         rospy.init_node("bench", anonymous=True, disable_signals=True)
 
@@ -132,7 +143,7 @@ def run_cycles(ctrl: BenchController, count: int, pid: Optional[int], desc: str,
 # ----------------------------------------------------------------------------- make bench
 def measure_latency(model: Path, iterations: int) -> dict:
     args = [sys.executable, str(HERE / "latency_job.py"), str(model), "--iterations", str(iterations)]
-    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -146,8 +157,6 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         graph.camera(seed=CAMERA_SEED)
         ctrl = BenchController()
         ctrl.reset_parameters()
-        import rospy
-
         rospy.wait_for_service("/get_image", timeout=60)
         ready, node_start = [], []
         proc = None
@@ -200,8 +209,6 @@ def shutdown(graph: RosGraph) -> None:
     """Stop what the run started; rospy too, unless the master was someone else's (rostest)."""
     if not graph.external_master:
         try:
-            import rospy
-
             if rospy.core.is_initialized():
                 rospy.signal_shutdown("bench done")
         except Exception:  # noqa: BLE001
@@ -287,8 +294,6 @@ def cycles_served(cycles: List[Cycle]) -> int:
 
 def drill_camera_killed(graph: RosGraph, ctrl: BenchController, camera, outage_s: float, after: int) -> dict:
     """Kill the camera (SIGKILL) while cycles run back to back, restart it after ``outage_s``."""
-    import rospy
-
     cycles: List[Cycle] = []
     stop = threading.Event()
 
@@ -334,8 +339,6 @@ def drill_camera_killed(graph: RosGraph, ctrl: BenchController, camera, outage_s
 
 
 def drill_slow_camera(ctrl: BenchController, delay: float, count: int) -> dict:
-    import rospy
-
     rospy.set_param("/sim_camera/delay", delay)
     try:
         slow = [ctrl.run_cycle(timeout=delay * 4 + 15) for _ in range(count)]
@@ -357,8 +360,6 @@ def drill_slow_camera(ctrl: BenchController, delay: float, count: int) -> dict:
 
 def drill_controller_restart(ctrl: BenchController, repeats: int, launch) -> dict:
     """Mid-cycle, the controller resets every parameter to -1 and (0.5 s later) asks again."""
-    import rospy
-
     records, served, lost, ok = [], 0, 0, True
     for rep in range(repeats):
         stop_at = 1 + rep % 2  # restart while the detector waits for cube 1, then cube 2
@@ -399,12 +400,12 @@ def drill_controller_restart(ctrl: BenchController, repeats: int, launch) -> dic
 
 def drill_robot_ready_timeout(graph: RosGraph, timeout_s: float) -> dict:
     """A second detector with robot_ready_timeout on its own parameter names; RobotReady never comes."""
-    names = {"take_image": "/drill/takeImage", "label": "/drill/label", "robot_ready": "/drill/RobotReady"}
-    ctrl = BenchController(node="/detector_rrt", **names)
+    names = ProtocolNames(take_image="/drill/takeImage", label="/drill/label", robot_ready="/drill/RobotReady")
+    ctrl = BenchController(node="/detector_rrt", names=names)
     ctrl.reset_parameters()
     launch, ready_s = start_detector(graph, ctrl, name="detect_rrt", node_name="detector_rrt",
-                                     robot_ready_timeout=timeout_s, take_image_param=names["take_image"],
-                                     label_param=names["label"], robot_ready_param=names["robot_ready"])
+                                     robot_ready_timeout=timeout_s, take_image_param=names.take_image,
+                                     label_param=names.label, robot_ready_param=names.robot_ready)
     try:
         for _ in range(10):  # a scene with cubes (an empty one never asks for RobotReady)
             stuck = ctrl.run_cycle(ack=False, timeout=timeout_s * 3 + 10)
@@ -442,8 +443,6 @@ def cmd_soak(args) -> int:
             camera = graph.camera(seed=CAMERA_SEED)
             ctrl = BenchController()
             ctrl.reset_parameters()
-            import rospy
-
             rospy.wait_for_service("/get_image", timeout=60)
             launch, ready_s = start_detector(graph, ctrl)
             pid = node_pid("/detector")
