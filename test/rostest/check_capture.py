@@ -21,8 +21,7 @@ import rospy
 import rostest
 from std_srvs.srv import Trigger
 
-from cube_detect.capture import numbers_in, split_for
-from cube_detect.dataset import read_voc
+from cube_detect.dataset import numbers_in, read_voc, split_for
 from cube_detect.protocol import WaitTimeout, wait_for
 from cube_detect.simulation import sorted_labels
 

@@ -28,7 +28,8 @@ import cv2
 import rospy
 from std_srvs.srv import Trigger, TriggerResponse
 
-from cube_detect.capture import CaptureResult, CaptureSession, DatasetWriter
+from cube_detect.capture import CaptureResult, CaptureSession
+from cube_detect.dataset import DatasetWriter
 from cube_detect.errors import CubeDetectError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import Detector, load_detector
