@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cube_detect.export import convert  # TensorFlow only inside convert()
+from cube_detect.inference import decode, letterbox, load_detector, make_interpreter, to_gray
+from cube_detect.synth import render_scene
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def frames(count: int = 20, seed: int = 9001):
-    from cube_detect.synth import render_scene
-
     return [render_scene(np.random.default_rng([seed, i]), size=(640, 480))[0] for i in range(count)]
 
 
@@ -44,8 +46,6 @@ def time_loop(fn, images, warmup: int, iterations: int):
 
 
 def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: int = 20) -> dict:
-    from cube_detect.inference import decode_outputs, letterbox, load_detector, to_gray
-
     images = frames()
     detector = load_detector(model_path, backend="cpu", num_threads=1)
     spec = detector.spec
@@ -55,34 +55,28 @@ def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: i
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from cube_detect.inference import _tflite_interpreter_class
-
-    Interpreter, _ = _tflite_interpreter_class()
-
-    from cube_detect.export import convert
-
     model = tf.keras.models.load_model(keras_path, compile=False)
 
     def prepare(image):
         boxed, scale = letterbox(to_gray(image), spec.width, spec.height, spec.pad_value)
         return (boxed.astype(np.float32) / 255.0)[None, :, :, None], scale
 
-    def decode(heat, boxes):
-        return decode_outputs(heat[0], boxes[0], spec.stride, 0.5, 4)
+    def post(heat, boxes, scale):  # what Detector.detect does after the model
+        return decode(heat[0], boxes[0], spec, 0.5, 4, scale=scale)
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
         handle.write(convert(model, quantize=False))
         handle.flush()
-        interp = Interpreter(handle.name, num_threads=1)
+        interp = make_interpreter(handle.name, num_threads=1)
         interp.allocate_tensors()
         inp = interp.get_input_details()[0]["index"]
         outs = sorted(interp.get_output_details(), key=lambda o: -int(o["shape"][-1] != 4))
 
         def run_float_tflite(image):
-            x, _ = prepare(image)
+            x, scale = prepare(image)
             interp.set_tensor(inp, x)
             interp.invoke()
-            return decode(*(interp.get_tensor(o["index"]) for o in outs))
+            return post(*(interp.get_tensor(o["index"]) for o in outs), scale)
 
         results["float_tflite"] = percentiles(time_loop(run_float_tflite, images, warmup, iterations))
 
@@ -91,9 +85,9 @@ def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: i
         return model(x, training=False)
 
     def run_float_tf(image):
-        x, _ = prepare(image)
+        x, scale = prepare(image)
         heat, boxes = serve(tf.constant(x))
-        return decode(heat.numpy(), boxes.numpy())
+        return post(heat.numpy(), boxes.numpy(), scale)
 
     results["float_tf"] = percentiles(time_loop(run_float_tf, images, warmup, max(iterations // 2, 200)))
     timing = detector.last_timing_ms

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import latency  # noqa: E402  bench/latency.py
 
+from cube_detect.inference import Detector, load_detector, runtime_name  # noqa: E402
+
 
 def int8_only(model: Path, iterations: int, warmup: int = 20) -> dict:
-    from cube_detect.inference import load_detector
-
     detector = load_detector(model, backend="cpu", num_threads=1)
     images = latency.frames()
     return {"int8_cpu": latency.percentiles(latency.time_loop(detector.detect, images, warmup, iterations))}
@@ -35,8 +35,6 @@ def int8_on_tf_interpreter(model: Path, iterations: int, warmup: int = 20) -> di
     import warnings
 
     import tensorflow as tf
-
-    from cube_detect.inference import Detector, load_detector
 
     reference = load_detector(model, backend="cpu", num_threads=1)
     with warnings.catch_warnings():
@@ -65,8 +63,6 @@ def main() -> int:
         results = int8_only(args.model, args.iterations)
         results.update(float_tflite=None, float_tf=None)
         notes.append(f"{keras} not found: no float comparison (export writes it beside the .tflite)")
-    from cube_detect.inference import runtime_name
-
     results["int8_runtime"] = runtime_name()  # also what bench/latency.py runs the float TFLite model on
     try:
         results["int8_tf_interpreter"] = int8_on_tf_interpreter(args.model, args.iterations)
