@@ -15,10 +15,11 @@ the protocol parameters.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import rospy
 from cv_bridge import CvBridge
@@ -38,7 +39,7 @@ from cube_detect.visualize import draw_detections
 
 
 class DetectorNode:
-    def __init__(self, settings: DetectorSettings):
+    def __init__(self, settings: DetectorSettings, is_shutdown: Callable[[], bool] = rospy.is_shutdown):
         if settings.sort_axis not in ("x", "y"):
             raise CubeDetectError(f"~sort_axis must be x or y, got {settings.sort_axis!r}")
         self.settings = settings
@@ -53,7 +54,7 @@ class DetectorNode:
             sort_axis=settings.sort_axis,
         )
         rospy.loginfo("detector: model %s, backend %s", self.detector.model_path, self.detector.backend_reason)
-        self.camera = CameraClient(settings.image_service, settings.camera_timeout)
+        self.camera = CameraClient(settings.image_service, settings.camera_timeout, is_shutdown=is_shutdown)
         self.names = settings.protocol_names()
         self.protocol = ParameterProtocol(
             RosParamStore(), self.grab_and_detect, self.publish, names=self.names,
@@ -61,7 +62,7 @@ class DetectorNode:
             robot_ready_timeout=settings.robot_ready_timeout,
             camera_retries=settings.camera_retries,
             retry_delay=settings.camera_retry_delay,
-            is_shutdown=rospy.is_shutdown,
+            is_shutdown=is_shutdown,
             log=logging.getLogger("rosout"),  # rospy's logger: lines reach the screen and /rosout
             on_state=lambda state: self.state_pub.publish(String(state)),
         )
@@ -137,11 +138,20 @@ class DetectorNode:
 
 
 def main() -> None:
-    rospy.init_node("detector")
+    # rospy's own SIGINT handler runs the shutdown hooks inside the handler, on the main thread
+    # wherever the signal interrupted it: inside a publish (a log line to /rosout, ~state), the
+    # hooks wait forever for the lock that publish holds. Here the handler only raises a flag,
+    # the protocol loop sees it within one polling period, and rospy shuts down from plain code.
+    stop = threading.Event()
+    rospy.init_node("detector", disable_signals=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
     try:
-        node = DetectorNode(read_settings(DetectorSettings, rospy.get_param))
+        node = DetectorNode(read_settings(DetectorSettings, rospy.get_param),
+                            is_shutdown=lambda: stop.is_set() or rospy.is_shutdown())
     except (CubeDetectError, ValueError) as exc:
         # One line naming the file or parameter, and no ~ready: launch files see the node die.
         rospy.logfatal("detector: %s", exc)
         sys.exit(2)
     node.run()
+    rospy.signal_shutdown("signal" if stop.is_set() else "shutdown")
