@@ -76,7 +76,8 @@ def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: i
             x, scale = prepare(image)
             interp.set_tensor(inp, x)
             interp.invoke()
-            return post(*(interp.get_tensor(o["index"]) for o in outs), scale)
+            heat, boxes = (interp.get_tensor(o["index"]) for o in outs)
+            return post(heat, boxes, scale)
 
         results["float_tflite"] = percentiles(time_loop(run_float_tflite, images, warmup, iterations))
 

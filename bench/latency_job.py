@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ as a namespace package
 
-import latency  # noqa: E402  bench/latency.py
+from bench import latency  # noqa: E402
 
 from cube_detect.inference import Detector, load_detector, runtime_name  # noqa: E402
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import rosgraph
 import rospy
-from roslib.packages import find_node
+from roslib.packages import find_node  # type: ignore[import-untyped]  # (no stubs, not in pyproject's list)
 from std_msgs.msg import Bool, String
 
 from cube_detect.labels import NAME_TO_ID

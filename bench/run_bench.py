@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import rospy
@@ -37,10 +37,10 @@ from cube_detect.protocol import ProtocolNames
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))  # bench/ as a namespace package, also when run as a script
 
-import report  # noqa: E402
-from rosharness import (  # noqa: E402
+from bench import report  # noqa: E402
+from bench.rosharness import (  # noqa: E402
     BenchController,
     Cycle,
     RosGraph,
@@ -318,9 +318,9 @@ def drill_camera_killed(graph: RosGraph, ctrl: BenchController, camera, outage_s
     ok_after = ctrl.wait(lambda: sum(c.completed and c.started >= service_at for c in cycles) >= after, 60)
     stop.set()
     worker.join(timeout=40)
-    first_ok = next((c for c in cycles if c.completed and c.cycle_ms is not None
-                     and c.started + c.cycle_ms / 1e3 >= restarted_at), None)
-    recovery = None if first_ok is None else first_ok.started + first_ok.cycle_ms / 1e3 - restarted_at
+    # When each completed cycle's labels arrived; the first after the restart is the recovery.
+    answered = [c.started + c.cycle_ms / 1e3 for c in cycles if c.completed and c.cycle_ms is not None]
+    recovery = next((t - restarted_at for t in answered if t >= restarted_at), None)
     lost = sum(not c.completed for c in cycles)
     in_outage = [c for c in cycles if killed_at <= c.started < service_at]
     return {
@@ -360,7 +360,8 @@ def drill_slow_camera(ctrl: BenchController, delay: float, count: int) -> dict:
 
 def drill_controller_restart(ctrl: BenchController, repeats: int, launch) -> dict:
     """Mid-cycle, the controller resets every parameter to -1 and (0.5 s later) asks again."""
-    records, served, lost, ok = [], 0, 0, True
+    records: List[Dict[str, Any]] = []
+    served, lost, ok = 0, 0, True
     for rep in range(repeats):
         stop_at = 1 + rep % 2  # restart while the detector waits for cube 1, then cube 2
         for _ in range(10):  # a scene with enough cubes

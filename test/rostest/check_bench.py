@@ -20,10 +20,9 @@ import rospy
 import rostest
 
 ROOT = Path(rospkg.RosPack().get_path("cube_detect"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))  # bench/ as a namespace package
 
-import report  # noqa: E402  bench/report.py
-import run_bench  # noqa: E402  bench/run_bench.py
+from bench import report, run_bench  # noqa: E402
 
 MODEL = ROOT / "models" / "cube_detect.tflite"
 
