@@ -71,9 +71,13 @@ def test_custom_classes_train_export_evaluate_detect(tmp_path):
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["labels"] == {"3": "cube", "5": "cylinder", "7": "empty"}
     assert sidecar["input"]["channels"] == 3
+    assert sidecar["metrics"]["threshold_criterion"] == "f1"  # a board is no row: F1 chooses the threshold
     assert read_labels(out.parent / "label_map.pbtxt") == SHAPE_LABELS
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["config"]["synthetic"] == 0  # synthetic scenes are digits: none for these classes
+    # `export --workdir` rebuilds the same class set and input from the run (not the digits)
+    assert main(["export", "--workdir", str(tmp_path / "run"), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["labels"] == sidecar["labels"]
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(out.with_suffix(".tflite")), "--data", str(project),
                  "--json", str(report)]) == 0

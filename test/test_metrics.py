@@ -52,3 +52,13 @@ def test_low_scores_are_ignored_in_sequences_and_columns_sort_by_y():
 def test_no_ground_truth_gives_zero_map_not_a_crash():
     result = summarize([[]], [[d(1, 0.9, A)]], LABELS)
     assert result["mAP50"] == 0.0
+
+
+def test_detection_f1_counts_matches_of_the_same_class_above_the_threshold():
+    from cube_detect.metrics import detection_f1
+
+    truth = [[(1, A), (2, B)], [(2, C)]]
+    assert detection_f1(truth, [[d(1, 0.9, A), d(2, 0.8, B)], [d(2, 0.7, C)]]) == pytest.approx(1.0)
+    # a wrong class is a false positive and a miss; a low score is only a miss
+    assert detection_f1(truth, [[d(2, 0.9, A), d(2, 0.8, B)], [d(2, 0.3, C)]]) == pytest.approx(2 / (2 + 1 + 2))
+    assert detection_f1(truth, [[d(1, 0.9, A), d(1, 0.95, A), d(2, 0.8, B)], [d(2, 0.7, C)]]) == pytest.approx(6 / 7)

@@ -111,6 +111,24 @@ def sequence_accuracy(ground_truth, detections, threshold: float = 0.5) -> float
     return right / len(ground_truth)
 
 
+def detection_f1(ground_truth, detections, threshold: float = 0.5, iou: float = 0.5) -> float:
+    """F1 of the detections scoring at least ``threshold``: each matched greedily (best score
+    first) to an unmatched face of the same class with IoU >= ``iou``."""
+    tp = fp = fn = 0
+    for gts, dets in zip(ground_truth, detections):
+        free = list(gts)
+        for det in sorted((d for d in dets if d.score >= threshold), key=lambda d: -d.score):
+            box = BBox(*det.box)
+            match = max((g for g in free if g[0] == det.class_id), key=lambda g: box.iou(g[1]), default=None)
+            if match is not None and box.iou(match[1]) >= iou:
+                free.remove(match)
+                tp += 1
+            else:
+                fp += 1
+        fn += len(free)
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
 def summarize(ground_truth, detections, labels: Mapping[int, str], threshold: float = 0.5) -> dict:
     """mAP50, mAP75, mAP (0.5:0.95), AP50 per class, confusions, sequence accuracy."""
     ev = coco_evaluate(ground_truth, detections, labels)

@@ -242,7 +242,11 @@ def train(cfg: TrainConfig) -> dict:
             log.info("%s holds a %s run with other settings: starting a new run there", cfg.workdir,
                      "finished" if state.get("finished") else "different")
         state = {"epoch": 0, "history": [], "best_mAP50": -1.0, "elapsed_s": 0.0,
-                 "data": [str(d) for d in cfg.data], "settings": cfg.settings(), "config": {
+                 "data": [str(d) for d in cfg.data], "settings": cfg.settings(),
+                 # what `export --workdir` needs to rebuild the model's spec
+                 "spec": {"labels": {str(k): v for k, v in spec.labels.items()}, "channels": spec.channels,
+                          "width": spec.width, "height": spec.height},
+                 "config": {
             k: str(v) if isinstance(v, (Path, tuple)) else v for k, v in vars(cfg).items() if k != "data"}}
         if init_keras is not None:
             model = tf.keras.models.load_model(init_keras, compile=False)
