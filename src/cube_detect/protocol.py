@@ -4,9 +4,17 @@ The arm's controller and the detector talk through three ROS parameters:
 
 1. the controller sets ``/takeImage`` true;
 2. the detector sets it false, grabs an image, detects and sorts the cube faces, publishes them;
-3. for each face in order: the detector sets ``/label`` to the class id (1 or 2) and
+3. for each face in order: the detector sets ``/label`` to the class id (1 or 2), **then**
    ``/RobotReady`` false, then waits until the controller sets ``/RobotReady`` true;
 4. back to 1, until shutdown.
+
+The handshake's contract (the course's write order, kept): the controller acknowledges a cube
+only after it has seen ``/RobotReady`` false, and reads ``/label`` then (it is already the new
+value: it was written first). A controller that acknowledges as soon as ``/label`` changes can
+have its ``true`` overwritten by the detector's ``false``, which comes a moment later: then
+both wait. The detector cannot see an overwritten write, so it says so: a warning naming the
+parameter and the contract once a cube has waited ``wait_log_period`` s, and the cycle is
+abandoned after ``robot_ready_timeout`` s when that is set.
 
 Decisions this module makes (documented in the README):
 
@@ -94,11 +102,26 @@ def is_reset(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class ProtocolNames:
-    """The three parameter names; cells differ (``/robotReady`` in some scripts)."""
+    """The three parameter names; cells differ (``/robotReady`` in some scripts).
+
+    ``robot_ready_alternatives``: other names the controller may use for the handshake (the
+    detector's ``robot_ready_param:=auto``): each cycle the detector uses whichever of
+    ``robot_ready`` and these the controller has set, all of them when it has set none or
+    several (see :meth:`ParameterProtocol.resolve_handshake`). The arm's side uses ``robot_ready``.
+    """
 
     take_image: str = "/takeImage"
     label: str = "/label"
     robot_ready: str = "/RobotReady"
+    robot_ready_alternatives: Tuple[str, ...] = ()
+
+    @property
+    def handshake_candidates(self) -> Tuple[str, ...]:
+        return (self.robot_ready,) + tuple(n for n in self.robot_ready_alternatives if n != self.robot_ready)
+
+
+#: The handshake's names in the wild: the course text's, and the course's own integration code's.
+ROBOT_READY_NAMES = ("/RobotReady", "/robotReady")
 
 
 class ParamStore(Protocol):
@@ -237,6 +260,8 @@ class ParameterProtocol:
         self.cycle = 0
         self.last_result: Optional[CycleResult] = None
         self._reported_junk: Set[Tuple[str, str]] = set()
+        self.handshake: Tuple[str, ...] = ()  # the handshake name(s) of the last cycle (resolve_handshake)
+        self.acknowledged_on = ""  # the name the controller last acknowledged on
 
     # -- parameters ---------------------------------------------------------------------------
     def read_flag(self, name: str) -> bool:
@@ -302,6 +327,35 @@ class ParameterProtocol:
                 delay *= 2
         return None, f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''})"
 
+    def resolve_handshake(self) -> Tuple[str, ...]:
+        """The handshake parameter(s) of this cycle.
+
+        One name (``robot_ready_param`` set): that one. Several candidates (``auto``: /RobotReady
+        and /robotReady): the one the controller has set (course controllers reset theirs to -1
+        at start-up), when exactly one is set; all of them when none or several are: each is set
+        false and the first one set true acknowledges. A change is logged once.
+        """
+        candidates = self.names.handshake_candidates
+        if len(candidates) == 1:
+            self.handshake = candidates
+            return candidates
+        present = tuple(name for name in candidates if self.store.get(name, None) is not None)
+        chosen = present if len(present) == 1 else candidates
+        if chosen != self.handshake:
+            if len(chosen) == 1:
+                others = ", ".join(n for n in candidates if n not in chosen)
+                self.log.info("handshake: %s (the one the controller has set; %s not set)", chosen[0], others)
+            else:
+                self.log.info("handshake: %s (%s): each is set false, the first one set true acknowledges",
+                              " and ".join(chosen),
+                              "the controller has set several" if present else "the controller has set none yet")
+            self.handshake = chosen
+        return chosen
+
+    def handshake_text(self) -> str:
+        """The handshake name(s) as the log lines say them: ``/RobotReady`` or ``/RobotReady or /robotReady``."""
+        return " or ".join(self.handshake or self.names.handshake_candidates)
+
     def run_cycle(self) -> CycleResult:
         """One cycle, ``takeImage`` having been seen true."""
         self.cycle += 1
@@ -314,7 +368,7 @@ class ParameterProtocol:
                 return CycleResult(SHUTDOWN, error=reason)
             self.store.set(names.label, 0)
             self.log.error("cycle %d: no image, no labels: %s; %s := 0, %s untouched",
-                           self.cycle, reason, names.label, names.robot_ready)
+                           self.cycle, reason, names.label, self.handshake_text())
             return CycleResult(CAMERA_ERROR, error=reason)
 
         detections = list(snapshot.detections)
@@ -326,15 +380,19 @@ class ParameterProtocol:
         if not detections:
             self.store.set(names.label, 0)
             self.log.info("cycle %d: no cube faces found%s; %s := 0, %s untouched",
-                          self.cycle, note, names.label, names.robot_ready)
+                          self.cycle, note, names.label, self.handshake_text())
             return CycleResult(NO_FACES)
 
         labels = [int(d.class_id) for d in detections]
         self.log.info("cycle %d: labels %s (%s)%s", self.cycle, labels, _describe(detections), note)
+        handshake = self.resolve_handshake()
         result = CycleResult(DONE, labels=labels)
         for index, class_id in enumerate(labels):
+            # The contract: /label first, then the handshake false. A controller reads /label
+            # once it sees the handshake false, so it never reads the previous cube's label.
             self.store.set(names.label, class_id)
-            self.store.set(names.robot_ready, False)
+            for name in handshake:
+                self.store.set(name, False)
             outcome = self.wait_for_robot_ready(index, len(labels), class_id)
             if outcome != DONE:
                 result.status = outcome
@@ -343,51 +401,79 @@ class ParameterProtocol:
         return result
 
     def wait_for_robot_ready(self, index: int, count: int, class_id: int) -> str:
-        """Poll until ``RobotReady`` is true: DONE, PREEMPTED, ROBOT_TIMEOUT or SHUTDOWN."""
+        """Poll until ``RobotReady`` is true: DONE, PREEMPTED, ROBOT_TIMEOUT or SHUTDOWN.
+
+        After ``wait_log_period`` s one warning names the parameter and the handshake's contract
+        (a controller that acknowledged on ``/label`` alone had its true overwritten); then an
+        info line every ``wait_log_period`` s.
+        """
         names = self.names
+        handshake = self.handshake or names.handshake_candidates
+        ready_text = self.handshake_text()
         self._set_state(f"{WAITING_ROBOT_READY} {index + 1}/{count}")
         start = self.clock()
         next_log = start + self.wait_log_period
+        warned = False
         while True:
             if self.is_shutdown():
                 return SHUTDOWN
-            if self.read_flag(names.robot_ready):
+            acked = next((name for name in handshake if self.read_flag(name)), None)
+            if acked is not None:
+                if len(handshake) > 1 and acked != self.acknowledged_on:
+                    self.log.info("handshake: the controller acknowledges on %s", acked)
+                self.acknowledged_on = acked
                 return DONE
             if self.read_flag(names.take_image):
                 self.log.warning("cycle %d: %s is true again while waiting for %s (cube %d/%d): "
                                  "the controller restarted; abandoning this cycle",
-                                 self.cycle, names.take_image, names.robot_ready, index + 1, count)
+                                 self.cycle, names.take_image, ready_text, index + 1, count)
                 return PREEMPTED
             now = self.clock()
             waited = now - start
             if self.robot_ready_timeout > 0 and waited >= self.robot_ready_timeout:
                 self.log.warning("cycle %d: %s still not true after %.1f s (cube %d/%d): "
-                                 "abandoning this cycle", self.cycle, names.robot_ready, waited,
-                                 index + 1, count)
+                                 "abandoning this cycle (a controller must set it true once it has seen it "
+                                 "false; one that answers on %s alone can lose its answer)",
+                                 self.cycle, ready_text, waited, index + 1, count, names.label)
                 return ROBOT_TIMEOUT
             if now >= next_log:
-                self.log.info("cycle %d: waiting for %s true (cube %d/%d, label %d) for %.0f s",
-                              self.cycle, names.robot_ready, index + 1, count, class_id, waited)
+                if not warned:
+                    self.log.warning(
+                        "cycle %d: %s still not true after %.0f s (cube %d/%d, %s = %d): still waiting. "
+                        "The controller must set %s true only after it has seen it false; one that answers "
+                        "as soon as %s changes can have its true overwritten by the detector's false "
+                        "(README: the handshake contract)",
+                        self.cycle, ready_text, waited, index + 1, count, names.label, class_id,
+                        ready_text, names.label)
+                    warned = True
+                else:
+                    self.log.info("cycle %d: waiting for %s true (cube %d/%d, label %d) for %.0f s",
+                                  self.cycle, ready_text, index + 1, count, class_id, waited)
                 next_log += self.wait_log_period
             self.sleep(self.period)
 
     def run(self, max_cycles: Optional[int] = None) -> int:
         """Serve cycles until shutdown (or ``max_cycles``); returns the number of cycles run.
 
-        Parameter-server errors (master briefly unreachable) are logged and retried after a
-        second; they never end the loop.
+        Parameter-server errors (master briefly unreachable) are retried after a second; they
+        never end the loop. The same error again is logged once, not every second.
         """
         done = 0
+        last_error = ""
         while not self.is_shutdown() and (max_cycles is None or done < max_cycles):
             try:
                 if not self.wait_for_take_image():
                     break
                 self.last_result = self.run_cycle()
                 done += 1
+                last_error = ""
             except Exception as exc:
                 if self.is_shutdown():
                     break
-                self.log.error("parameter protocol: %s: %s; retrying in 1 s", type(exc).__name__, exc)
+                error = f"{type(exc).__name__}: {exc}"
+                if error != last_error:
+                    self.log.error("parameter protocol: %s; retrying every second", error)
+                last_error = error
                 self._pause(1.0)
         self._set_state(STOPPED)
         return done
