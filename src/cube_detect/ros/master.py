@@ -1,0 +1,122 @@
+"""Surviving a restart of the ROS master (issue 15, item 2).
+
+rospy registers a node's topics, services and parameters once, at start. When roscore is
+restarted (students restart the robot's master all the time), the new master knows nothing of
+the node: ``rosnode list`` shows only /rosout, its topics and services are gone, yet the node
+keeps polling parameters, a silent zombie. rospy has no way to register again.
+
+``MasterWatch`` asks the master every second whether it still knows this node. When a master
+answers that it does not (it was restarted), the node restarts itself in place
+(``restart_in_place``): one log line says so, its settings are written back to the new master
+(roslaunch set them on the old one only), and the process re-executes its own command line
+(``os.execv``: the same process id, so roslaunch, which waits on that process, keeps tracking
+it; no ``respawn`` needed, and a node that fails for a reason of its own is not restarted in a
+loop). A master that is only unreachable is waited for (one line). If another node has taken
+this node's name on the new master, this one exits (one line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+from typing import Any, Callable, ContextManager, Optional
+
+import rosgraph
+import rospy
+
+
+def _master_uri() -> str:
+    try:
+        return rosgraph.get_master_uri()
+    except Exception:  # noqa: BLE001 - only for the log line
+        return "(unknown)"
+
+
+class MasterWatch:
+    """A daemon thread: ``on_restart()`` once the master no longer knows this node."""
+
+    def __init__(self, what: str, on_restart: Callable[[], None], on_replaced: Callable[[str], None],
+                 period: float = 1.0, is_shutdown: Callable[[], bool] = rospy.is_shutdown):
+        self.what, self.on_restart, self.on_replaced = what, on_restart, on_replaced
+        self.period, self.is_shutdown = float(period), is_shutdown
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="master_watch", daemon=True)
+
+    def start(self) -> MasterWatch:
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        name = rospy.get_name()
+        own_uri = rospy.get_node_uri()
+        master = rosgraph.Master(name)
+        registered = False  # seen registered once: from then on, "unknown node" means a restart
+        unreachable = False
+        while not self.stop.wait(self.period) and not self.is_shutdown():
+            try:
+                uri = master.lookupNode(name)
+            except rosgraph.MasterError:  # the master answers, and does not know this node
+                if registered:
+                    self.on_restart()
+                    return
+                continue
+            except Exception as exc:  # noqa: BLE001 - socket errors: the master is down
+                if registered and not unreachable:
+                    rospy.logwarn("%s: the ROS master at %s is unreachable (%s): waiting for it",
+                                  self.what, _master_uri(), type(exc).__name__)
+                unreachable = True
+                continue
+            if own_uri and uri != own_uri:
+                self.on_replaced(uri)
+                return
+            if unreachable:
+                rospy.loginfo("%s: the ROS master at %s answers again", self.what, _master_uri())
+            registered, unreachable = True, False
+
+
+def write_back_settings(settings: Any) -> None:
+    """The node's settings as private parameters of the (new) master, where none is set."""
+    for item in dataclasses.fields(settings):
+        name = rospy.resolve_name("~" + item.name)
+        try:
+            if not rospy.has_param(name):
+                rospy.set_param(name, getattr(settings, item.name))
+        except Exception as exc:  # noqa: BLE001 - the restarted node then uses the defaults
+            rospy.logwarn("could not write %s back to the new master: %s", name, exc)
+            return
+
+
+def restart_in_place(what: str, settings: Any, quiesce: Optional[ContextManager[Any]] = None,
+                     before: Callable[[], None] = lambda: None) -> None:
+    """One line, the settings back on the new master, then re-execute this process's command line.
+
+    ``quiesce``: a lock held while re-executing (no half-written file); ``before()`` runs first
+    (e.g. the capture node's summary line). Exits 3 if the process cannot be re-executed.
+    """
+    rospy.logerr("%s: the ROS master at %s was restarted (it no longer knows this node): restarting this "
+                 "node in place (same command line and settings) to register again", what, _master_uri())
+    try:
+        before()
+    except Exception:  # noqa: BLE001 - a log line at most
+        pass
+    write_back_settings(settings)
+    argv = [sys.executable] + list(getattr(sys, "orig_argv", [sys.executable] + sys.argv))[1:]
+    with quiesce if quiesce is not None else threading.Lock():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execv(sys.executable, argv)
+        except OSError as exc:
+            rospy.logfatal("%s: cannot restart (%s): exiting", what, exc)
+            os._exit(3)
+
+
+def exit_replaced(what: str, uri: str) -> None:
+    """Another node took this node's name on a restarted master: this one leaves (exit 0)."""
+    rospy.logerr("%s: another node with this name (%s) is registered at the ROS master %s: exiting",
+                 what, uri, _master_uri())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
