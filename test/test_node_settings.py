@@ -12,15 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from cube_detect.protocol import ProtocolNames
 from cube_detect.ros.settings import (
     NODE_SETTINGS,
     REQUIRED,
     CaptureSettings,
     DetectorSettings,
     SimCameraFaults,
+    SimControllerSettings,
     doc_of,
     launch_default,
+    optional,
     read_settings,
+    resolve_user_path,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,13 +91,70 @@ def test_readme_detect_launch_table_lists_the_launch_args_and_defaults():
     assert readme_table("### `detect.launch` arguments") == {name: arg.get("default") for name, arg in args.items()}
 
 
+def test_readme_capture_launch_table_lists_the_launch_args_and_defaults():
+    args, _ = launch_args_and_params("capture.launch", "capture_node")
+    expected = {name: arg.get("default", REQUIRED) for name, arg in args.items()}
+    assert readme_table("### `capture.launch` arguments") == expected
+
+
+@pytest.mark.parametrize("launch", ["detect.launch", "capture.launch"])
+def test_roslaunch_ros_args_lists_only_what_is_really_required(launch):
+    """`roslaunch --ros-args` calls every argument with an empty default "required"."""
+    root = ET.parse(ROOT / "launch" / launch).getroot()
+    required = sorted(arg.get("name") for arg in root.iter("arg") if not arg.get("default") and not arg.get("value"))
+    assert required == (["dataset"] if launch == "capture.launch" else [])
+
+
+def test_thresholds_default_to_the_models_own():
+    assert DetectorSettings().threshold == 0.0 and CaptureSettings().threshold == 0.0
+    assert "the model's own" in doc_of(next(f for f in dataclasses.fields(DetectorSettings) if f.name == "threshold"))
+
+
+def test_auto_handshake_names_and_remapping():
+    names = DetectorSettings().protocol_names()
+    assert names == ProtocolNames(robot_ready="/RobotReady", robot_ready_alternatives=("/robotReady",))
+    assert names.handshake_candidates == ("/RobotReady", "/robotReady")
+    remapped = DetectorSettings().protocol_names(lambda name: "/cell" + name)
+    assert remapped.handshake_candidates == ("/cell/RobotReady", "/cell/robotReady")
+    assert remapped.take_image == "/cell/takeImage"
+    one = DetectorSettings(robot_ready_param="/robotReady").protocol_names()
+    assert one.handshake_candidates == ("/robotReady",)
+    assert SimControllerSettings().protocol_names().robot_ready == "/RobotReady"  # the arm's side: one name
+
+
+@pytest.mark.parametrize("value,expected", [("none", ""), ("None", ""), ("", ""), (" none ", ""), ("/snap", "/snap")])
+def test_optional(value, expected):
+    assert optional(value) == expected
+
+
+def test_relative_paths_resolve_against_the_directory_roslaunch_was_started_from(tmp_path):
+    """roslaunch runs nodes in ~/.ros; the shell's $PWD (passed on) is where the user typed."""
+    repo, ros_home = tmp_path / "repo", tmp_path / ".ros"
+    repo.mkdir()
+    ros_home.mkdir()
+    path, note = resolve_user_path("models/m.tflite", env={"PWD": str(repo)}, cwd=str(ros_home))
+    assert path == str(repo / "models" / "m.tflite")
+    assert note == (f"models/m.tflite is relative: resolved against {repo}, the directory roslaunch was started "
+                    f"from ($PWD; the node runs in {ros_home})")
+    # rosrun from the shell: $PWD is the working directory
+    assert resolve_user_path("m.tflite", env={"PWD": str(repo)}, cwd=str(repo)) == (
+        str(repo / "m.tflite"), f"m.tflite is relative: resolved against the working directory {repo}")
+    # no usable $PWD: the working directory
+    assert resolve_user_path("m.tflite", env={}, cwd=str(ros_home))[0] == str(ros_home / "m.tflite")
+    assert resolve_user_path("m.tflite", env={"PWD": "relative/x"}, cwd=str(ros_home))[0] == str(ros_home / "m.tflite")
+    # absolute paths and ~ are left as meant
+    assert resolve_user_path(str(repo / "m.tflite"), env={"PWD": "/"}, cwd="/") == (str(repo / "m.tflite"), "")
+    assert resolve_user_path("~/m.tflite", env={}, cwd="/")[0] == str(Path.home() / "m.tflite")
+    assert resolve_user_path("", env={}, cwd="/") == ("", "")
+
+
 def test_read_settings_types_the_values_and_names_a_bad_one():
     given = {"~rate": "10", "~num_threads": 3.0, "~threshold": 1, "~labels": None, "~sort_axis": "y"}
     settings = read_settings(DetectorSettings, lambda name, default: given.get(name, default))
     assert (settings.rate, settings.num_threads, settings.threshold) == (10.0, 3, 1.0)
     assert isinstance(settings.rate, float) and isinstance(settings.num_threads, int)
     assert (settings.labels, settings.sort_axis, settings.image_service) == ("", "y", "/get_image")
-    assert settings.protocol_names().robot_ready == "/RobotReady"
+    assert settings.protocol_names().handshake_candidates == ("/RobotReady", "/robotReady")
     faults = read_settings(SimCameraFaults, lambda name, default: {"~fail": "true", "~empty": 0}.get(name, default))
     assert (faults.fail, faults.empty, faults.delay) == (True, False, 0.0)
     for value, kind in (("fast", "a number"), (True, "a number")):

@@ -5,10 +5,17 @@ with a labelImg XML pre-annotated by the model (see cube_detect.capture). Trigge
 
 - ``~capture``: service std_srvs/Trigger, answers success and the saved image's path in ``message``;
 - ``~trigger_param``: a parameter name: when it reads true (bool, 1, "true", ...) one image is
-  captured, then the parameter is set back to false;
+  captured, and the parameter is set back to false once it is saved. A capture that fails
+  leaves it true (retried every second, until it works or someone sets it false);
 - ``~interval``: seconds between automatic captures;
 - the preview window, when ``~preview`` and $DISPLAY is set: SPACE or s saves the frame shown,
   q quits.
+
+Every capture, whatever triggered it, sets ``~last_error`` ("" when it saved, else why not) and,
+when it saved, ``~last_saved`` (the image's path): what a script reads. Frames come from the
+camera service or ``~image_topic``. ``~review``: the review page of the data set is served
+while capturing (cube_detect.review). A restart of the ROS master is survived
+(cube_detect.ros.master).
 
 Private parameters: ``CaptureSettings`` in ``cube_detect.ros.settings``. A failed capture
 (camera down, empty image, service error) logs one line and saves nothing. On shutdown: one
@@ -21,8 +28,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import cv2
 import rospy
@@ -34,10 +42,12 @@ from cube_detect.errors import CubeDetectError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import Detector, load_detector
 from cube_detect.protocol import CameraError, parse_bool
-from cube_detect.ros.camera import CameraClient
-from cube_detect.ros.settings import CaptureSettings, read_settings
+from cube_detect.ros.camera import make_camera
+from cube_detect.ros.master import MasterWatch, exit_replaced, restart_in_place
+from cube_detect.ros.settings import CaptureSettings, optional, read_settings, resolve_user_path
 
 PARAM_POLL_S = 0.1  # how often ~trigger_param is read
+TRIGGER_RETRY_S = 1.0  # a failed parameter-triggered capture is tried again after this
 PREVIEW_PERIOD_S = 0.2  # preview refresh (one /get_image call each)
 WINDOW = "cube_detect capture (SPACE/s: save, q: quit)"
 
@@ -60,14 +70,40 @@ def display_usable() -> bool:
 
 
 def load_detector_or_none(model: str, threshold: float) -> Optional[Detector]:
-    """The pre-annotation model, or None after one warning: capturing works without it."""
+    """The pre-annotation model, or None after one warning: capturing works without it.
+
+    ``threshold`` 0: the model's calibrated threshold."""
+    path, note = resolve_user_path(model)
+    if note:
+        rospy.loginfo("capture: ~model: %s: %s", note, path)
     try:
-        detector = load_detector(model or None, threshold=threshold)
+        detector = load_detector(path or None, threshold=threshold or None)
     except Exception as exc:  # noqa: BLE001 - ModelError, missing tflite-runtime, ...
-        rospy.logwarn("capture: cannot load the model (%s): capturing without pre-annotation", exc)
+        rospy.logwarn("capture: cannot load the model (%s%s): capturing without pre-annotation", exc,
+                      f"; {note}" if note else "")
         return None
     rospy.loginfo("capture: pre-annotating with %s (%s)", detector.model_path, detector.backend_reason)
     return detector
+
+
+def start_review(dataset: Path, host: str, port: int) -> Optional[Callable[[], None]]:
+    """Serve the review page of ``dataset`` beside the capture; its stop(), or None after one
+    error line (Flask missing, port taken): capturing goes on without it."""
+    try:
+        from cube_detect.review import ReviewUnavailable, serve_in_thread
+    except ImportError as exc:  # a broken install: the page is optional
+        rospy.logerr("capture: no review page (%s): capturing goes on", exc)
+        return None
+    try:
+        url, stop = serve_in_thread(dataset, host=host, port=port)
+    except ReviewUnavailable as exc:
+        rospy.logerr("capture: no review page: %s; capturing goes on", exc)
+        return None
+    except CubeDetectError as exc:
+        rospy.logerr("capture: no review page (%s); capturing goes on", exc)
+        return None
+    rospy.loginfo("capture: review page %s (images appear there as they are saved)", url)
+    return stop
 
 
 class CaptureNode:
@@ -76,28 +112,53 @@ class CaptureNode:
             raise CubeDetectError("~dataset is required: the folder the images go to "
                                   "(roslaunch cube_detect capture.launch dataset:=...)")
         self.settings = settings
-        self.writer = DatasetWriter(Path(settings.dataset), settings.test_share)
+        dataset, note = resolve_user_path(settings.dataset)
+        if note:
+            rospy.loginfo("capture: ~dataset: %s: %s", note, dataset)
+        self.writer = DatasetWriter(Path(dataset), settings.test_share)
         detector = load_detector_or_none(settings.model, settings.threshold) if settings.annotate else None
         self.session = CaptureSession(self.writer, detector)
-        self.camera = CameraClient(settings.image_service)
+        self.camera = make_camera(settings.image_service, optional(settings.image_topic), settings.image_max_age)
         self.lock = threading.Lock()  # one capture at a time, whatever triggered it
         self.last_failure: Optional[str] = None
         self.closed = False
         rospy.on_shutdown(self.log_summary)
+        self.stop_review = start_review(self.writer.root, settings.review_host, settings.review_port) \
+            if settings.review else None
+        if self.stop_review is not None:
+            rospy.on_shutdown(self.stop_review)
+        self.set_status("", "")
 
-        self.trigger_param = settings.trigger_param
+        self.trigger_param = optional(settings.trigger_param)
         self.param_warned = False
+        self.trigger_retry_at = 0.0  # time.monotonic() before which a failed trigger is not retried
         self.timers: List[Any] = []
         if self.trigger_param:
             self.timers.append(rospy.Timer(rospy.Duration(PARAM_POLL_S), self.poll_trigger_param))
         if settings.interval > 0:
             self.timers.append(rospy.Timer(rospy.Duration(settings.interval), lambda _event: self.capture("timer")))
         self.service = rospy.Service("~capture", Trigger, self.handle_capture)
-        rospy.loginfo("capture: saving to %s (test share %.2f, next image%03d); triggers: service %s%s%s",
-                      self.writer.root, self.writer.test_share, self.writer.next_number(),
+        rospy.loginfo("capture: saving to %s (test share %.2f, next image%03d) from %s; triggers: service %s%s%s",
+                      self.writer.root, self.writer.test_share, self.writer.next_number(), self.camera.source,
                       rospy.resolve_name("~capture"),
-                      f", parameter {self.trigger_param}" if self.trigger_param else "",
+                      f", parameter {rospy.resolve_name(self.trigger_param)}" if self.trigger_param else "",
                       f", every {settings.interval:g} s" if settings.interval > 0 else "")
+        MasterWatch("capture", self.restart, lambda uri: exit_replaced("capture", uri)).start()
+
+    def restart(self) -> None:
+        """The master was restarted: the summary so far, then this node again (cube_detect.ros.master)."""
+        with self.lock:
+            self.closed = True  # no capture starts while the process is replaced
+        restart_in_place("capture", self.settings, before=self.log_summary_line)
+
+    def set_status(self, error: str, saved: Optional[str]) -> None:
+        """``~last_error`` ("" after a capture that saved) and ``~last_saved``: what scripts read."""
+        try:
+            rospy.set_param("~last_error", error)
+            if saved is not None:
+                rospy.set_param("~last_saved", saved)
+        except Exception as exc:  # noqa: BLE001 - master away: the log line says it anyway
+            rospy.logdebug("capture: cannot set ~last_error: %s", exc)
 
     # ------------------------------------------------------------------ camera and saving
     def fetch(self) -> Tuple[Any, str]:
@@ -118,13 +179,18 @@ class CaptureNode:
                 result = self.session.fail(f"nothing saved: {reason}") if msg is None else None
             if result is None:
                 result = self.session.capture_message(msg)
+        repeats = trigger == "timer" or trigger.startswith("parameter")  # tried again and again
         if result.ok:
             self.last_failure = None
             rospy.loginfo("capture (%s): %s", trigger, result.log_line())
-        elif trigger != "timer" or result.message != self.last_failure:
-            # One line per failed capture; the timer says it once until a capture works again.
-            rospy.logwarn("capture (%s): %s", trigger, result.message)
-            self.last_failure = result.message if trigger == "timer" else None
+            self.set_status("", result.message)
+        else:
+            if not repeats or result.message != self.last_failure:
+                # One line per failed capture; the timer and a pending trigger parameter say it
+                # once until a capture works again.
+                rospy.logwarn("capture (%s): %s", trigger, result.message)
+            self.last_failure = result.message if repeats else None
+            self.set_status(result.message, None)
         return result
 
     # ------------------------------------------------------------------ triggers
@@ -143,10 +209,18 @@ class CaptureNode:
         except (rospy.ROSException, OSError):
             return  # master going away at shutdown
         self.param_warned = False
-        if wanted:
-            self.capture(f"parameter {self.trigger_param}")
-            # Reset after saving: a script can set it true and wait for false (the image is on disk).
+        if not wanted:
+            self.trigger_retry_at = 0.0
+            return
+        if time.monotonic() < self.trigger_retry_at:
+            return
+        result = self.capture(f"parameter {self.trigger_param}")
+        if result.ok:
+            # Reset once saved, and only then: a script sets it true and waits for false (the
+            # image is on disk); while it stays true, ~last_error says why nothing was saved.
             rospy.set_param(self.trigger_param, False)
+        elif not self.closed:
+            self.trigger_retry_at = time.monotonic() + TRIGGER_RETRY_S
 
     def preview_loop(self) -> None:
         """Show the camera at a few frames per second; SPACE/s saves the frame shown, q quits."""
@@ -188,6 +262,9 @@ class CaptureNode:
     def log_summary(self) -> None:
         with self.lock:
             self.closed = True
+        self.log_summary_line()
+
+    def log_summary_line(self) -> None:
         on_disk = self.writer.count_on_disk()
         rospy.loginfo("capture summary: %s; %s now holds %s", self.session.summary.line(), self.writer.root,
                       ", ".join(f"{k} {v}" for k, v in on_disk.items()))

@@ -5,11 +5,15 @@ implemented, zero faces and camera errors included). Private parameters: ``Detec
 in ``cube_detect.ros.settings``.
 
 Publishes ``~faces`` (latched cube_detect/CubeFaces), ``~labels`` (latched std_msgs/String,
-sorted class names comma-separated, "" for none), ``~image_annotated`` (sensor_msgs/Image bgr8,
-drawn only while someone subscribes), ``~ready`` (latched std_msgs/Bool, true once serving),
-``~state`` (latched std_msgs/String: waiting_take_image, detecting, waiting_robot_ready i/n,
-stopped). Service ``~detect`` (cube_detect/DetectCubes): grab, detect, answer; never touches
-the protocol parameters.
+sorted class names comma-separated, "" for none and before the first cycle), ``~classes``
+(latched std_msgs/String: the model's classes, ``id name`` per line, as labels.txt),
+``~image_annotated`` (sensor_msgs/Image bgr8, drawn only while someone subscribes), ``~ready``
+(latched std_msgs/Bool, true once serving), ``~state`` (latched std_msgs/String:
+waiting_take_image, detecting, waiting_robot_ready i/n, stopped). Service ``~detect``
+(cube_detect/DetectCubes): grab, detect, answer; never touches the protocol parameters.
+
+Frames come from the camera service, or from ``~image_topic`` (cube_detect.ros.camera). A
+restart of the ROS master is noticed and survived (cube_detect.ros.master).
 """
 
 from __future__ import annotations
@@ -26,36 +30,55 @@ from cv_bridge import CvBridge
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
-from cube_detect.errors import CubeDetectError
+from cube_detect.errors import CubeDetectError, ModelError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import load_detector
 from cube_detect.msg import CubeFace, CubeFaces
 from cube_detect.protocol import ParameterProtocol, Snapshot
-from cube_detect.ros.camera import CameraClient
+from cube_detect.ros.camera import make_camera
+from cube_detect.ros.master import MasterWatch, exit_replaced, restart_in_place
 from cube_detect.ros.params import RosParamStore
-from cube_detect.ros.settings import DetectorSettings, read_settings
+from cube_detect.ros.settings import AUTO, DetectorSettings, optional, read_settings, resolve_user_path
 from cube_detect.srv import DetectCubes, DetectCubesResponse
 from cube_detect.visualize import draw_detections
+
+
+def user_path(setting: str, value: str) -> str:
+    """A path setting resolved as the user meant it (relative: from where roslaunch started)."""
+    path, note = resolve_user_path(value)
+    if note:
+        rospy.loginfo("detector: ~%s: %s: %s", setting, note, path)
+    return path
 
 
 class DetectorNode:
     def __init__(self, settings: DetectorSettings, is_shutdown: Callable[[], bool] = rospy.is_shutdown):
         if settings.sort_axis not in ("x", "y"):
             raise CubeDetectError(f"~sort_axis must be x or y, got {settings.sort_axis!r}")
+        if not 0.0 <= settings.threshold < 1.0:
+            raise CubeDetectError(f"~threshold must be from 0 (the model's own) to below 1, got {settings.threshold:g}")
         self.settings = settings
-        self.detector = load_detector(  # ModelError for a bad model: main() says it in one line
-            settings.model or None,
-            edgetpu_model_path=settings.edgetpu_model or None,
-            labels_path=settings.labels or None,
-            backend=settings.backend,
-            threshold=settings.threshold,
-            max_detections=settings.max_cubes,
-            num_threads=settings.num_threads,
-            sort_axis=settings.sort_axis,
-        )
+        model, model_note = resolve_user_path(settings.model)
+        edgetpu = "" if settings.edgetpu_model.strip().lower() == AUTO else optional(settings.edgetpu_model)
+        try:
+            self.detector = load_detector(  # ModelError for a bad model: main() says it in one line
+                model or None,
+                edgetpu_model_path=user_path("edgetpu_model", edgetpu) or None,
+                labels_path=user_path("labels", optional(settings.labels)) or None,
+                backend=settings.backend,
+                threshold=settings.threshold or None,  # 0: the model's calibrated threshold
+                max_detections=settings.max_cubes,
+                num_threads=settings.num_threads,
+                sort_axis=settings.sort_axis,
+            )
+        except ModelError as exc:
+            raise ModelError(f"{exc} ({model_note})" if model_note else str(exc)) from None
+        if model_note:
+            rospy.loginfo("detector: ~model: %s", model_note)
         rospy.loginfo("detector: model %s, backend %s", self.detector.model_path, self.detector.backend_reason)
-        self.camera = CameraClient(settings.image_service, settings.camera_timeout, is_shutdown=is_shutdown)
-        self.names = settings.protocol_names()
+        self.camera = make_camera(settings.image_service, optional(settings.image_topic), settings.image_max_age,
+                                  settings.camera_timeout, is_shutdown=is_shutdown)
+        self.names = settings.protocol_names(rospy.resolve_name)  # remappings applied
         self.protocol = ParameterProtocol(
             RosParamStore(), self.grab_and_detect, self.publish, names=self.names,
             rate=settings.rate,
@@ -70,6 +93,7 @@ class DetectorNode:
         self.detect_lock = threading.Lock()  # the interpreter is not thread-safe (protocol + service)
         self.faces_pub = rospy.Publisher("~faces", CubeFaces, queue_size=1, latch=True)
         self.labels_pub = rospy.Publisher("~labels", String, queue_size=1, latch=True)
+        self.classes_pub = rospy.Publisher("~classes", String, queue_size=1, latch=True)
         self.annotated_pub = rospy.Publisher("~image_annotated", Image, queue_size=1)
         self.ready_pub = rospy.Publisher("~ready", Bool, queue_size=1, latch=True)
         self.state_pub = rospy.Publisher("~state", String, queue_size=10, latch=True)
@@ -127,12 +151,33 @@ class DetectorNode:
         )
 
     # ------------------------------------------------------------------ main loop
+    def handshake_line(self) -> str:
+        """How the handshake parameter is chosen, for the ready line."""
+        candidates = self.names.handshake_candidates
+        if len(candidates) == 1:
+            return f"handshake {candidates[0]}"
+        store = self.protocol.store
+        present = [name for name in candidates if store.get(name, None) is not None]
+        now = ("set now: " + ", ".join(present)) if present else "neither set yet"
+        return (f"handshake {' or '.join(candidates)}: whichever the controller has set ({now}; "
+                f"robot_ready_param:=NAME for one)")
+
+    def ready_line(self) -> str:
+        names, detector = self.names, self.detector
+        classes = ", ".join(f"{i} {n}" for i, n in sorted(detector.spec.labels.items()))
+        own = " (the model's)" if not self.settings.threshold else ""
+        return (f"detector: ready: waiting for {names.take_image} true (labels -> {names.label}, "
+                f"{self.handshake_line()}, {self.camera.source}, service {rospy.resolve_name('~detect')}, "
+                f"classes {classes}, threshold {detector.threshold:g}{own})")
+
     def run(self) -> None:
-        names = self.names
+        labels = self.detector.spec.labels
+        self.classes_pub.publish(String("\n".join(f"{i} {n}" for i, n in sorted(labels.items()))))
+        self.labels_pub.publish(String(""))  # nothing detected yet: a message before the first cycle
         self.ready_pub.publish(Bool(True))
-        rospy.loginfo("detector: ready: waiting for %s true (labels -> %s, handshake %s, camera %s, "
-                      "service %s)", names.take_image, names.label, names.robot_ready,
-                      self.camera.service, rospy.resolve_name("~detect"))
+        rospy.loginfo("%s", self.ready_line())
+        MasterWatch("detector", lambda: restart_in_place("detector", self.settings, quiesce=self.detect_lock),
+                    lambda uri: exit_replaced("detector", uri), is_shutdown=self.protocol.is_shutdown).start()
         self.protocol.run()
         rospy.loginfo("detector: shutting down after %d cycle(s)", self.protocol.cycle)
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Type, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
-from cube_detect.protocol import ProtocolNames, parse_bool
+from cube_detect.protocol import ROBOT_READY_NAMES, ProtocolNames, parse_bool
 
 S = TypeVar("S")
 
@@ -27,6 +29,47 @@ CAMERA_TIMEOUT_S = 5.0
 REQUIRED = "(required)"
 #: The shipped model, as the launch files name it.
 SHIPPED_MODEL_ARG = "$(find cube_detect)/models/cube_detect.tflite"
+#: What an optional name or path is set to when it is not used (a launch argument with an empty
+#: default is listed as required by ``roslaunch --ros-args``); "" means the same.
+NONE = "none"
+#: ``robot_ready_param`` default: /RobotReady or /robotReady, whichever the controller has set.
+AUTO = "auto"
+#: Threshold doc shared by the nodes: 0 = the model's calibrated threshold (sidecar ``threshold``).
+THRESHOLD_DOC = "score threshold; 0 = the model's own (the threshold its export calibrated, in its .json sidecar)"
+IMAGE_TOPIC_DOC = ("sensor_msgs/Image topic to take frames from instead of the camera service, "
+                   "e.g. /usb_cam/image_raw; none = the service")
+IMAGE_MAX_AGE_DOC = "s: the newest frame of image_topic is used only if it arrived less than this ago"
+
+
+def optional(value: str) -> str:
+    """``value``, or "" when it says "none" (or is empty): an unused name or path."""
+    return "" if value.strip().lower() in ("", NONE) else value
+
+
+def resolve_user_path(value: str, env: Optional[Mapping[str, str]] = None,
+                      cwd: Optional[str] = None) -> Tuple[str, str]:
+    """A path given to a node, as the user meant it: ``(path, note)``.
+
+    roslaunch runs its nodes in ~/.ros (ROS_HOME), not where it was started, but it passes on
+    the shell's environment, whose ``$PWD`` is the directory it was started from: a relative
+    path is resolved against ``$PWD`` (rosrun: the same as the working directory), else
+    against the working directory. ``~`` is expanded. ``note`` says how a relative path was
+    resolved (for the node's log and its error messages); "" for an absolute one.
+    """
+    if not value:
+        return value, ""
+    env = os.environ if env is None else env
+    cwd = cwd or os.getcwd()
+    expanded = os.path.expanduser(value)
+    if os.path.isabs(expanded):
+        return expanded, ""
+    shell_dir = env.get("PWD", "")
+    if shell_dir and os.path.isabs(shell_dir) and os.path.isdir(shell_dir) and \
+            os.path.realpath(shell_dir) != os.path.realpath(cwd):
+        resolved = str(Path(shell_dir) / expanded)
+        return resolved, (f"{value} is relative: resolved against {shell_dir}, the directory roslaunch was "
+                          f"started from ($PWD; the node runs in {cwd})")
+    return str(Path(cwd) / expanded), f"{value} is relative: resolved against the working directory {cwd}"
 
 
 def setting(default: Any, doc: str, *, launch: str = "") -> Any:
@@ -87,26 +130,39 @@ class ProtocolParams:
     label_param: str = setting("/label", "parameter the detector sets to the class id of the next cube (0 = none)")
     robot_ready_param: str = setting("/RobotReady", "handshake parameter (/robotReady in some cells)")
 
-    def protocol_names(self) -> ProtocolNames:
-        return ProtocolNames(take_image=self.take_image_param, label=self.label_param,
-                             robot_ready=self.robot_ready_param)
+    def protocol_names(self, resolve: Callable[[str], str] = str) -> ProtocolNames:
+        """The names, each through ``resolve`` (the node's ``rospy.resolve_name``: remappings).
+
+        ``robot_ready_param`` ``auto``: /RobotReady or /robotReady (ROBOT_READY_NAMES).
+        """
+        if self.robot_ready_param.strip().lower() == AUTO:
+            first, *others = (resolve(name) for name in ROBOT_READY_NAMES)
+            return ProtocolNames(take_image=resolve(self.take_image_param), label=resolve(self.label_param),
+                                 robot_ready=first, robot_ready_alternatives=tuple(others))
+        return ProtocolNames(take_image=resolve(self.take_image_param), label=resolve(self.label_param),
+                             robot_ready=resolve(self.robot_ready_param))
 
 
 @dataclass(frozen=True)
 class DetectorSettings(ProtocolParams):
     """detector_node (detect.launch): the model, the camera and the protocol."""
 
-    model: str = setting("", "int8 .tflite model (its .json sidecar beside it); empty = the shipped one",
+    robot_ready_param: str = setting(AUTO, "handshake parameter; auto = /RobotReady or /robotReady, whichever "
+                                           "the controller has set")
+    model: str = setting("", "int8 .tflite model (its .json sidecar beside it); empty = the shipped one; "
+                             "a relative path is resolved against the directory roslaunch was started from",
                          launch=SHIPPED_MODEL_ARG)
-    edgetpu_model: str = setting("", "Edge TPU model; empty = the model's _edgetpu twin when it exists")
-    labels: str = setting("", "labels file (labels.txt or label_map.pbtxt) checked against the model; "
-                              "empty = none")
+    edgetpu_model: str = setting(AUTO, "Edge TPU model; auto = the model's _edgetpu twin when it exists")
+    labels: str = setting(NONE, "labels file (labels.txt or label_map.pbtxt) checked against the model; "
+                                "none = no check")
     backend: str = setting("auto", "auto (Edge TPU when it works, else CPU), edgetpu or cpu")
     num_threads: int = setting(1, "CPU inference threads")
-    threshold: float = setting(0.5, "detection score threshold")
+    threshold: float = setting(0.0, THRESHOLD_DOC)
     max_cubes: int = setting(4, "most faces reported per image")
     sort_axis: str = setting("x", "x: left to right; y: top to bottom (camera mounted sideways)")
     image_service: str = setting("/get_image", "camera service (poppy_controllers/GetImage)")
+    image_topic: str = setting(NONE, IMAGE_TOPIC_DOC)
+    image_max_age: float = setting(0.5, IMAGE_MAX_AGE_DOC)
     rate: float = setting(20.0, "parameter polling rate, Hz")
     robot_ready_timeout: float = setting(0.0, "s to wait for RobotReady true before abandoning a cycle; "
                                               "0 = forever")
@@ -119,16 +175,23 @@ class DetectorSettings(ProtocolParams):
 class CaptureSettings:
     """capture_node (capture.launch): where images go, how they are pre-annotated, what triggers."""
 
-    dataset: str = setting("", "folder of the data set (train/ and test/ are created in it)", launch=REQUIRED)
+    dataset: str = setting("", "folder of the data set (train/ and test/ are created in it); a relative path is "
+                               "resolved against the directory roslaunch was started from", launch=REQUIRED)
     image_service: str = setting("/get_image", "camera service (poppy_controllers/GetImage)")
+    image_topic: str = setting(NONE, IMAGE_TOPIC_DOC)
+    image_max_age: float = setting(0.5, IMAGE_MAX_AGE_DOC)
     test_share: float = setting(0.1, "share of the image numbers that go to test/")
-    trigger_param: str = setting("", "parameter that triggers a capture when true, then reset to false "
-                                     "(empty = off)")
+    trigger_param: str = setting(NONE, "parameter that triggers a capture when true, set back to false once the "
+                                       "image is saved (none = off)")
     interval: float = setting(0.0, "seconds between automatic captures (0 = off)")
     preview: bool = setting(True, "preview window (SPACE/s saves, q quits) when $DISPLAY is set")
     model: str = setting("", "pre-annotation model; empty = the shipped one", launch=SHIPPED_MODEL_ARG)
     annotate: bool = setting(True, "false: save images without pre-annotation XML")
-    threshold: float = setting(0.5, "score threshold of the pre-annotation")
+    threshold: float = setting(0.0, "pre-annotation " + THRESHOLD_DOC)
+    review: bool = setting(False, "true: also serve the review page of the data set while capturing")
+    review_host: str = setting("127.0.0.1", "address the review page listens on (0.0.0.0: from another "
+                                            "machine, with a token in its URL)")
+    review_port: int = setting(8765, "port of the review page")
 
 
 @dataclass(frozen=True)
