@@ -162,6 +162,24 @@ class CaptureNodeTest(unittest.TestCase):
         self.assertIn("capture summary: saved 1 image ", output)
         self.assertIn("preview window open", output)
 
+    def test_6_a_failed_parameter_trigger_stays_true_and_says_why_until_a_capture_works(self):
+        """A script sets the trigger true and waits for false: false must mean "on disk"."""
+        before = self.images()
+        rospy.set_param("/sim_camera/fail", True)
+        rospy.set_param(TRIGGER_PARAM, True)
+        error = wait_for(lambda: rospy.get_param("/capture/last_error", ""), 30, "/capture/last_error")
+        self.assertIn("nothing saved: camera service /get_image", error)
+        time.sleep(1.5)  # retried every second, still failing: the trigger stays true
+        self.assertIs(rospy.get_param(TRIGGER_PARAM), True, "reset although nothing was saved")
+        self.assertEqual(self.images(), before)
+        rospy.set_param("/sim_camera/fail", False)  # the camera comes back: the pending trigger is served
+        wait_for(lambda: rospy.get_param(TRIGGER_PARAM) is False, 30, f"{TRIGGER_PARAM} reset to false")
+        self.assertEqual(len(self.images()), len(before) + 1)
+        self.assertEqual(rospy.get_param("/capture/last_error"), "")
+        saved = Path(rospy.get_param("/capture/last_saved"))
+        self.assertTrue(saved.is_file(), saved)
+        self.assertEqual(saved.relative_to(self.dataset).as_posix(), sorted(set(self.images()) - set(before))[0])
+
 
 if __name__ == "__main__":
     rostest.rosrun("cube_detect", "check_capture", CaptureNodeTest)

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""rostest: detector_node as a process: alternate parameter names, clean shutdown, bad models.
+"""rostest: detector_node as a process: alternate parameter names, clean shutdown, bad models,
+a /robotReady controller on default arguments, a relative model path as roslaunch passes it,
+a model with its own classes.
 
 Starts its own detector_node processes against the simulated camera of the launch
 file, so it can watch their output and exit status.
 """
 
+import json
+import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -16,13 +21,16 @@ from pathlib import Path
 import rospkg
 import rospy
 import rostest
+from cv_bridge import CvBridge
 from roslib.packages import find_node
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 
+from cube_detect.inference import load_detector
 from cube_detect.labels import NAME_TO_ID
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import DONE, ArmController, ProtocolNames, wait_for
+from cube_detect.protocol import DONE, NO_CUBE, ArmController, ProtocolNames, wait_for
 from cube_detect.ros.params import RosParamStore
+from cube_detect.srv import GetImage
 
 MODEL = Path(rospkg.RosPack().get_path("cube_detect")) / "models" / "cube_detect.tflite"
 ALT = {"take_image_param": "/cell/takeImage", "label_param": "/cell/label", "robot_ready_param": "/robotReady"}
@@ -30,11 +38,40 @@ ALT_NAMES = ProtocolNames(take_image=ALT["take_image_param"], label=ALT["label_p
                           robot_ready=ALT["robot_ready_param"])
 
 
-def start_detector(name, **params):
+def start_detector(name, cwd=None, env=None, **params):
     # The executable roslaunch would run (rosrun's `find` trips over a workspace inside the package).
     args = [find_node("cube_detect", "detector_node")[0], f"__name:={name}"]
     args += [f"_{key}:={value}" for key, value in params.items()]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
+
+
+class Output:
+    """A process's output lines, read in a thread (the pipe never fills up)."""
+
+    def __init__(self, proc):
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+        self.thread.start()
+
+    def text(self):
+        return "".join(self.lines)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.thread.join(timeout=5)
+        return self.text()
+
+
+def clear_protocol_parameters():
+    for name in ("/takeImage", "/label", "/RobotReady", "/robotReady"):
+        if rospy.has_param(name):
+            rospy.delete_param(name)
 
 
 class DetectorLifecycleTest(unittest.TestCase):
@@ -115,6 +152,91 @@ class DetectorLifecycleTest(unittest.TestCase):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+    # ------------------------------------------------------------------ issue 11, 12, 15
+    def serve_one_cycle(self, node, names=ProtocolNames(), start_kwargs=None, **params):
+        """Start a detector ``node``, run one protocol cycle as a controller using ``names``;
+        (cycle, ~faces message, ~labels messages, ~classes message, the node's output)."""
+        clear_protocol_parameters()
+        faces, labels, classes, ready = [], [], [], []
+        subs = [rospy.Subscriber(f"/{node}/faces", CubeFaces, faces.append),
+                rospy.Subscriber(f"/{node}/labels", String, lambda m: labels.append(m.data)),
+                rospy.Subscriber(f"/{node}/classes", String, lambda m: classes.append(m.data)),
+                rospy.Subscriber(f"/{node}/ready", Bool, lambda m: ready.append(m.data))]
+        output = Output(start_detector(node, **(start_kwargs or {}), **params))
+        try:
+            try:
+                wait_for(lambda: ready, 60, f"/{node}/ready")
+            except Exception:
+                raise AssertionError(output.stop()) from None
+            wait_for(lambda: labels and classes, 10, f"/{node}/labels and /{node}/classes before the first cycle")
+            self.assertEqual(labels, [""], "~labels: one (empty) message before the first cycle")
+            arm = ArmController(RosParamStore(), names=names, timeout=30)
+            arm.reset()  # the course's controller at start-up: its parameters to -1
+            cycle = arm.run_cycle(lambda: len(faces[-1].faces) if faces else None)
+            self.assertIn(cycle.status, (DONE, NO_CUBE), output.text())
+            return cycle, faces[-1], labels, classes[-1], output
+        finally:
+            for sub in subs:
+                sub.unregister()
+            output.stop()
+
+    def test_robotReady_controller_on_default_arguments(self):
+        """The course's integration code says /robotReady: the default (auto) serves it."""
+        cycle, faces, labels, _, output = self.serve_one_cycle(
+            "detector_lower", names=ProtocolNames(robot_ready="/robotReady"))
+        self.assertEqual(cycle.labels, [f.id for f in faces.faces])
+        self.assertTrue(cycle.labels, "the scene has cubes")
+        self.assertFalse(rospy.has_param("/RobotReady"), "the name the controller does not use is never written")
+        self.assertIs(rospy.get_param("/robotReady"), True)
+        text = output.text()
+        self.assertIn("handshake /RobotReady or /robotReady: whichever the controller has set", text)
+        self.assertIn("handshake: /robotReady (the one the controller has set; /RobotReady not set)", text)
+
+    def test_relative_model_path_is_resolved_from_where_roslaunch_was_started(self):
+        """roslaunch runs its nodes in ~/.ros; model:=models/cube_detect.tflite from the package's root."""
+        ros_home = self.tmp / "ros_home"
+        ros_home.mkdir(exist_ok=True)
+        env = dict(os.environ, PWD=str(MODEL.parent.parent))
+        cycle, faces, _, _, output = self.serve_one_cycle(
+            "detector_relative", start_kwargs={"cwd": str(ros_home), "env": env},
+            model="models/cube_detect.tflite")
+        self.assertEqual(cycle.labels, [f.id for f in faces.faces])
+        self.assertIn(f"models/cube_detect.tflite is relative: resolved against {MODEL.parent.parent}, "
+                      "the directory roslaunch was started from", output.text())
+        # A relative path that is nowhere: the fatal line says how it was resolved.
+        missing = "models/nowhere.tflite"
+        proc = start_detector("detector_relative_missing", cwd=str(ros_home), env=env, model=missing)
+        out, _ = proc.communicate(timeout=60)
+        fatal = [line for line in out.splitlines() if "FATAL" in line]
+        self.assertEqual(len(fatal), 1, out)
+        self.assertIn(f"{MODEL.parent.parent / missing}: model file not found ({missing} is relative: resolved "
+                      f"against {MODEL.parent.parent}", fatal[0])
+
+    def test_custom_classes_model_hands_over_the_label_maps_ids_and_names(self):
+        """The digits model with a sidecar naming its classes {3: cube, 7: empty}: a valid
+        2-class model whose first heatmap channel (digits: one) is id 3, the second (two) id 7."""
+        custom = self.tmp / "custom.tflite"
+        shutil.copy(MODEL, custom)
+        sidecar = json.loads(MODEL.with_suffix(".json").read_text())
+        sidecar["labels"] = {"3": "cube", "7": "empty"}
+        custom.with_suffix(".json").write_text(json.dumps(sidecar))
+        names = {1: ("cube", 3), 2: ("empty", 7)}  # digits id -> (name, id) of the custom map
+        cycle, faces, labels, classes, output = self.serve_one_cycle("detector_custom", model=str(custom))
+        self.assertEqual(classes, "3 cube\n7 empty")
+        self.assertIn("classes 3 cube, 7 empty", output.text())
+        self.assertTrue(faces.faces, "the scene has cubes")
+        self.assertEqual(cycle.labels, [f.id for f in faces.faces])  # /label: the map's ids
+        self.assertEqual(labels[-1], ",".join(f.label for f in faces.faces))
+        # The same frame through the digits model (the camera holds its last scene).
+        rospy.set_param("/sim_camera/hold", True)
+        try:
+            image = CvBridge().imgmsg_to_cv2(rospy.ServiceProxy("/get_image", GetImage)().image)
+        finally:
+            rospy.set_param("/sim_camera/hold", False)
+        digits = load_detector(MODEL).detect(image)
+        self.assertEqual([(f.label, f.id) for f in faces.faces], [names[d.class_id] for d in digits])
+        self.assertTrue(set(cycle.labels) <= {3, 7})
 
 
 if __name__ == "__main__":
