@@ -107,7 +107,7 @@ def start_review(dataset: Path, host: str, port: int) -> Optional[Callable[[], N
 
 
 class CaptureNode:
-    def __init__(self, settings: CaptureSettings):
+    def __init__(self, settings: CaptureSettings, watch: Optional[MasterWatch] = None):
         if not settings.dataset:
             raise CubeDetectError("~dataset is required: the folder the images go to "
                                   "(roslaunch cube_detect capture.launch dataset:=...)")
@@ -143,7 +143,8 @@ class CaptureNode:
                       rospy.resolve_name("~capture"),
                       f", parameter {rospy.resolve_name(self.trigger_param)}" if self.trigger_param else "",
                       f", every {settings.interval:g} s" if settings.interval > 0 else "")
-        MasterWatch("capture", self.restart, lambda uri: exit_replaced("capture", uri)).start()
+        if watch is not None:
+            watch.start(self.restart, lambda uri: exit_replaced("capture", uri))
 
     def restart(self) -> None:
         """The master was restarted: the summary so far, then this node again (cube_detect.ros.master)."""
@@ -272,9 +273,10 @@ class CaptureNode:
 
 def main() -> None:
     rospy.init_node("capture")
+    watch = MasterWatch("capture")  # notes the master registered with
     try:
         settings = read_settings(CaptureSettings, rospy.get_param)
-        node = CaptureNode(settings)
+        node = CaptureNode(settings, watch)
     except (CubeDetectError, ValueError) as exc:
         rospy.logfatal("capture: %s", exc)
         raise SystemExit(2) from None

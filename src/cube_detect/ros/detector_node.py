@@ -170,14 +170,14 @@ class DetectorNode:
                 f"{self.handshake_line()}, {self.camera.source}, service {rospy.resolve_name('~detect')}, "
                 f"classes {classes}, threshold {detector.threshold:g}{own})")
 
-    def run(self) -> None:
+    def run(self, watch: MasterWatch) -> None:
         labels = self.detector.spec.labels
         self.classes_pub.publish(String("\n".join(f"{i} {n}" for i, n in sorted(labels.items()))))
         self.labels_pub.publish(String(""))  # nothing detected yet: a message before the first cycle
         self.ready_pub.publish(Bool(True))
         rospy.loginfo("%s", self.ready_line())
-        MasterWatch("detector", lambda: restart_in_place("detector", self.settings, quiesce=self.detect_lock),
-                    lambda uri: exit_replaced("detector", uri), is_shutdown=self.protocol.is_shutdown).start()
+        watch.start(lambda: restart_in_place("detector", self.settings, quiesce=self.detect_lock),
+                    lambda uri: exit_replaced("detector", uri))
         self.protocol.run()
         rospy.loginfo("detector: shutting down after %d cycle(s)", self.protocol.cycle)
 
@@ -191,12 +191,16 @@ def main() -> None:
     rospy.init_node("detector", disable_signals=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stop.set())
+
+    def is_shutdown() -> bool:
+        return stop.is_set() or rospy.is_shutdown()
+
+    watch = MasterWatch("detector", is_shutdown=is_shutdown)  # notes the master registered with
     try:
-        node = DetectorNode(read_settings(DetectorSettings, rospy.get_param),
-                            is_shutdown=lambda: stop.is_set() or rospy.is_shutdown())
+        node = DetectorNode(read_settings(DetectorSettings, rospy.get_param), is_shutdown=is_shutdown)
     except (CubeDetectError, ValueError) as exc:
         # One line naming the file or parameter, and no ~ready: launch files see the node die.
         rospy.logfatal("detector: %s", exc)
         sys.exit(2)
-    node.run()
+    node.run(watch)
     rospy.signal_shutdown("signal" if stop.is_set() else "shutdown")

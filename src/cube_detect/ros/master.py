@@ -5,8 +5,9 @@ restarted (students restart the robot's master all the time), the new master kno
 the node: ``rosnode list`` shows only /rosout, its topics and services are gone, yet the node
 keeps polling parameters, a silent zombie. rospy has no way to register again.
 
-``MasterWatch`` asks the master every second whether it still knows this node. When a master
-answers that it does not (it was restarted), the node restarts itself in place
+``MasterWatch`` asks the master every second for its process id and whether it still knows
+this node. When another master answers (another pid, or this node unknown once it was known:
+roscore was restarted), the node restarts itself in place
 (``restart_in_place``): one log line says so, its settings are written back to the new master
 (roslaunch set them on the old one only), and the process re-executes its own command line
 (``os.execv``: the same process id, so roslaunch, which waits on that process, keeps tracking
@@ -35,45 +36,73 @@ def _master_uri() -> str:
 
 
 class MasterWatch:
-    """A daemon thread: ``on_restart()`` once the master no longer knows this node."""
+    """A daemon thread: ``on_restart()`` once another master answers than the one this node
+    registered with.
 
-    def __init__(self, what: str, on_restart: Callable[[], None], on_replaced: Callable[[str], None],
-                 period: float = 1.0, is_shutdown: Callable[[], bool] = rospy.is_shutdown):
-        self.what, self.on_restart, self.on_replaced = what, on_restart, on_replaced
-        self.period, self.is_shutdown = float(period), is_shutdown
+    Create it right after ``rospy.init_node`` (it notes which master answers then: its pid),
+    ``start()`` it once the node has made its topics and services.
+    """
+
+    def __init__(self, what: str, period: float = 1.0, is_shutdown: Callable[[], bool] = rospy.is_shutdown):
+        self.what, self.period, self.is_shutdown = what, float(period), is_shutdown
+        self.name = rospy.get_name()
+        self.master = rosgraph.Master(self.name)
+        self.master_pid: Optional[int] = self._pid()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="master_watch", daemon=True)
+        self.thread: Optional[threading.Thread] = None
 
-    def start(self) -> MasterWatch:
+    def _pid(self) -> Optional[int]:
+        try:
+            return int(self.master.getPid())
+        except Exception:  # noqa: BLE001 - not reachable now
+            return None
+
+    def start(self, on_restart: Callable[[], None], on_replaced: Callable[[str], None]) -> MasterWatch:
+        self.thread = threading.Thread(target=self.run, args=(on_restart, on_replaced), name="master_watch",
+                                       daemon=True)
         self.thread.start()
         return self
 
-    def run(self) -> None:
-        name = rospy.get_name()
-        own_uri = rospy.get_node_uri()
-        master = rosgraph.Master(name)
-        registered = False  # seen registered once: from then on, "unknown node" means a restart
+    def check(self) -> str:
+        """``ok``, ``unreachable``, ``restarted``, ``unknown`` (not registered yet) or the URI of
+        another node that holds this node's name."""
+        try:
+            pid = int(self.master.getPid())
+        except Exception:  # noqa: BLE001 - socket errors: the master is down
+            return "unreachable"
+        try:
+            uri = self.master.lookupNode(self.name)
+        except rosgraph.MasterError:  # the master answers, and does not know this node
+            return "restarted" if self.master_pid is not None and pid != self.master_pid else "unknown"
+        except Exception:  # noqa: BLE001 - went down between the two calls
+            return "unreachable"
+        if self.master_pid is None:
+            self.master_pid = pid
+        own = rospy.get_node_uri()
+        if own and uri != own:
+            return uri
+        return "ok"
+
+    def run(self, on_restart: Callable[[], None], on_replaced: Callable[[str], None]) -> None:
+        known = False  # seen registered once: from then on, "unknown node" means a restart too
         unreachable = False
         while not self.stop.wait(self.period) and not self.is_shutdown():
-            try:
-                uri = master.lookupNode(name)
-            except rosgraph.MasterError:  # the master answers, and does not know this node
-                if registered:
-                    self.on_restart()
-                    return
-                continue
-            except Exception as exc:  # noqa: BLE001 - socket errors: the master is down
-                if registered and not unreachable:
-                    rospy.logwarn("%s: the ROS master at %s is unreachable (%s): waiting for it",
-                                  self.what, _master_uri(), type(exc).__name__)
+            state = self.check()
+            if state == "unreachable":
+                if not unreachable:
+                    rospy.logwarn("%s: the ROS master at %s is unreachable: waiting for it", self.what, _master_uri())
                 unreachable = True
                 continue
-            if own_uri and uri != own_uri:
-                self.on_replaced(uri)
+            if state == "restarted" or (state == "unknown" and known):
+                on_restart()
+                return
+            if state not in ("ok", "unknown"):
+                on_replaced(state)
                 return
             if unreachable:
                 rospy.loginfo("%s: the ROS master at %s answers again", self.what, _master_uri())
-            registered, unreachable = True, False
+            unreachable = False
+            known = known or state == "ok"
 
 
 def write_back_settings(settings: Any) -> None:
