@@ -9,10 +9,12 @@ Tests run in name order (test_1_..., test_2_...): numbers continue from one to t
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -179,6 +181,34 @@ class CaptureNodeTest(unittest.TestCase):
         saved = Path(rospy.get_param("/capture/last_saved"))
         self.assertTrue(saved.is_file(), saved)
         self.assertEqual(saved.relative_to(self.dataset).as_posix(), sorted(set(self.images()) - set(before))[0])
+
+    def test_7_review_page_while_capturing_and_one_line_when_it_cannot_start(self):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = self.start_node("capture_review", "review:=true", f"review_port:={port}", "preview:=false")
+        taken = None
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            try:
+                wait_for(lambda: any(f"review page {url}" in line for line in proc.lines), 60, "the review page's URL")
+            except WaitTimeout as exc:
+                raise AssertionError(f"{exc}\n{''.join(proc.lines)}") from None
+            with urllib.request.urlopen(url, timeout=10) as page:
+                self.assertEqual(page.status, 200)
+            # A second one on the same port: one error line, and it captures all the same.
+            taken = self.start_node("capture_taken", "review:=true", f"review_port:={port}", "preview:=false")
+            rospy.wait_for_service("/capture_taken/capture", timeout=60.0)
+            answer = rospy.ServiceProxy("/capture_taken/capture", Trigger)()
+            self.assertTrue(answer.success, answer.message)
+        finally:
+            output = self.stop_node(proc)
+            taken_output = self.stop_node(taken) if taken is not None else ""
+        errors = [line for line in taken_output.splitlines() if "review page" in line]
+        self.assertEqual(len(errors), 1, taken_output)
+        self.assertIn(f"capture: no review page (cannot serve the review page on 127.0.0.1:{port}", errors[0])
+        self.assertIn("capturing goes on", errors[0])
+        self.assertNotIn("Traceback", output + taken_output)
 
 
 if __name__ == "__main__":

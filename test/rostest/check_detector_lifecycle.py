@@ -38,9 +38,9 @@ ALT_NAMES = ProtocolNames(take_image=ALT["take_image_param"], label=ALT["label_p
                           robot_ready=ALT["robot_ready_param"])
 
 
-def start_detector(name, cwd=None, env=None, **params):
+def start_detector(name, cwd=None, env=None, remaps=(), **params):
     # The executable roslaunch would run (rosrun's `find` trips over a workspace inside the package).
-    args = [find_node("cube_detect", "detector_node")[0], f"__name:={name}"]
+    args = [find_node("cube_detect", "detector_node")[0], f"__name:={name}", *remaps]
     args += [f"_{key}:={value}" for key, value in params.items()]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
 
@@ -198,10 +198,13 @@ class DetectorLifecycleTest(unittest.TestCase):
         ros_home = self.tmp / "ros_home"
         ros_home.mkdir(exist_ok=True)
         env = dict(os.environ, PWD=str(MODEL.parent.parent))
+        # ... and a remapped parameter name (the ready line prints names after remapping).
         cycle, faces, _, _, output = self.serve_one_cycle(
-            "detector_relative", start_kwargs={"cwd": str(ros_home), "env": env},
+            "detector_relative", names=ProtocolNames(take_image="/cell_rel/takeImage"),
+            start_kwargs={"cwd": str(ros_home), "env": env, "remaps": ["/takeImage:=/cell_rel/takeImage"]},
             model="models/cube_detect.tflite")
         self.assertEqual(cycle.labels, [f.id for f in faces.faces])
+        self.assertIn("ready: waiting for /cell_rel/takeImage true (labels -> /label, handshake", output.text())
         self.assertIn(f"models/cube_detect.tflite is relative: resolved against {MODEL.parent.parent}, "
                       "the directory roslaunch was started from", output.text())
         # A relative path that is nowhere: the fatal line says how it was resolved.
