@@ -108,7 +108,11 @@ class DetectorLifecycleTest(unittest.TestCase):
     def test_corrupt_model_is_one_fatal_line_and_a_non_zero_exit(self):
         corrupt = self.tmp / "corrupt.tflite"
         corrupt.write_bytes(b"this is not a flatbuffer" * 10)
-        shutil.copy(MODEL.with_suffix(".json"), corrupt.with_suffix(".json"))
+        # The shipped sidecar without its model_sha256 (that check would name the sidecar): the
+        # flatbuffer itself is what is corrupt here.
+        sidecar = json.loads(MODEL.with_suffix(".json").read_text())
+        sidecar.pop("model_sha256", None)
+        corrupt.with_suffix(".json").write_text(json.dumps(sidecar))
         self.assert_fails_to_start("detector_corrupt", str(corrupt), model=str(corrupt))
 
     def test_labels_that_do_not_match_the_model(self):
