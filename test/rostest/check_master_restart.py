@@ -134,7 +134,7 @@ class MasterRestartTest(unittest.TestCase):
     @classmethod
     def start_camera(cls):
         executable = find_node("cube_detect", "sim_camera")[0]
-        cls.start("sim_camera", [executable, "__name:=sim_camera", "_seed:=832"])
+        cls.start("sim_camera", [executable, "__name:=sim_camera", "_seed:=100"])
 
     @classmethod
     def master(cls):
