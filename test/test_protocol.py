@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -20,9 +21,13 @@ from cube_detect.protocol import (
     CameraError,
     DictParamStore,
     ParameterProtocol,
+    ParamUpdates,
+    ParamWaiter,
     ProtocolNames,
     Snapshot,
     WaitTimeout,
+    WatchedDictParamStore,
+    WatchedParamStore,
     is_reset,
     parse_bool,
     wait_for,
@@ -500,3 +505,117 @@ def test_arm_and_detector_in_real_time():
         stop.set()
         detector.join(5)
     assert [(c.status, c.labels) for c in cycles] == [(DONE, [2, 1]), (NO_CUBE, []), (DONE, [1])]
+
+
+# ---------------------------------------------------------------------------- event-driven waits
+def test_param_updates_never_lose_a_wake_up():
+    updates = ParamUpdates()
+    seen = updates.count
+    updates.notify()  # lands between the reads and the wait
+    assert updates.wait(seen, timeout=10.0) is True  # at once
+    assert updates.wait(updates.count, timeout=0.01) is False
+
+
+def test_waiter_polls_a_plain_store_and_waits_on_a_watched_one():
+    clock = FakeClock()
+    plain = ParamWaiter(DictParamStore(), 0.5, sleep=clock.sleep, clock=clock)
+    assert not plain.event_driven
+    plain.idle(plain.mark())
+    assert clock.now == 0.5
+    store = WatchedDictParamStore()
+    assert isinstance(store, WatchedParamStore) and not isinstance(DictParamStore(), WatchedParamStore)
+    waiter = ParamWaiter(store, 30.0)
+    waiter.watch([TAKE])
+    seen = waiter.mark()
+    store.set(TAKE, True)
+    store.set(LABEL, 1)  # not watched: no update
+    assert store.updates.count == seen + 1
+    waiter.idle(seen)  # returns at once: an update came after `seen`
+    with pytest.raises(ValueError, match="period"):
+        ParamWaiter(store, 0.0)
+
+
+class StateTimes:
+    """The detector's states with the time each was entered (real clock)."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.seen = []
+
+    def __call__(self, state):
+        with self.cond:
+            self.seen.append((time.monotonic(), state))
+            self.cond.notify_all()
+
+    def wait(self, state, after=0.0, timeout=5.0):
+        """Time at which ``state`` was entered after ``after``."""
+        with self.cond:
+            hit = lambda: next((t for t, s in self.seen if s == state and t >= after), None)
+            assert self.cond.wait_for(hit, timeout), f"never {state!r}: {self.seen}"
+            return hit()
+
+
+def detector_in_a_thread(store, scenes, rate, **kwargs):
+    states, stop = StateTimes(), threading.Event()
+    protocol = ParameterProtocol(store, FakeCamera(list(scenes)), rate=rate, is_shutdown=stop.is_set,
+                                 on_state=states, **kwargs)
+    thread = threading.Thread(target=protocol.run, daemon=True)
+    thread.start()
+    states.wait("waiting_take_image")
+    return protocol, states, stop, thread
+
+
+def test_watched_store_takeImage_and_RobotReady_seen_at_once_with_a_1_hz_safety_net():
+    store = WatchedDictParamStore({TAKE: -1, LABEL: -1, READY: -1})
+    protocol, states, stop, thread = detector_in_a_thread(store, [[2, 1]], rate=1.0)
+    try:
+        assert store.watched == [TAKE, READY]
+        time.sleep(0.05)
+        asked = time.monotonic()
+        store.set(TAKE, True)
+        assert states.wait("detecting", asked) - asked < 0.2  # not the next 1 s poll
+        for cube in (1, 2):
+            waiting = states.wait(f"waiting_robot_ready {cube}/2", asked)
+            assert store.values[READY] is False
+            store.set(READY, True)
+            asked = time.monotonic()
+        assert states.wait("waiting_take_image", waiting) - asked < 0.2
+        assert time.monotonic() - waiting < 0.5
+    finally:
+        stop.set()
+        protocol.wake()
+        thread.join(2)
+    assert not thread.is_alive()  # wake() ended the 1 s wait
+    assert [v for n, v in store.writes if n in (LABEL, READY)] == [2, False, True, 1, False, True]
+
+
+def test_safety_net_poll_finds_a_change_that_was_never_pushed():
+    store = WatchedDictParamStore({TAKE: -1})
+    protocol, states, stop, thread = detector_in_a_thread(store, [[]], rate=5.0)
+    try:
+        store.silent = True  # e.g. the master restarted and forgot the subscription
+        seen = store.updates.count
+        asked = time.monotonic()
+        store.set(TAKE, True)
+        noticed = states.wait("detecting", asked) - asked
+        assert store.updates.count == seen  # no push: the 0.2 s poll found it
+        assert noticed < 1.0
+    finally:
+        stop.set()
+        protocol.wake()
+        thread.join(2)
+
+
+def test_robot_ready_timeout_and_wait_logs_are_on_time_between_safety_net_polls(caplog):
+    store = WatchedDictParamStore({TAKE: True})
+    stop = threading.Event()
+    protocol = ParameterProtocol(store, FakeCamera([[1]]), rate=0.2, robot_ready_timeout=0.3,
+                                 wait_log_period=0.1, is_shutdown=stop.is_set)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="cube_detect.protocol"):
+        assert protocol.run(max_cycles=1) == 1
+    assert protocol.last_result.status == ROBOT_TIMEOUT
+    assert 0.3 <= time.monotonic() - started < 2.0  # not the 5 s safety-net period
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("still waiting" in line for line in lines)  # at 0.1 s: the handshake warning
+    assert any("waiting for /RobotReady true" in line for line in lines)  # at 0.2 s

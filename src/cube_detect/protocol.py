@@ -34,15 +34,22 @@ the controller's (the arm's; played by the simulated controller, the bench and t
 The parameter store is any :class:`ParamStore` (``get(name, default)``, ``set(name, value)``:
 ``cube_detect.ros.params.RosParamStore`` on a real master, :class:`DictParamStore` in tests);
 time and shutdown are injected, so both sides run in tests on a fake clock.
+
+How the detector waits (:class:`ParamWaiter`): on a :class:`WatchedParamStore` (the ROS store:
+the master pushes every change of a subscribed parameter) a wait ends as soon as ``/takeImage``
+or ``/RobotReady`` is updated, and after ``1/rate`` s anyway: that poll is the safety net for a
+push that is late or lost (or a master that restarted). On a plain store it is a poll at
+``rate``. Either way the values decided on are read from the store, never taken from a push.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, TypeVar, runtime_checkable
 
 from cube_detect.errors import CubeDetectError
 
@@ -147,6 +154,114 @@ class DictParamStore:
         self.writes.append((name, value))
 
 
+class ParamUpdates:
+    """A count of parameter updates that threads wait on: what wakes an event-driven wait.
+
+    Whoever learns of an update (rospy's parameter cache, a test's store) calls ``notify()``;
+    ``wait(seen, timeout)`` returns as soon as the count is no longer ``seen``. Take ``count``
+    *before* reading the parameters: an update landing between the reads and the wait then
+    ends the wait at once (no lost wake-up). ``notify()`` also wakes a waiter for shutdown; it
+    may be called from a signal handler (the lock is re-entrant).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.RLock())
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def notify(self) -> None:
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> bool:
+        """True once ``count`` differs from ``seen``; False after ``timeout`` s without."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count != seen, max(timeout, 0.0))
+
+
+@runtime_checkable
+class WatchedParamStore(ParamStore, Protocol):
+    """A :class:`ParamStore` that is told when parameters change.
+
+    ``watch(names)`` subscribes those names: from then on each update of one of them notifies
+    ``updates``. A notification only means "read again": ``get`` returns the store's current
+    value (a push may arrive late, after a newer value was written).
+    """
+
+    updates: ParamUpdates
+
+    def watch(self, names: Sequence[str]) -> None: ...
+
+
+class WatchedDictParamStore(DictParamStore):
+    """A :class:`DictParamStore` whose every write notifies ``updates`` (tests, simulations).
+
+    ``silent = True`` makes writes silent: a push that never arrives, as after a master restart.
+    """
+
+    def __init__(self, values: Optional[Dict[str, Any]] = None):
+        super().__init__(values)
+        self.updates = ParamUpdates()
+        self.watched: List[str] = []
+        self.silent = False
+
+    def watch(self, names: Sequence[str]) -> None:
+        self.watched.extend(n for n in names if n not in self.watched)
+
+    def set(self, name: str, value: Any) -> None:
+        super().set(name, value)
+        if name in self.watched and not self.silent:
+            self.updates.notify()
+
+
+class ParamWaiter:
+    """How one side of the protocol waits for its parameters to change.
+
+    On a :class:`WatchedParamStore`, ``idle()`` returns as soon as a watched parameter is
+    updated, and after ``period`` s (or at ``until``) without one: the safety-net poll, for a
+    push that is lost or late. On a plain :class:`ParamStore` it is a poll: ``sleep(period)``.
+    Use: ``seen = waiter.mark()``, read the parameters, ``waiter.idle(seen)``.
+    """
+
+    def __init__(self, store: ParamStore, period: float, *, sleep: Callable[[float], Any] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        if period <= 0:
+            raise ValueError(f"period must be > 0 s, got {period}")
+        self.store, self.period, self.sleep, self.clock = store, float(period), sleep, clock
+        self.updates: Optional[ParamUpdates] = store.updates if isinstance(store, WatchedParamStore) else None
+
+    @property
+    def event_driven(self) -> bool:
+        return self.updates is not None
+
+    def watch(self, names: Sequence[str]) -> None:
+        """Subscribe ``names`` (nothing to do on a plain store)."""
+        if isinstance(self.store, WatchedParamStore):
+            self.store.watch(names)
+
+    def mark(self) -> int:
+        """The update count to pass to ``idle()``: take it before reading the parameters."""
+        return self.updates.count if self.updates is not None else 0
+
+    def idle(self, seen: int, until: Optional[float] = None) -> None:
+        """Until an update after ``seen``, ``period`` s, or the clock's ``until``, whichever first."""
+        if self.updates is None:
+            self.sleep(self.period)
+            return
+        timeout = self.period if until is None else min(self.period, until - self.clock())
+        if timeout > 0:
+            self.updates.wait(seen, timeout)
+
+    def wake(self) -> None:
+        """End the current ``idle()`` now (shutdown)."""
+        if self.updates is not None:
+            self.updates.notify()
+
+
 class WaitTimeout(TimeoutError):
     """:func:`wait_for` gave up; the message says what it waited for."""
 
@@ -223,6 +338,11 @@ class ParameterProtocol:
     ``grab_and_detect()`` returns a :class:`Snapshot` (or a plain list of detections) sorted in
     the arm's order, and raises a :class:`CubeDetectError` (CameraError, ImageError) when no
     image could be had. ``publish(snapshot)`` is called once per cycle that got an image.
+
+    Waits end when ``/takeImage`` or the handshake (``/RobotReady``, or any of its candidates) is
+    updated, on a :class:`WatchedParamStore` (all are watched when ``run()`` starts), and every
+    ``1/rate`` s in any case: the safety-net poll there, the only way to notice a change on a
+    plain store. ``wake()`` ends a wait now.
     """
 
     def __init__(
@@ -254,6 +374,8 @@ class ParameterProtocol:
         self.camera_retries, self.retry_delay = int(camera_retries), float(retry_delay)
         self.wait_log_period = float(wait_log_period)
         self.sleep, self.clock, self.is_shutdown = sleep, clock, is_shutdown
+        self.waiter = ParamWaiter(store, self.period, sleep=sleep, clock=clock)
+        self._watching = False
         self.log = log or logging.getLogger("cube_detect.protocol")
         self.on_state = on_state
         self.state = ""
@@ -287,6 +409,10 @@ class ParameterProtocol:
                 return True
             self.sleep(min(self.period, left))
 
+    def wake(self) -> None:
+        """End the current wait for a parameter now (a shutdown request: call after setting it)."""
+        self.waiter.wake()
+
     def _set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
@@ -297,12 +423,13 @@ class ParameterProtocol:
 
     # -- the cycle ----------------------------------------------------------------------------
     def wait_for_take_image(self) -> bool:
-        """Poll until ``takeImage`` is true (True) or shutdown (False)."""
+        """Wait until ``takeImage`` is true (True) or shutdown (False)."""
         self._set_state(WAITING_TAKE_IMAGE)
         while not self.is_shutdown():
+            seen = self.waiter.mark()
             if self.read_flag(self.names.take_image):
                 return True
-            self.sleep(self.period)
+            self.waiter.idle(seen)
         return False
 
     def grab(self) -> Tuple[Optional[Snapshot], str]:
@@ -401,7 +528,7 @@ class ParameterProtocol:
         return result
 
     def wait_for_robot_ready(self, index: int, count: int, class_id: int) -> str:
-        """Poll until ``RobotReady`` is true: DONE, PREEMPTED, ROBOT_TIMEOUT or SHUTDOWN.
+        """Wait until ``RobotReady`` is true: DONE, PREEMPTED, ROBOT_TIMEOUT or SHUTDOWN.
 
         After ``wait_log_period`` s one warning names the parameter and the handshake's contract
         (a controller that acknowledged on ``/label`` alone had its true overwritten); then an
@@ -413,10 +540,12 @@ class ParameterProtocol:
         self._set_state(f"{WAITING_ROBOT_READY} {index + 1}/{count}")
         start = self.clock()
         next_log = start + self.wait_log_period
+        give_up = start + self.robot_ready_timeout if self.robot_ready_timeout > 0 else math.inf
         warned = False
         while True:
             if self.is_shutdown():
                 return SHUTDOWN
+            seen = self.waiter.mark()
             acked = next((name for name in handshake if self.read_flag(name)), None)
             if acked is not None:
                 if len(handshake) > 1 and acked != self.acknowledged_on:
@@ -450,7 +579,7 @@ class ParameterProtocol:
                     self.log.info("cycle %d: waiting for %s true (cube %d/%d, label %d) for %.0f s",
                                   self.cycle, ready_text, index + 1, count, class_id, waited)
                 next_log += self.wait_log_period
-            self.sleep(self.period)
+            self.waiter.idle(seen, until=min(next_log, give_up))
 
     def run(self, max_cycles: Optional[int] = None) -> int:
         """Serve cycles until shutdown (or ``max_cycles``); returns the number of cycles run.
@@ -462,6 +591,9 @@ class ParameterProtocol:
         last_error = ""
         while not self.is_shutdown() and (max_cycles is None or done < max_cycles):
             try:
+                if not self._watching:  # subscribe the flags (a watched store), once
+                    self.waiter.watch([self.names.take_image, *self.names.handshake_candidates])
+                    self._watching = True
                 if not self.wait_for_take_image():
                     break
                 self.last_result = self.run_cycle()
