@@ -6,7 +6,8 @@ with a labelImg XML pre-annotated by the model (see cube_detect.capture). Trigge
 - ``~capture``: service std_srvs/Trigger, answers success and the saved image's path in ``message``;
 - ``~trigger_param``: a parameter name: when it reads true (bool, 1, "true", ...) one image is
   captured, and the parameter is set back to false once it is saved. A capture that fails
-  leaves it true (retried every second, until it works or someone sets it false);
+  leaves it true (retried every second, until it works or someone sets it false). The parameter
+  is subscribed: read when the master pushes a change, and every ``TRIGGER_SAFETY_NET_S`` s too;
 - ``~interval``: seconds between automatic captures;
 - the preview window, when ``~preview`` and $DISPLAY is set: SPACE or s saves the frame shown,
   q quits.
@@ -41,12 +42,13 @@ from cube_detect.dataset import DatasetWriter
 from cube_detect.errors import CubeDetectError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import Detector, load_detector
-from cube_detect.protocol import CameraError, parse_bool
+from cube_detect.protocol import CameraError, ParamWaiter, parse_bool
 from cube_detect.ros.camera import make_camera
 from cube_detect.ros.master import MasterWatch, exit_replaced, restart_in_place
+from cube_detect.ros.params import RosParamStore
 from cube_detect.ros.settings import CaptureSettings, optional, read_settings, resolve_user_path
 
-PARAM_POLL_S = 0.1  # how often ~trigger_param is read
+TRIGGER_SAFETY_NET_S = 1.0  # ~trigger_param is read on every pushed change, and this often anyway
 TRIGGER_RETRY_S = 1.0  # a failed parameter-triggered capture is tried again after this
 PREVIEW_PERIOD_S = 0.2  # preview refresh (one /get_image call each)
 WINDOW = "cube_detect capture (SPACE/s: save, q: quit)"
@@ -132,9 +134,12 @@ class CaptureNode:
         self.trigger_param = optional(settings.trigger_param)
         self.param_warned = False
         self.trigger_retry_at = 0.0  # time.monotonic() before which a failed trigger is not retried
+        self.params = RosParamStore()
+        self.trigger_waiter = ParamWaiter(self.params, TRIGGER_SAFETY_NET_S)
         self.timers: List[Any] = []
         if self.trigger_param:
-            self.timers.append(rospy.Timer(rospy.Duration(PARAM_POLL_S), self.poll_trigger_param))
+            rospy.on_shutdown(self.trigger_waiter.wake)
+            threading.Thread(target=self.trigger_loop, name="trigger_param", daemon=True).start()
         if settings.interval > 0:
             self.timers.append(rospy.Timer(rospy.Duration(settings.interval), lambda _event: self.capture("timer")))
         self.service = rospy.Service("~capture", Trigger, self.handle_capture)
@@ -199,16 +204,31 @@ class CaptureNode:
         result = self.capture("service")
         return TriggerResponse(success=result.ok, message=result.message)
 
-    def poll_trigger_param(self, _event: Any) -> None:
+    def trigger_loop(self) -> None:
+        """Capture whenever ~trigger_param turns true: woken by the master's pushes, safety-net reads."""
+        watching = False
+        while not rospy.is_shutdown():
+            seen = self.trigger_waiter.mark()
+            try:
+                if not watching:
+                    self.trigger_waiter.watch([self.trigger_param])
+                    watching = True
+                self.check_trigger_param()
+            except (rospy.ROSException, OSError):
+                pass  # master unreachable (or going away at shutdown): the next read tries again
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the trigger for good
+                rospy.logerr("capture: parameter trigger: %s: %s", type(exc).__name__, exc)
+            retry = self.trigger_retry_at if self.trigger_retry_at > time.monotonic() else None
+            self.trigger_waiter.idle(seen, until=retry)  # after a failed capture: retried on time
+
+    def check_trigger_param(self) -> None:
         try:
-            wanted = parse_bool(rospy.get_param(self.trigger_param, None), self.trigger_param)
+            wanted = parse_bool(self.params.get(self.trigger_param, None), self.trigger_param)
         except ValueError as exc:
             if not self.param_warned:  # once, not ten times a second
                 rospy.logwarn("capture: %s", exc)
                 self.param_warned = True
             return
-        except (rospy.ROSException, OSError):
-            return  # master going away at shutdown
         self.param_warned = False
         if not wanted:
             self.trigger_retry_at = 0.0
@@ -219,7 +239,7 @@ class CaptureNode:
         if result.ok:
             # Reset once saved, and only then: a script sets it true and waits for false (the
             # image is on disk); while it stays true, ~last_error says why nothing was saved.
-            rospy.set_param(self.trigger_param, False)
+            self.params.set(self.trigger_param, False)
         elif not self.closed:
             self.trigger_retry_at = time.monotonic() + TRIGGER_RETRY_S
 

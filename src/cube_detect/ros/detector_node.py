@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import rospy
 from cv_bridge import CvBridge
@@ -79,6 +79,8 @@ class DetectorNode:
         self.camera = make_camera(settings.image_service, optional(settings.image_topic), settings.image_max_age,
                                   settings.camera_timeout, is_shutdown=is_shutdown)
         self.names = settings.protocol_names(rospy.resolve_name)  # remappings applied
+        # The protocol subscribes /takeImage and the handshake through this store: it wakes when
+        # the master pushes a change, and polls at `rate` as the safety net (README).
         self.protocol = ParameterProtocol(
             RosParamStore(), self.grab_and_detect, self.publish, names=self.names,
             rate=settings.rate,
@@ -98,6 +100,7 @@ class DetectorNode:
         self.ready_pub = rospy.Publisher("~ready", Bool, queue_size=1, latch=True)
         self.state_pub = rospy.Publisher("~state", String, queue_size=10, latch=True)
         self.service = rospy.Service("~detect", DetectCubes, self.handle_detect)
+        rospy.on_shutdown(self.protocol.wake)  # a wait may be a whole safety-net period long
 
     # ------------------------------------------------------------------ camera + model
     def grab_and_detect(self) -> Snapshot:
@@ -185,12 +188,20 @@ class DetectorNode:
 def main() -> None:
     # rospy's own SIGINT handler runs the shutdown hooks inside the handler, on the main thread
     # wherever the signal interrupted it: inside a publish (a log line to /rosout, ~state), the
-    # hooks wait forever for the lock that publish holds. Here the handler only raises a flag,
-    # the protocol loop sees it within one polling period, and rospy shuts down from plain code.
+    # hooks wait forever for the lock that publish holds. Here the handler only raises a flag and
+    # wakes the protocol's wait (a re-entrant lock of its own), the protocol loop sees the flag,
+    # and rospy shuts down from plain code.
     stop = threading.Event()
+    wake: List[Callable[[], None]] = []
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+        for function in wake:
+            function()
+
     rospy.init_node("detector", disable_signals=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
+        signal.signal(signum, on_signal)
 
     def is_shutdown() -> bool:
         return stop.is_set() or rospy.is_shutdown()
@@ -202,5 +213,6 @@ def main() -> None:
         # One line naming the file or parameter, and no ~ready: launch files see the node die.
         rospy.logfatal("detector: %s", exc)
         sys.exit(2)
+    wake.append(node.protocol.wake)
     node.run(watch)
     rospy.signal_shutdown("signal" if stop.is_set() else "shutdown")

@@ -163,7 +163,8 @@ class DetectorSettings(ProtocolParams):
     image_service: str = setting("/get_image", "camera service (poppy_controllers/GetImage)")
     image_topic: str = setting(NONE, IMAGE_TOPIC_DOC)
     image_max_age: float = setting(0.5, IMAGE_MAX_AGE_DOC)
-    rate: float = setting(20.0, "parameter polling rate, Hz")
+    rate: float = setting(20.0, "safety-net polling rate, Hz: /takeImage and /RobotReady are read when the "
+                                "master pushes a change, and this often anyway")
     robot_ready_timeout: float = setting(0.0, "s to wait for RobotReady true before abandoning a cycle; "
                                               "0 = forever")
     camera_timeout: float = setting(CAMERA_TIMEOUT_S, "s per camera call")
