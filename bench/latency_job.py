@@ -1,8 +1,9 @@
 """The latency part of `make bench`, in its own process (TensorFlow stays out of the ROS part).
 
-python bench/latency_job.py MODEL.tflite [--iterations N]  -> one JSON object on stdout:
+python bench/latency_job.py MODEL.tflite [--iterations N] [--peers]  -> one JSON object on stdout:
   latency_ms.{int8_cpu, float_tflite, float_tf} (bench/latency.py; the float ones need the
-  float network MODEL.keras beside the model, else they are null with a note), and a cross-check:
+  float network MODEL.keras beside the model, else they are null with a note); with --peers
+  the peer detectors of bench/peers.py on the same frames (built once, then cached); a cross-check:
   the same int8 model through TensorFlow's own tf.lite.Interpreter (same labels? how fast? the
   runtime, not the model, decides how fast int8 runs on a given CPU: tflite-runtime 2.14 took
   ~10 ms per frame here where LiteRT takes ~0.6 ms).
@@ -54,6 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--peers", action="store_true", help="also time the peer detectors (bench/peers.py)")
     args = parser.parse_args()
     keras = args.model.with_suffix(".keras")
     notes = []
@@ -68,6 +70,10 @@ def main() -> int:
         results["int8_tf_interpreter"] = int8_on_tf_interpreter(args.model, args.iterations)
     except Exception as exc:  # noqa: BLE001 - a diagnostic: never fails the benchmark
         notes.append(f"int8 on tf.lite.Interpreter: {type(exc).__name__}: {exc}")
+    if args.peers:
+        from bench import peers
+
+        results.update(peers.measure(latency.frames(), args.iterations, latency.time_loop, latency.percentiles))
     results["notes"] = notes
     print(json.dumps(results))
     return 0

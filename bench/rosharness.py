@@ -178,6 +178,30 @@ class RosGraph:
         self.processes.clear()
 
 
+def master_push_latency(count: int = 50, name: str = "/bench/push_probe") -> dict:
+    """Percentiles (ms) from a ``setParam`` to the master's ``paramUpdate`` reaching a subscriber.
+
+    This node subscribes ``name`` as the detector subscribes ``/takeImage`` (RosParamStore.watch)
+    and another caller id writes it (the master pushes to every subscriber but the writer), each
+    write at a random moment: rosmaster's notification threads look for work every 0.1 s.
+    """
+    store = RosParamStore()
+    rospy.set_param(name, -1)
+    store.watch([name])
+    writer = rosgraph.Master("/bench_push_writer")
+    pauses = np.random.default_rng(3)
+    samples = []
+    for value in range(count):
+        time.sleep(float(pauses.uniform(0.0, 0.1)))
+        seen = store.updates.count
+        started = time.monotonic()
+        writer.setParam(name, value)
+        if store.updates.wait(seen, 2.0):
+            samples.append((time.monotonic() - started) * 1e3)
+    rospy.delete_param(name)
+    return percentiles(samples)
+
+
 def node_pid(node_name: str) -> int:
     """The pid of a running node, from its own XML-RPC API."""
     uri = rosgraph.Master("/bench").lookupNode(node_name)
@@ -197,8 +221,8 @@ class Cycle:
     faces: List[str] = field(default_factory=list)  # labels in the ~faces message
     handed: List[int] = field(default_factory=list)  # /label values handed over, in order
     cycle_ms: Optional[float] = None  # takeImage set -> ~faces arrival
-    seen_ms: Optional[float] = None  # takeImage set -> ~state "detecting" (the detector's polling)
-    camera_ms: Optional[float] = None  # takeImage set -> image stamp (polling + camera call)
+    seen_ms: Optional[float] = None  # takeImage set -> ~state "detecting" (the master's push or the poll)
+    camera_ms: Optional[float] = None  # takeImage set -> image stamp (noticing + camera call)
     inference_ms: Optional[float] = None  # the node's own figure (pre + model + post)
     protocol_ms: Optional[float] = None  # takeImage set -> detector idle again, every cube moved
     started: float = 0.0  # time.monotonic() of takeImage
@@ -300,7 +324,8 @@ class BenchController:
         ``stop_before_cube=i``: return as soon as the detector waits for cube i (1-based)
         without answering it (status "abandoned"; the caller plays a controller restart).
         ``pause``: s to wait, once the detector is idle, before setting takeImage (a random pause
-        puts the request at a random phase of the detector's polling, as a real arm's would be).
+        puts the request at a random phase of the detector's safety-net poll and of the master's
+        notification threads, as a real arm's would be).
         """
         if from_idle and not self.wait_idle(timeout):
             return Cycle("timeout", note="detector not idle before the cycle")

@@ -12,6 +12,8 @@ detector died or stopped serving after a drill (wrong labels are counted, not fa
 The ROS part runs on its own roscore (a free port), with detect.launch as shipped, the
 simulated camera (scripts/sim_camera) and a bench controller that plays the arm as fast as the
 detector lets it (bench/rosharness.py); every process started is stopped at the end.
+`bench` also times the peer detectors of bench/peers.py (built once into bench/peer_models/,
+gitignored; `--no-peers` skips them) on the same frames as our model, in the same process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 import rospy
 
 from cube_detect.protocol import ProtocolNames
+from cube_detect.ros.settings import DetectorSettings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -46,6 +49,7 @@ from bench.rosharness import (  # noqa: E402
     RosGraph,
     first_line_matching,
     log,
+    master_push_latency,
     median,
     node_pid,
     percentiles,
@@ -119,8 +123,8 @@ def run_cycles(ctrl: BenchController, count: int, pid: Optional[int], desc: str,
     Bounded: stops early when the detector process is gone or 5 cycles in a row hung.
 
     Before each request the arm pauses a random 0-100 ms (seeded): a request at a random phase
-    of the detector's 20 Hz polling, not always just after its last poll (which would time the
-    worst case, a whole polling period, every cycle).
+    of the detector's 20 Hz safety-net poll and of the master's notification threads (which look
+    for work every 0.1 s), not always just after one of them.
     """
     cycles: List[Cycle] = []
     from_idle = True
@@ -141,8 +145,10 @@ def run_cycles(ctrl: BenchController, count: int, pid: Optional[int], desc: str,
 
 
 # ----------------------------------------------------------------------------- make bench
-def measure_latency(model: Path, iterations: int) -> dict:
+def measure_latency(model: Path, iterations: int, peers: bool = False) -> dict:
+    """bench/latency_job.py's figures; ``peers``: with the peer detectors (bench/peers.py)."""
     args = [sys.executable, str(HERE / "latency_job.py"), str(model), "--iterations", str(iterations)]
+    args += ["--peers"] if peers else []
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -182,8 +188,12 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         out["cycle_breakdown_ms"] = {"seen": percentiles([c.seen_ms for c in done]),
                                      "camera": percentiles([c.camera_ms for c in done]),
                                      "inference": percentiles([c.inference_ms for c in done])}
+        out["detector_rate_hz"] = DetectorSettings().rate  # detect.launch's default: the safety-net poll
         out["cubes_per_cycle"] = round(sum(len(c.faces) for c in done) / max(len(done), 1), 2)
         out["cycles"] = {k: summary[k] for k in ("cycles", "completed", "correct", "wrong", "camera_errors")}
+        out["master_push_ms"] = master_push_latency()
+        log(f"the master's push (setParam -> paramUpdate): p50 {out['master_push_ms'].get('p50')} ms, "
+            f"p95 {out['master_push_ms'].get('p95')} ms")
         hwm = proc_status_kb(pid, "VmHWM")
         out["node_peak_rss_mb"] = round(hwm / 1024, 1) if hwm else None
         out["node_rss_mb_end"] = round(rss[-1] / 1024, 1) if rss and rss[-1] else None
@@ -255,15 +265,19 @@ def cmd_bench(args) -> int:
     results["model_bytes"] = model.stat().st_size
     log(f"model {results['model']}: {results['model_bytes']:,} bytes; load average {os.getloadavg()[0]:.2f}")
 
-    log(f"latency: int8 TFLite vs float TFLite vs float TF, 1 thread, {args.iterations} frames each")
-    lat = measure_latency(model, args.iterations)
+    log(f"latency: int8 TFLite vs float TFLite vs float TF, 1 thread, {args.iterations} frames each"
+        + ("" if args.no_peers else f"; peers {', '.join(report.PEERS)} (built once into bench/peer_models/)"))
+    lat = measure_latency(model, args.iterations, peers=not args.no_peers)
     notes = lat.pop("notes", [])
     results["latency_ms"] = lat
     int8, ftf, ftfl = (report.get(lat, k) for k in ("int8_cpu.p50", "float_tf.p50", "float_tflite.p50"))
     results["speedup_int8_vs_float_tf"] = round(ftf / int8, 3) if int8 and ftf else None
     results["speedup_int8_vs_float_tflite"] = round(ftfl / int8, 3) if int8 and ftfl else None
+    results["peer_speedup"] = {peer: round(report.get(lat, f"{peer}.p50") / int8, 2)
+                               for peer in report.PEERS if int8 and report.get(lat, f"{peer}.p50")}
     log(f"latency p50: int8 {int8} ms, float TFLite {ftfl} ms, float TF {ftf} ms "
-        f"(int8 on tf.lite.Interpreter {report.get(lat, 'int8_tf_interpreter.p50')} ms)")
+        f"(int8 on tf.lite.Interpreter {report.get(lat, 'int8_tf_interpreter.p50')} ms); "
+        + ", ".join(f"{peer} {report.get(lat, f'{peer}.p50')} ms" for peer in report.PEERS))
 
     with tempfile.TemporaryDirectory(prefix="cube_detect_bench_") as tmp:
         log(f"ROS: roscore on a free port, sim_camera, detect.launch x{args.ready_runs}, {args.cycles} cycles "
@@ -523,6 +537,7 @@ def main(argv=None) -> int:
     b.add_argument("--iterations", type=int, default=300, help="frames per latency figure (default 300)")
     b.add_argument("--ready-runs", type=int, default=3, help="detect.launch starts timed (median; default 3)")
     b.add_argument("--train", action="store_true", help="also train from scratch (9 min) for minutes to mAP50 0.95")
+    b.add_argument("--no-peers", action="store_true", help="skip the peer detectors (bench/peers.py)")
     b.add_argument("--model", default=str(MODEL))
     b.add_argument("--out", type=Path, default=HERE / "results.json")
     b.add_argument("--no-readme", action="store_true", help="do not rewrite the README section")

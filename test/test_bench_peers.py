@@ -1,0 +1,43 @@
+"""bench/peers.py and bench/report.py without building a peer (that is `make bench`'s job)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ as a namespace package
+
+from bench import peers, report  # noqa: E402
+
+
+def test_ssd_anchors_are_the_od_api_layout():
+    anchors = peers.ssd_anchors()
+    assert anchors.shape == (19 * 19 * 3 + (100 + 25 + 9 + 4 + 1) * 6, 4) == (1917, 4)
+    assert np.allclose(anchors[0], [0.5 / 19, 0.5 / 19, 0.1, 0.1])  # first cell, first box
+    assert np.allclose(anchors[-1, :2], [0.5, 0.5])  # the 1x1 layer
+
+
+def test_rpn_anchors_cover_the_640_grid():
+    anchors = peers.rpn_anchors()
+    assert anchors.shape == (40 * 40 * 12, 4)
+    assert anchors[:, 0].max() == 632.0 and np.isclose(anchors[:, 2].max(), 512 / 0.5 ** 0.5)
+
+
+def test_peer_rows_and_goals():
+    results = {
+        "latency_ms": {"int8_cpu": {"p50": 1.0, "p95": 2.0, "n": 300},
+                       peers.SSD: {"p50": 5.0, "p95": 6.0, "n": 300, "description": peers.DESCRIPTIONS[peers.SSD]},
+                       peers.FRCNN: {"p50": 500.0, "p95": 600.0, "n": 20,
+                                     "description": peers.DESCRIPTIONS[peers.FRCNN]}},
+        "peer_speedup": {peers.SSD: 5.0, peers.FRCNN: 500.0},
+        "speedup_int8_vs_float_tf": 3.0, "cycle_ms": {"p50": 30.0, "p95": 39.0, "n": 200},
+    }
+    assert report.PEERS == peers.PEERS
+    results["goals"] = report.goals(results)
+    assert [g["key"] for g in results["goals"]] == ["latency_ms.int8_cpu.p50", "cycle_ms.p95", "ready_s",
+                                                    "model_bytes"]
+    table = report.bench_table(results)
+    assert f"| peer `{peers.SSD}`: SSD MobileNet V2 300×300" in table and "ours is 5.0× faster" in table
+    assert "**lower bound**" in table and f"| speed-up vs `{peers.FRCNN}` (peer median / ours) (a lower" in table
+    assert "| int8 speed-up vs the same network in float TF (medians) | 3.00× | — | |" in table
+    assert "| cycle p95 (takeImage → labels) | 39.0 ms | ≤ 40 ms | pass |" in table
