@@ -122,8 +122,8 @@ def bench_table(r: dict) -> str:
     for peer in PEERS:
         ratio = get(r, f"peer_speedup.{peer}")
         if ratio is not None:
-            bound = " (a lower bound: the peer's figure is)" if peer == PEERS[1] else ""
-            lines.append(f"| speed-up vs `{peer}` (peer median / ours){bound} | {ratio:,.1f}× | — | |")
+            bound = "; at least: the peer's figure is a lower bound" if peer == PEERS[1] else ""
+            lines.append(f"| speed-up vs `{peer}` (peer median / ours{bound}) | {ratio:,.1f}× | — | |")
     for key, name in (("speedup_int8_vs_float_tf", "float TF"), ("speedup_int8_vs_float_tflite", "float TFLite")):
         if r.get(key) is not None:
             lines.append(f"| int8 speed-up vs the same network in {name} (medians) | {r[key]:.2f}× | — | |")
