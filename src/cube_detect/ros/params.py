@@ -1,9 +1,9 @@
 """The protocol's parameter store on the ROS parameter server, told of changes by the master.
 
-``watch(names)`` subscribes those parameters as ``rospy.get_param_cached`` does on its first
-access (the master's ``subscribeParam``, then the value put in rospy's parameter cache): from
-then on the master calls this node's ``paramUpdate`` for every change, which updates rospy's
-cache, whose notifier (``ParamServerCache.set_notifier``, hooked once per process) notifies
+``watch(names)`` subscribes those parameters with ``rospy.get_param_cached`` (its first access
+calls the master's ``subscribeParam`` and puts the value in rospy's parameter cache): from then
+on the master calls this node's ``paramUpdate`` for every change, which updates rospy's cache,
+whose notifier (``ParamServerCache.set_notifier``, hooked once per process) notifies
 ``updates``. A protocol waiting on ``updates`` wakes when the master pushes the change, not at
 its next poll.
 
@@ -13,26 +13,21 @@ every 0.1 s (rosmaster/threadpool.py), so a push arrives 0-100 ms after the writ
 node may have written a newer value in between (rospy's ``set_param`` updates the cache when
 the call returns; a late push of the controller's older value would then overwrite it).
 
-A restarted master knows no subscriptions: at most every ``SUBSCRIPTION_CHECK_S`` s, on a read
-of a watched name, the master's pid is compared with the one subscribed to; a new master gets
-the subscriptions again (one log line). Until then the safety-net poll (``rate``) is what sees
-changes.
+A restarted master knows no subscriptions: the nodes notice it (``cube_detect.ros.master``,
+within a second) and restart in place, which subscribes again; until then the safety-net poll
+(``rate``) is what sees changes.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import weakref
-from typing import Any, Optional, Sequence, Set
+from typing import Any, Sequence, Set
 
 import rospy
 from rospy.impl.paramserver import get_param_server_cache
 
 from cube_detect.protocol import ParamUpdates
-
-#: Seconds between checks that the master is still the one the subscriptions were made with.
-SUBSCRIPTION_CHECK_S = 1.0
 
 _stores: weakref.WeakSet[RosParamStore] = weakref.WeakSet()
 _hook_lock = threading.Lock()
@@ -80,14 +75,11 @@ class RosParamStore:
     def __init__(self) -> None:
         self.updates = ParamUpdates()
         self.watched: Set[str] = set()  # resolved names
-        self.master_pid: Optional[int] = None
-        self._next_check = 0.0
 
     def get(self, name: str, default: Any = None) -> Any:
         resolved = rospy.resolve_name(name)
         if resolved not in self.watched:
             return rospy.get_param(name, default)
-        self._check_master()
         # Not rospy.get_param: it would answer from the cache, which a late push may have made stale.
         code, _msg, value = rospy.get_master().target.getParam(rospy.get_caller_id(), resolved)
         return value if code == 1 else default
@@ -103,35 +95,8 @@ class RosParamStore:
         """Subscribe ``names``: every change the master pushes notifies ``updates``."""
         _hook_cache()
         _stores.add(self)
-        self.watched.update(rospy.resolve_name(name) for name in names)
-        self._subscribe()
-
-    def _subscribe(self) -> None:
-        master = rospy.get_master().target
-        pid = self._master_pid()  # before: a master that restarts meanwhile is subscribed again at the next check
-        for resolved in sorted(self.watched):
-            code, msg, value = master.subscribeParam(rospy.get_caller_id(), rospy.core.get_node_uri(), resolved)
-            if code != 1:
-                raise rospy.ROSException(f"cannot subscribe to parameter {resolved}: {msg}")
-            # What get_param_cached does: a cached name is a subscribed one (rospy answers the
-            # master's paramUpdate for names in its cache only); {} = not set yet.
-            get_param_server_cache().set(resolved, value)
-        self.master_pid = pid
-        self._next_check = time.monotonic() + SUBSCRIPTION_CHECK_S
-
-    @staticmethod
-    def _master_pid() -> int:
-        code, msg, pid = rospy.get_master().target.getPid(rospy.get_caller_id())
-        if code != 1:
-            raise rospy.ROSException(f"master getPid: {msg}")
-        return int(pid)
-
-    def _check_master(self) -> None:
-        if time.monotonic() < self._next_check:
-            return
-        pid = self._master_pid()
-        self._next_check = time.monotonic() + SUBSCRIPTION_CHECK_S
-        if pid != self.master_pid:
-            rospy.logwarn("parameters: the master restarted (pid %s, now %s): subscribing to %s again",
-                          self.master_pid, pid, ", ".join(sorted(self.watched)))
-            self._subscribe()
+        for name in names:
+            # Its first access subscribes (the master's subscribeParam) and caches the value: rospy
+            # answers the master's paramUpdate for the names in its cache.
+            rospy.get_param_cached(name, None)
+            self.watched.add(rospy.resolve_name(name))
