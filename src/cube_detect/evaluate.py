@@ -22,7 +22,7 @@ from tqdm import tqdm
 from cube_detect.dataset import load_split
 from cube_detect.errors import CubeDetectError
 from cube_detect.images import read_image
-from cube_detect.inference import DEFAULT_MODEL, load_detector
+from cube_detect.inference import DEFAULT_MODEL, Detector, load_detector
 from cube_detect.labels import atomic_write_text
 from cube_detect.metrics import pr_curves, summarize
 from cube_detect.synth import FAMILIES, render_indexed
@@ -109,14 +109,12 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
 ROBUSTNESS_SEED = 424_242
 
 
-def robustness(model: Optional[Path] = None, count: int = 100, threshold: Optional[float] = None,
-               families: Sequence[str] = FAMILIES, seed: int = ROBUSTNESS_SEED,
-               sheet: Optional[Path] = None, per_row: int = 4) -> Dict[str, dict]:
+def robustness(detector: Detector, count: int = 100, families: Sequence[str] = FAMILIES,
+               seed: int = ROBUSTNESS_SEED, sheet: Optional[Path] = None, per_row: int = 4) -> Dict[str, dict]:
     """The regression table: per scene family, ``count`` fixed synthetic test scenes through the
     robot's own inference (original-size images, letterbox, LiteRT, decode); mAP@0.5 and exact
-    sorted sequences at the model's default threshold (or ``threshold``). ``sheet``: a picture
-    of the first ``per_row`` scenes of each family with the detections the arm would get."""
-    detector = load_detector(model, backend="cpu", threshold=threshold, max_detections=10)
+    sorted sequences at the detector's threshold. ``sheet``: a picture of the first ``per_row``
+    scenes of each family with the detections the arm would get."""
     ids = {v: k for k, v in detector.spec.labels.items()}
     table: Dict[str, dict] = {}
     rows = []
@@ -178,8 +176,10 @@ def run_robustness(args: argparse.Namespace) -> int:
         raise CubeDetectError(f"--families: unknown family {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     if args.count < 1:
         raise CubeDetectError(f"--count must be at least 1, got {args.count}")
-    threshold = args.threshold if args.threshold is not None else load_detector(args.model, backend="cpu").threshold
-    table = robustness(args.model, args.count, threshold, families, sheet=args.sheet)
+    # The model's calibrated threshold unless --threshold; up to 10 faces, so mAP sees every candidate.
+    detector = load_detector(args.model, backend="cpu", threshold=args.threshold, max_detections=10)
+    threshold = detector.threshold
+    table = robustness(detector, args.count, families, sheet=args.sheet)
     print(format_robustness(table, threshold))
     if args.json:
         atomic_write_text(args.json, json.dumps({"model": str(args.model), "threshold": threshold,

@@ -69,8 +69,8 @@ class Detection:
 
 
 # ----------------------------------------------------------------------------- pre-processing
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """HxW or HxWx{1,3,4} uint8 (BGR/BGRA) -> HxW uint8 gray."""
+def _checked_image(image: np.ndarray) -> np.ndarray:
+    """A non-empty uint8 HxW, HxWx3 (BGR) or HxWx4 (BGRA) image; HxWx1 becomes HxW."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise ImageError(f"expected a uint8 numpy image, got {type(image).__name__} "
                          f"{getattr(image, 'dtype', '')}")
@@ -78,26 +78,25 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         raise ImageError("empty image (0 pixels)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim == 2:
-        gray = image
-    elif image.ndim == 3 and image.shape[2] == 3:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-    else:
+    if image.ndim != 2 and not (image.ndim == 3 and image.shape[2] in (3, 4)):
         raise ImageError(f"unsupported image shape {image.shape}")
-    return gray
+    return image
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """HxW or HxWx{1,3,4} uint8 (BGR/BGRA) -> HxW uint8 gray."""
+    image = _checked_image(image)
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
     """HxW or HxWx{1,3,4} uint8 -> HxWx3 uint8 BGR (a gray camera gives three equal channels)."""
-    gray_or_bgr = to_gray(image) if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1) else image
-    if gray_or_bgr.ndim == 2:
-        return cv2.cvtColor(gray_or_bgr, cv2.COLOR_GRAY2BGR)
-    if gray_or_bgr.shape[2] == 4:
-        return cv2.cvtColor(gray_or_bgr, cv2.COLOR_BGRA2BGR)
-    to_gray(image)  # the same checks (dtype, size, shape) as the gray path
-    return gray_or_bgr
+    image = _checked_image(image)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image if image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
 
 
 def letterbox(image: np.ndarray, width: int, height: int, pad_value: int = 0) -> Tuple[np.ndarray, float]:
