@@ -3,7 +3,10 @@
 ``CameraClient``: the robot's camera service, poppy_controllers/GetImage (ours,
 srv/GetImage.srv, has the same md5sum). rospy's service calls have no timeout, so each call
 runs in a daemon thread and the caller stops waiting after ``timeout`` s: a camera that hangs
-costs one cycle, not the node.
+costs one cycle, not the node. The connection is persistent (no master lookup and no TCP
+connect per image: ``make bench`` measures what that saves); a call that fails on a kept
+connection (a restarted camera) is retried once on a new one, a camera that answers with an
+error is not called again, and a hung connection is dropped.
 
 ``TopicCamera``: cells whose camera publishes sensor_msgs/Image on a topic (usb_cam's
 ``/usb_cam/image_raw``): the newest frame, if it arrived less than ``max_age`` s ago; else it
@@ -36,17 +39,59 @@ class CameraClient:
     """``fetch()`` the camera's sensor_msgs/Image, or CameraError saying why not."""
 
     def __init__(self, service: str = "/get_image", timeout: float = CAMERA_TIMEOUT_S,
-                 is_shutdown: Callable[[], bool] = rospy.is_shutdown):
+                 is_shutdown: Callable[[], bool] = rospy.is_shutdown, persistent: bool = True):
         self.service, self.timeout, self.is_shutdown = service, float(timeout), is_shutdown
+        self.persistent = persistent
         self.source = f"camera service {service}"
+        self._proxy: Optional[rospy.ServiceProxy] = None  # the kept connection, when persistent
+        self._lock = threading.Lock()  # one call at a time on the kept connection
+        self._fetches = 0  # a timed-out call's thread (still running) must not touch newer fetches' state
+
+    def _drop(self, proxy: Optional[rospy.ServiceProxy]) -> None:
+        if proxy is not None:
+            if self._proxy is proxy:
+                self._proxy = None
+            proxy.close()
+
+    def _call(self, fetch: int) -> Any:
+        """One image: over the kept connection, or a connection of its own while another call
+        (the ``~detect`` service during a cycle) holds the kept one."""
+        if not self.persistent or not self._lock.acquire(blocking=False):
+            return rospy.ServiceProxy(self.service, GetImage)().image
+        try:
+            return self._call_kept(fetch)
+        finally:
+            self._lock.release()
+
+    def _call_kept(self, fetch: int) -> Any:
+        """One image over the kept connection; on a transport failure of a kept connection (the
+        camera restarted, its socket is gone), once more over a new one."""
+        reused = self._proxy is not None
+        proxy = self._proxy or rospy.ServiceProxy(self.service, GetImage, persistent=True)
+        self._proxy = proxy
+        try:
+            return proxy().image
+        except rospy.ServiceException as exc:
+            if "responded with an error" in str(exc):  # the camera's own answer: the connection is fine
+                raise
+            self._drop(proxy)
+            if not reused or fetch != self._fetches:
+                raise
+        except Exception:  # noqa: BLE001 - a broken kept connection (TransportTerminated and the like)
+            self._drop(proxy)
+            if not reused or fetch != self._fetches:
+                raise
+        return self._call_kept(fetch)
 
     def fetch(self) -> Any:
         """The image; CameraError when the service is missing, fails or does not answer in time."""
         outcome: Dict[str, Any] = {}
+        self._fetches += 1
+        fetch = self._fetches
 
         def call() -> None:
-            try:  # a proxy per call: it finds a restarted camera again
-                outcome["image"] = rospy.ServiceProxy(self.service, GetImage)().image
+            try:
+                outcome["image"] = self._call(fetch)
             except Exception as exc:  # noqa: BLE001 - reported to the caller below
                 outcome["error"] = exc
 
@@ -55,9 +100,10 @@ class CameraClient:
         deadline = time.monotonic() + self.timeout
         while worker.is_alive() and time.monotonic() < deadline and not self.is_shutdown():
             worker.join(0.05)
-        if worker.is_alive() and self.is_shutdown():
-            raise CameraError("shutting down")
         if worker.is_alive():
+            self._drop(self._proxy)  # the hung call keeps its socket; the next fetch connects anew
+            if self.is_shutdown():
+                raise CameraError("shutting down")
             raise CameraError(f"camera service {self.service}: no answer within {self.timeout:g} s")
         if "error" in outcome:
             raise CameraError(f"camera service {self.service}: {first_line(outcome['error'])}")
