@@ -6,11 +6,16 @@ image. Private parameters: ``SimCameraSettings`` (read at start) and ``SimCamera
 at every call, so that tests change them live) in ``cube_detect.ros.settings``.
 Publishes the true sorted labels of the last served image on ``~expected`` (latched
 std_msgs/String, comma-separated) and keeps them in ``~last_labels``.
+
+A camera has its next frame ready when asked (pypot's camera keeps grabbing; a topic camera
+has the newest frame): so the next scene is rendered or read in the background as soon as one
+is served, and a call costs what a camera's does (faults: one read of ``~``, the message).
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -38,12 +43,15 @@ class SimCamera:
     def __init__(self, settings: SimCameraSettings):
         self.bridge = CvBridge()
         self.source = make_scene_source(settings.images, settings.seed, settings.sort_axis)
+        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="next_scene")  # one: scenes stay in order
+        self.pending: Future = self.ahead.submit(self.source.next)
         self.expected_pub = rospy.Publisher("~expected", String, queue_size=1, latch=True)
         self.served = 0
         self.last_scene: Optional[Scene] = None
 
     def handle(self, _request: Any) -> Any:
-        faults = read_settings(SimCameraFaults, rospy.get_param)
+        private = rospy.get_param("~", {})  # one call to the master for every fault setting
+        faults = read_settings(SimCameraFaults, lambda name, default: private.get(name[1:], default))
         if faults.delay > 0:
             time.sleep(faults.delay)
         if faults.fail:
@@ -55,7 +63,10 @@ class SimCamera:
         elif faults.hold and self.last_scene is not None:
             scene = self.last_scene
         else:
-            scene = self.source.next()
+            try:
+                scene = self.pending.result()  # an unreadable image fails this call, as before
+            finally:
+                self.pending = self.ahead.submit(self.source.next)
         self.last_scene = scene
         pixels = encode_for_camera(scene.image, faults.encoding)
         # Exactly the real server's call for the default: no encoding argument -> "8UC3".
