@@ -98,9 +98,24 @@ def bench_table(r: dict) -> str:
         f"| {fmt_ms(r.get('master_push_ms'))} | rosmaster's notification threads look for work every 0.1 s; "
         f"n = {get(r, 'master_push_ms.n') or 0} |",
         f"| … of which: until the camera's image stamp | {fmt_ms(get(r, 'cycle_breakdown_ms.camera'))} "
-        f"| noticing + camera service call (the sim renders a scene, ~8 ms) |",
+        f"| noticing + camera service call (kept connection; the sim has its next scene ready, as a camera) |",
         f"| … of which: the node's inference (pre + model + post) "
         f"| {fmt_ms(get(r, 'cycle_breakdown_ms.inference'))} | from `~faces` |",
+    ]
+    for key, sweep in sorted((r.get("cycle_ms_by_rate") or {}).items(), key=lambda kv: float(kv[0])):
+        if float(key) == rate:
+            continue
+        what = "the master's push alone, in practice" if float(key) <= 1 else "a fast poll"
+        lines.append(f"| the same cycle with `rate:={key}` ({what}) | {fmt_ms(sweep.get('cycle'))} "
+                     f"| until noticed: {fmt_ms(sweep.get('seen'))}; n = {get(sweep, 'cycle.n') or 0} |")
+    poll = r.get("master_getparam") or {}
+    if poll.get("wall_us") is not None:
+        cpu = poll.get("master_cpu_us")
+        load = ("" if cpu is None else f"; {cpu:.0f} µs of the master's CPU, so a 50 Hz poll costs it "
+                f"{cpu * 50 / 1e4:.1f} % of a core")
+        lines.append(f"| one poll (a `getParam` of a bool, as of `/takeImage`) | {poll['wall_us'] / 1e3:.2f} ms | at the caller, "
+                     f"mean of {poll.get('calls', 0)}{load} |")
+    lines += [
         f"| full protocol cycle (every cube handed over, arm answering at once) | {fmt_ms(r.get('protocol_cycle_ms'))} "
         f"| mean {get(r, 'cubes_per_cycle') or 0:.1f} cubes per cycle |",
         "",

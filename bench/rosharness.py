@@ -202,6 +202,33 @@ def master_push_latency(count: int = 50, name: str = "/bench/push_probe") -> dic
     return percentiles(samples)
 
 
+def master_getparam_cost(count: int = 2000, name: str = "/bench/poll_probe") -> dict:
+    """What one poll costs: a ``getParam`` as the safety-net poll makes it, ``count`` times in a row;
+    microseconds of wall time at the caller and of CPU time in the master process (utime + stime
+    of the master's pid, so a master on another machine is not measured: ``None``)."""
+    master = rosgraph.Master("/bench_poll_probe")
+    master.setParam(name, False)  # a bool, as /takeImage
+    pid = int(master.getPid())
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+
+    def cpu_ticks() -> Optional[int]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+    before, started = cpu_ticks(), time.perf_counter()
+    for _ in range(count):
+        master.getParam(name)
+    wall = time.perf_counter() - started
+    after = cpu_ticks()
+    master.deleteParam(name)
+    cpu = None if before is None or after is None else (after - before) * tick_us / count
+    return {"calls": count, "wall_us": round(wall * 1e6 / count, 1),
+            "master_cpu_us": None if cpu is None else round(cpu, 1)}
+
+
 def node_pid(node_name: str) -> int:
     """The pid of a running node, from its own XML-RPC API."""
     uri = rosgraph.Master("/bench").lookupNode(node_name)

@@ -3,7 +3,7 @@
 
 Runs bench/run_bench.py's pieces on this test's roscore (its own detect.launch, simulated
 camera and bench controller, all stopped afterwards): 5 timed cycles and one timed start,
-5 soak cycles plus the controller-restart drill, the latency job on 5 frames, and the
+3 more at each swept safety-net rate, 5 soak cycles plus the controller-restart drill, the latency job on 5 frames, and the
 README section written between its markers. Asserts structure and that every cycle
 completed, never a timing or a goal.
 """
@@ -39,7 +39,8 @@ class BenchSmokeTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_1_bench_cycles_ready_and_memory(self):
-        out = run_bench.measure_ros(cycles=5, ready_runs=1, log_dir=self.tmp / "bench", running_master=True)
+        out = run_bench.measure_ros(cycles=5, ready_runs=1, log_dir=self.tmp / "bench", running_master=True,
+                                    sweep_cycles=3)
         self.assertEqual(out["cycles"]["cycles"], 5)
         self.assertEqual(out["cycles"]["completed"], 5, out["cycles"])
         self.assertEqual(out["cycle_ms"]["n"], 5)
@@ -49,6 +50,9 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreater(out["ready_s"], 0)
         self.assertGreater(out["node_peak_rss_mb"], 0)
         self.assertGreater(out["master_push_ms"]["n"], 40)  # the master pushed (nearly) every probe
+        self.assertEqual(set(out["cycle_ms_by_rate"]), {"20", "1", "50"})  # the default, then each swept rate
+        self.assertEqual([out["cycle_ms_by_rate"][r]["cycle"]["n"] for r in ("1", "50")], [3, 3])
+        self.assertGreater(out["master_getparam"]["master_cpu_us"], 0)  # the master's own CPU time was read
         type(self).results.update(out)
 
     def test_2_latency_job(self):
@@ -94,6 +98,8 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertTrue(text.endswith(report.END + "\n\nafter\n"))
         self.assertNotIn("\nold\n", text)
         self.assertIn("| int8 CPU latency p50 |", text)
+        self.assertIn("| the same cycle with `rate:=1` (the master's push alone, in practice) |", text)
+        self.assertIn("| one poll (a `getParam` of a bool, as of `/takeImage`) |", text)
         self.assertIn("| drill |", text)
 
 
