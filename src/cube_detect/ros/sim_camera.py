@@ -14,6 +14,7 @@ is served, and a call costs what a camera's does (faults: one read of ``~``, the
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
@@ -45,6 +46,7 @@ class SimCamera:
         self.source = make_scene_source(settings.images, settings.seed, settings.sort_axis)
         self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="next_scene")  # one: scenes stay in order
         self.pending: Future = self.ahead.submit(self.source.next)
+        self.taking = threading.Lock()  # calls on two connections at once: each takes its own scene
         self.expected_pub = rospy.Publisher("~expected", String, queue_size=1, latch=True)
         self.served = 0
         self.last_scene: Optional[Scene] = None
@@ -63,10 +65,11 @@ class SimCamera:
         elif faults.hold and self.last_scene is not None:
             scene = self.last_scene
         else:
-            try:
-                scene = self.pending.result()  # an unreadable image fails this call, as before
-            finally:
-                self.pending = self.ahead.submit(self.source.next)
+            with self.taking:
+                try:
+                    scene = self.pending.result()  # an unreadable image fails this call, as before
+                finally:
+                    self.pending = self.ahead.submit(self.source.next)
         self.last_scene = scene
         pixels = encode_for_camera(scene.image, faults.encoding)
         # Exactly the real server's call for the default: no encoding argument -> "8UC3".
