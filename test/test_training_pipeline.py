@@ -10,7 +10,7 @@ import pytest
 
 from cube_detect.cli import main
 from cube_detect.dataset import load_split
-from cube_detect.export import THRESHOLD_SLACK, pick_threshold
+from cube_detect.export import pick_threshold
 from cube_detect.inference import load_detector
 
 pytestmark = pytest.mark.slow
@@ -119,16 +119,16 @@ def test_export_calibrates_the_default_threshold_and_tools_use_it(trained):
     sidecar = json.loads(out.with_suffix(".json").read_text())
     curve = sidecar["metrics"]["exact_sequences_by_threshold"]
     assert sidecar["threshold"] == sidecar["metrics"]["threshold"]
-    near_best = [float(t) for t, v in curve.items() if v >= max(curve.values()) - THRESHOLD_SLACK - 1e-9]
-    assert sidecar["threshold"] == min(near_best)  # the lowest of the (near) best candidates
+    best = [float(t) for t, v in curve.items() if v == max(curve.values())]
+    assert sidecar["threshold"] == min(best)  # the lowest of the best candidates
     assert load_detector(out.with_suffix(".tflite")).threshold == sidecar["threshold"]
     assert load_detector(out.with_suffix(".tflite"), threshold=0.9).threshold == 0.9
 
 
-def test_pick_threshold_takes_the_low_end_of_a_flat_curve_for_digits_and_the_middle_for_f1():
-    curve = {"0.30": 0.94, "0.35": 0.953, "0.40": 0.9667, "0.45": 0.9667, "0.50": 0.9633, "0.55": 0.93}
-    assert pick_threshold(curve) == 0.40  # 0.35 is 1.4 points under the best: not near enough
-    assert pick_threshold(dict(curve, **{"0.35": 0.957})) == 0.35  # within one point of the best
+def test_pick_threshold_takes_the_lowest_of_the_best_for_digits_and_the_middle_for_f1():
+    curve = {"0.30": 0.94, "0.35": 0.96, "0.40": 0.9667, "0.45": 0.9667, "0.50": 0.9633, "0.55": 0.93}
+    assert pick_threshold(curve) == 0.40
+    assert pick_threshold(dict(curve, **{"0.35": 0.9667, "0.50": 0.9667})) == 0.35
     assert pick_threshold({"0.30": 0.5, "0.60": 0.9, "0.65": 0.9, "0.70": 0.9}, "f1") == 0.65
 
 

@@ -112,22 +112,16 @@ def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sam
 THRESHOLD_CANDIDATES = tuple(round(0.15 + 0.05 * i, 2) for i in range(14))
 
 
-#: The digits' default threshold is the lowest candidate within this much of the best share of
-#: exact sequences on the (synthetic) validation scenes: real photos score lower than synthetic
-#: ones (real faces at 0.3-0.6 where synthetic ones score 0.8+), so where the curve is flat the
-#: lower end keeps more real faces, for at most one point less on synthetic scenes.
-THRESHOLD_SLACK = 0.01
-
-
 def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences") -> float:
-    """The default threshold from a ``{"0.45": score}`` curve: for the digits' exact sequences the
-    lowest candidate within THRESHOLD_SLACK of the best; for F1 (other class sets, validated on the
-    user's own photos) the middle of the equally best ones, so small score shifts do not fall off an edge."""
+    """The default threshold from a ``{"0.45": score}`` curve: a candidate with the best score. For
+    the digits' exact sequences on synthetic validation scenes, the lowest of the equally best:
+    real photos score lower than synthetic ones (real faces at 0.3-0.6 where synthetic ones score
+    0.8+), so where the curve is flat the low end keeps more real faces. For F1 (other class sets,
+    validated on the user's own photos) the middle of the equally best, so small score shifts do
+    not fall off an edge."""
     best = max(curve.values())
-    if criterion == "exact_sequences":
-        return min(float(t) for t, v in curve.items() if v >= best - THRESHOLD_SLACK - 1e-9)
     top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
-    return top[len(top) // 2]
+    return top[0] if criterion == "exact_sequences" else top[len(top) // 2]
 
 
 def choose_threshold(truth: Sequence[GroundTruth], found: Sequence[Sequence[Detection]],
