@@ -113,8 +113,8 @@ def bench_table(r: dict) -> str:
         cpu = poll.get("master_cpu_us")
         load = ("" if cpu is None else f"; {cpu:.0f} µs of the master's CPU, so a 50 Hz poll costs it "
                 f"{cpu * 50 / 1e4:.1f} % of a core")
-        lines.append(f"| one poll (a `getParam` of a bool, as of `/takeImage`) | {poll['wall_us'] / 1e3:.2f} ms | at the caller, "
-                     f"mean of {poll.get('calls', 0)}{load} |")
+        lines.append(f"| one poll (a `getParam` of a bool, as of `/takeImage`) | {poll['wall_us'] / 1e3:.2f} ms "
+                     f"| at the caller, mean of {poll.get('calls', 0)}{load} |")
     lines += [
         f"| full protocol cycle (every cube handed over, arm answering at once) | {fmt_ms(r.get('protocol_cycle_ms'))} "
         f"| mean {get(r, 'cubes_per_cycle') or 0:.1f} cubes per cycle |",

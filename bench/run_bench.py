@@ -200,8 +200,10 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         log(f"the master's push (setParam -> paramUpdate): p50 {out['master_push_ms'].get('p50')} ms, "
             f"p95 {out['master_push_ms'].get('p95')} ms")
         out["master_getparam"] = master_getparam_cost()
+        cpu_us = out["master_getparam"]["master_cpu_us"]
         log(f"one getParam (a poll): {out['master_getparam']['wall_us']:.0f} us at the caller, "
-            f"{out['master_getparam']['master_cpu_us']:.0f} us of the master's CPU")
+            + ("the master's CPU not measured (not a local rosmaster)" if cpu_us is None
+               else f"{cpu_us:.0f} us of the master's CPU"))
         hwm = proc_status_kb(pid, "VmHWM")
         out["node_peak_rss_mb"] = round(hwm / 1024, 1) if hwm else None
         out["node_rss_mb_end"] = round(rss[-1] / 1024, 1) if rss and rss[-1] else None

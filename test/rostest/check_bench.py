@@ -3,8 +3,8 @@
 
 Runs bench/run_bench.py's pieces on this test's roscore (its own detect.launch, simulated
 camera and bench controller, all stopped afterwards): 5 timed cycles and one timed start,
-3 more at each swept safety-net rate, 5 soak cycles plus the controller-restart drill, the latency job on 5 frames, and the
-README section written between its markers. Asserts structure and that every cycle
+3 more at each swept safety-net rate, 5 soak cycles plus the controller-restart drill, the
+latency job on 5 frames, and the README section written between its markers. Asserts structure and that every cycle
 completed, never a timing or a goal.
 """
 

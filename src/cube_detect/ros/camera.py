@@ -45,7 +45,6 @@ class CameraClient:
         self.source = f"camera service {service}"
         self._proxy: Optional[rospy.ServiceProxy] = None  # the kept connection, when persistent
         self._lock = threading.Lock()  # one call at a time on the kept connection
-        self._fetches = 0  # a timed-out call's thread (still running) must not touch newer fetches' state
 
     def _drop(self, proxy: Optional[rospy.ServiceProxy]) -> None:
         if proxy is not None:
@@ -53,45 +52,46 @@ class CameraClient:
                 self._proxy = None
             proxy.close()
 
-    def _call(self, fetch: int) -> Any:
+    def _call(self, used: Dict[str, Any], abandoned: threading.Event) -> Any:
         """One image: over the kept connection, or a connection of its own while another call
         (the ``~detect`` service during a cycle) holds the kept one."""
         if not self.persistent or not self._lock.acquire(blocking=False):
             return rospy.ServiceProxy(self.service, GetImage)().image
         try:
-            return self._call_kept(fetch)
+            return self._call_kept(used, abandoned, retry=True)
         finally:
             self._lock.release()
 
-    def _call_kept(self, fetch: int) -> Any:
+    def _call_kept(self, used: Dict[str, Any], abandoned: threading.Event, retry: bool) -> Any:
         """One image over the kept connection; on a transport failure of a kept connection (the
-        camera restarted, its socket is gone), once more over a new one."""
+        camera restarted, its socket is gone), once more over a new one, unless the caller has
+        stopped waiting or the node is shutting down."""
         reused = self._proxy is not None
         proxy = self._proxy or rospy.ServiceProxy(self.service, GetImage, persistent=True)
-        self._proxy = proxy
+        self._proxy = used["proxy"] = proxy
         try:
             return proxy().image
         except rospy.ServiceException as exc:
             if "responded with an error" in str(exc):  # the camera's own answer: the connection is fine
                 raise
             self._drop(proxy)
-            if not reused or fetch != self._fetches:
+            if not (retry and reused) or abandoned.is_set() or self.is_shutdown():
                 raise
         except Exception:  # noqa: BLE001 - a broken kept connection (TransportTerminated and the like)
             self._drop(proxy)
-            if not reused or fetch != self._fetches:
+            if not (retry and reused) or abandoned.is_set() or self.is_shutdown():
                 raise
-        return self._call_kept(fetch)
+        return self._call_kept(used, abandoned, retry=False)
 
     def fetch(self) -> Any:
         """The image; CameraError when the service is missing, fails or does not answer in time."""
         outcome: Dict[str, Any] = {}
-        self._fetches += 1
-        fetch = self._fetches
+        used: Dict[str, Any] = {}  # the kept connection this fetch's call is on, if any
+        abandoned = threading.Event()  # set when this fetch stops waiting: its call must not retry
 
         def call() -> None:
             try:
-                outcome["image"] = self._call(fetch)
+                outcome["image"] = self._call(used, abandoned)
             except Exception as exc:  # noqa: BLE001 - reported to the caller below
                 outcome["error"] = exc
 
@@ -101,7 +101,8 @@ class CameraClient:
         while worker.is_alive() and time.monotonic() < deadline and not self.is_shutdown():
             worker.join(0.05)
         if worker.is_alive():
-            self._drop(self._proxy)  # the hung call keeps its socket; the next fetch connects anew
+            abandoned.set()
+            self._drop(used.get("proxy"))  # its own hung connection only; the next fetch connects anew
             if self.is_shutdown():
                 raise CameraError("shutting down")
             raise CameraError(f"camera service {self.service}: no answer within {self.timeout:g} s")
