@@ -21,9 +21,11 @@ import xmlrpc.client
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlparse
 
 import numpy as np
 import rosgraph
+import rosgraph.network
 import rospy
 from roslib.packages import find_node  # type: ignore[import-untyped]  # (no stubs, not in pyproject's list)
 from std_msgs.msg import Bool, String
@@ -209,12 +211,13 @@ def master_getparam_cost(count: int = 2000, name: str = "/bench/poll_probe") -> 
     master = rosgraph.Master("/bench_poll_probe")
     master.setParam(name, False)  # a bool, as /takeImage
     pid = int(master.getPid())
+    local = rosgraph.network.is_local_address(urlparse(rosgraph.get_master_uri()).hostname or "")
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
 
     def cpu_ticks() -> Optional[int]:
-        try:  # the master's pid is this machine's only if a rosmaster runs under it here
-            if b"rosmaster" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return None
+        if not local:  # a master on another machine: its pid is not one of ours
+            return None
+        try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return None
