@@ -71,13 +71,9 @@ class CameraClient:
         self._proxy = used["proxy"] = proxy
         try:
             return proxy().image
-        except rospy.ServiceException as exc:
-            if "responded with an error" in str(exc):  # the camera's own answer: the connection is fine
-                raise
-            self._drop(proxy)
-            if not (retry and reused) or abandoned.is_set() or self.is_shutdown():
-                raise
-        except Exception:  # noqa: BLE001 - a broken kept connection (TransportTerminated and the like)
+        except Exception as exc:  # noqa: BLE001 - a broken kept connection (TransportTerminated and the like)
+            if isinstance(exc, rospy.ServiceException) and "responded with an error" in str(exc):
+                raise  # the camera's own answer: the connection is fine
             self._drop(proxy)
             if not (retry and reused) or abandoned.is_set() or self.is_shutdown():
                 raise
