@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Run every test/*.test with rostest (each on its own fresh roscore) and total the results.
 
-Exit non-zero if any rostest fails, errors, or runs no test case; the last line reads
-``rostest: N passed, N failed``. ``ROSTESTS=camera,detector`` runs only those files.
+Exit non-zero if any rostest fails, errors, runs no test case, or exits non-zero whatever its
+summary says (a required node that crashed, a test node that never connected); the last line
+reads ``rostest: N passed, N failed``. ``ROSTESTS=camera,detector`` runs only those files;
+``ROSTEST=/path/to/rostest`` runs another rostest executable (the unit test's fake one).
 """
 
 import os
@@ -16,9 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_one(test_file: Path):
+    """Run one .test file; returns (passed, failed) test counts for the total line."""
     started = time.monotonic()
     proc = subprocess.run(
-        ["rostest", "--text", "cube_detect", test_file.name],
+        [os.environ.get("ROSTEST", "rostest"), "--text", "cube_detect", test_file.name],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     out = proc.stdout
@@ -30,16 +33,19 @@ def run_one(test_file: Path):
     ok = proc.returncode == 0 and total > 0 and bad == 0
     if not ok or os.environ.get("ROSTEST_VERBOSE"):
         print(out[-20000:])
-    if total == 0:
-        bad = max(bad, 1)  # a .test file that ran nothing is a failure
+    if not ok:
+        # A file that ran nothing, or whose rostest exited non-zero with a clean summary, still
+        # counts as one failure: the exit code is the verdict, the summary only the detail.
+        bad = max(bad, 1)
+    why = f", rostest exit {proc.returncode}" if proc.returncode else ""
     print(f"rostest {test_file.name}: {'ok' if ok else 'FAILED'} "
-          f"({total} tests, {bad} failed, {time.monotonic() - started:.0f} s)", flush=True)
-    return max(total - bad, 0), bad if not ok else 0
+          f"({total} tests, {bad} failed{why}, {time.monotonic() - started:.0f} s)", flush=True)
+    return max(total - bad, 0), bad
 
 
 def main() -> int:
     wanted = [w for w in os.environ.get("ROSTESTS", "").split(",") if w]
-    files = sorted((ROOT / "test").glob("*.test"))
+    files = sorted((Path(os.environ.get("ROSTEST_DIR", ROOT / "test"))).glob("*.test"))
     if wanted:
         files = [f for f in files if f.stem in wanted]
     if not files:
@@ -48,7 +54,7 @@ def main() -> int:
     passed = failed = 0
     for test_file in files:
         ok_count, bad_count = run_one(test_file)
-        passed, failed = passed + ok_count, failed + max(bad_count, 0)
+        passed, failed = passed + ok_count, failed + bad_count
     print(f"rostest: {passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 
