@@ -7,6 +7,7 @@ import pytest
 from cube_detect import cli, synth
 from cube_detect.dataset import LabeledBox, load_split, read_voc, split_for
 from cube_detect.labels import LABELS, read_label_map
+from cube_detect.synth import geometry
 
 BATCH_SEED = 11
 BATCH = 48
@@ -110,10 +111,10 @@ def test_layout_faces_never_overlap_and_are_in_frame():
     for i in range(150):
         rng = np.random.default_rng([77, i])
         width, height = synth.SIZES[i % 2]
-        cubes = synth._layout(rng, width, height, width * 1.2, (rng.normal(0, 0.2), rng.normal(0, 0.14)))
+        cubes = geometry._layout(rng, width, height, width * 1.2, (rng.normal(0, 0.2), rng.normal(0, 0.14)))
         assert 1 <= sum(c.label is not None for c in cubes) <= 4 and len(cubes) <= 4
         for c in cubes:
-            assert synth._visible_fraction(c.front, width, height) >= synth.MIN_VISIBLE
+            assert geometry._visible_fraction(c.front, width, height) >= synth.MIN_VISIBLE
         for a in range(len(cubes)):
             for b in range(a + 1, len(cubes)):
                 area, _ = cv2.intersectConvexConvex(cubes[a].hull.astype(np.float32), cubes[b].hull.astype(np.float32))

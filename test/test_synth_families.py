@@ -9,9 +9,15 @@ import pytest
 
 from cube_detect import synth
 from cube_detect.labels import LABELS
+from cube_detect.synth import families, geometry
 
 SEED = 31
 N = 40  # scenes per family
+
+
+def family_of(seed, index):
+    """The family of ``render_indexed(seed, index)`` (family None): its rng's first draw, nothing rendered."""
+    return synth.pick_family(np.random.default_rng([int(seed), int(index)]))
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +36,7 @@ def _touches(box, width, height):
 def test_families_and_mixture_are_declared():
     assert synth.FAMILIES == ("topdown", "table", "bright", "closeup", "cut", "rotated")
     assert set(synth.MIXTURE) == set(synth.FAMILIES)
+    assert set(families.FAMILY_SCENES) == set(synth.FAMILIES)  # one scene function per family
     assert math.isclose(sum(synth.MIXTURE.values()), 1.0)
     assert max(synth.MIXTURE, key=synth.MIXTURE.get) == "topdown"
     assert min(synth.MIXTURE.values()) >= 0.1
@@ -37,7 +44,7 @@ def test_families_and_mixture_are_declared():
 
 def test_mixture_covers_every_family_in_its_proportions():
     n = 3000
-    drawn = [synth.family_of(5, i) for i in range(n)]
+    drawn = [family_of(5, i) for i in range(n)]
     for family, weight in synth.MIXTURE.items():
         assert abs(drawn.count(family) / n - weight) < 0.03, family
 
@@ -48,7 +55,7 @@ def test_no_family_draws_from_the_mixture():
         image, boxes = synth.render_indexed(8, i)
         rng = np.random.default_rng([8, i])
         family = synth.pick_family(rng)
-        assert family == synth.family_of(8, i)
+        assert family == family_of(8, i)
         again, boxes_again = synth.render_scene(rng, family=family)
         assert np.array_equal(image, again) and boxes == boxes_again
 
@@ -102,10 +109,10 @@ def test_cut_face_rule_in_every_family(family):
     for i in range(30):
         width, height = synth.SIZES[i % 2]
         rng = np.random.default_rng([SEED, i, 99])
-        _, cubes = synth._family_scene(rng, family, width, height)
+        _, cubes = families.FAMILY_SCENES[family](rng, width, height)
         assert any(c.label for c in cubes)
         for c in cubes:
-            v = synth._visible_fraction(c.front, width, height)
+            v = geometry._visible_fraction(c.front, width, height)
             if c.label is not None:
                 assert v >= synth.LABEL_VISIBLE, (family, i, v)
             elif c.blank:  # a face dropped to a sliver: no mark drawn
@@ -115,11 +122,11 @@ def test_cut_face_rule_in_every_family(family):
 
 def test_cut_box_is_the_visible_part():
     quad = np.array([[-50.0, 100.0], [50.0, 100.0], [50.0, 200.0], [-50.0, 200.0]])
-    assert synth._face_box(quad, 640, 480) == (0, 100, 50, 200)
+    assert geometry._face_box(quad, 640, 480) == (0, 100, 50, 200)
     # a face turned 45 deg, its widest part below the frame: the box hugs the visible tip
     diamond = np.array([[100.0, 440.0], [160.0, 500.0], [100.0, 560.0], [40.0, 500.0]])
-    assert synth._face_box(diamond, 640, 480) == (60, 440, 140, 480)
-    assert synth._face_box(quad - [200, 0], 640, 480) is None
+    assert geometry._face_box(diamond, 640, 480) == (60, 440, 140, 480)
+    assert geometry._face_box(quad - [200, 0], 640, 480) is None
 
 
 def test_cut_scenes_have_faces_on_the_border(scenes):
@@ -172,7 +179,7 @@ def test_bright_scenes_have_a_light_background(scenes):
 def test_rotated_scenes_turn_faces_far():
     rolls = []
     for i in range(30):
-        _, cubes = synth._family_scene(np.random.default_rng([SEED, i, 7]), "rotated", 640, 480)
+        _, cubes = families.FAMILY_SCENES["rotated"](np.random.default_rng([SEED, i, 7]), 640, 480)
         rolls += [abs(math.degrees(c.roll)) for c in cubes if c.label]
     rolls = np.array(rolls)
     assert rolls.max() <= 60.5
