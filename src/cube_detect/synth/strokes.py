@@ -9,6 +9,7 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from cube_detect.synth.handwriting import draw_real_digit
 from cube_detect.synth.noise import _catmull_rom
 
 # Key points of the pen path in digit-height units: x right, y down, the digit spans y in
@@ -136,6 +137,8 @@ def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[st
         ink = max(ink, int(rng.uniform(0.3, 0.45) * 255))
     cx = size / 2 + rng.normal(0, 0.035) * size
     cy = size / 2 + rng.normal(0, 0.035) * size
+    if draw_real_digit(canvas, rng, label, cx, cy, height, thickness, ink):
+        return  # a real person's hand (only in scenes rendered with that digit source)
     if label is None:
         kind = rng.choice(["blank", "text", "x", "o", "scribble", "dash", "dots"],
                           p=[0.35, 0.25, 0.1, 0.08, 0.1, 0.06, 0.06])

