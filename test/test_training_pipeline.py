@@ -10,8 +10,8 @@ import pytest
 
 from cube_detect.cli import main
 from cube_detect.dataset import load_split
-from cube_detect.export import pick_threshold
 from cube_detect.inference import load_detector
+from cube_detect.thresholds import pick_threshold
 
 pytestmark = pytest.mark.slow
 
@@ -138,22 +138,47 @@ def test_robustness_table_covers_every_family(trained, tmp_path, capsys):
     assert main(["robustness", "--model", str(out.with_suffix(".tflite")), "--count", "4",
                  "--json", str(report)]) == 0
     table = json.loads(report.read_text())
-    from cube_detect.synth import FAMILIES
+    from cube_detect.synth import EVALUATION_FAMILIES
 
-    assert list(table["families"]) == list(FAMILIES)
+    assert list(table["families"]) == list(EVALUATION_FAMILIES)  # the six and the held-out handwriting
     assert all(row["images"] == 4 and 0 <= row["mAP50"] <= 1 for row in table["families"].values())
-    assert capsys.readouterr().out.count("\n| ") == len(FAMILIES) + 1  # header rule + one row per family
+    assert all(0 <= row["true_score_p10"] <= row["true_score_median"] <= 1 for row in table["families"].values())
+    out = capsys.readouterr().out
+    assert out.count("\n| ") == len(EVALUATION_FAMILIES) + 1  # header rule + one row per family
+    assert "| handwriting (held out) |" in out and "true-face score p10" in out
 
 
-def test_fine_tune_starts_from_an_exported_model(trained, tmp_path):
+def test_fine_tune_starts_from_an_exported_model_and_takes_its_threshold_from_reviewed_photos(trained, tmp_path,
+                                                                                               caplog):
+    import dataclasses
+    import logging
+    import shutil
+
+    from cube_detect.dataset import read_voc, write_voc
+    from cube_detect.thresholds import MIN_REVIEWED_PHOTOS
+
     root, data, out = trained
+    reviewed = tmp_path / "reviewed"
+    shutil.copytree(data, reviewed)
+    tests = sorted((reviewed / "test").glob("*.xml"))
+    assert len(tests) >= MIN_REVIEWED_PHOTOS
+    for xml in tests:  # a reviewer accepted every test photo
+        write_voc(xml, dataclasses.replace(read_voc(xml), verified=True))
     tuned = tmp_path / "tuned"
-    assert main(["train", "--init", str(out.with_suffix(".tflite")), "--data", str(data), "--synthetic", "100",
+    caplog.set_level(logging.INFO, logger="cube_detect.export")
+    assert main(["train", "--init", str(out.with_suffix(".tflite")), "--data", str(reviewed), "--synthetic", "100",
                  "--validation", "30", "--epochs", "1", "--workers", "1", "--out", str(tuned),
                  "--workdir", str(tmp_path / "run")]) == 0
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["config"]["init"] == str(out.with_suffix(".tflite")) and state["config"]["lr"] == 1e-3
     # Started from the trained model, one epoch keeps it far above a network from scratch.
     assert state["history"][0]["val_mAP50"] >= 0.5, state["history"]
-    assert json.loads(tuned.with_suffix(".json").read_text())["labels"] == {"1": "one", "2": "two"}
+    sidecar = json.loads(tuned.with_suffix(".json").read_text())
+    assert sidecar["labels"] == {"1": "one", "2": "two"}
+    metrics = sidecar["metrics"]
+    assert metrics["threshold_source"] == f"your reviewed test photos ({len(tests)})"
+    assert sidecar["threshold"] == pick_threshold(metrics["photos_exact_sequences_by_threshold"], real_photos=True)
+    assert f"chosen on your {len(tests)} reviewed test photos" in caplog.text
+    # The trained fixture's data set has no reviewed photo: the validation rule, and one line why.
+    assert json.loads(out.with_suffix(".json").read_text())["metrics"]["threshold_source"].startswith("validation")
     assert main(["train", "--init", str(tmp_path / "missing.tflite"), "--out", str(tuned)]) == 2

@@ -25,7 +25,9 @@ from cube_detect.images import read_image
 from cube_detect.inference import DEFAULT_MODEL, Detection, Detector, load_detector
 from cube_detect.labels import atomic_write_text
 from cube_detect.metrics import pr_curves, summarize
+from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.synth import EVALUATION_FAMILIES, HELDOUT_FAMILY, handwriting, render_indexed
+from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold, criterion_for
 from cube_detect.visualize import draw_detections
 
 log = logging.getLogger("cube_detect.evaluate")
@@ -71,7 +73,7 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
         raise CubeDetectError(f"{folder}: no labelled images")
     threshold = detector.threshold  # None: the model's calibrated default
     labels, ids = detector.spec.labels, {v: k for k, v in detector.spec.labels.items()}
-    truth, found, timings = [], [], []
+    truth, found, timings, reviewed = [], [], [], []
     if plots:
         (Path(plots) / "annotated").mkdir(parents=True, exist_ok=True)
     for k, sample in enumerate(tqdm(samples, unit="img", leave=False, desc="evaluate")):
@@ -87,6 +89,7 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
         timings.append(detector.last_timing_ms["total"])
         truth.append([(ids[b.label], b.bbox) for b in sample.annotation.boxes])
         found.append(detections)
+        reviewed.append(sample.annotation.verified)
         if plots and k < max_annotated:
             shown = [d for d in detections if d.score >= threshold]
             gt = [(b.label, b.bbox) for b in sample.annotation.boxes]
@@ -94,6 +97,14 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
                         draw_detections(image, shown, gt))
     result = summarize(truth, found, labels, threshold=threshold)
     coco = result.pop("_coco")
+    # How the arm would fare at every candidate threshold, on these photos: the curve the user
+    # reads, and what --set-threshold writes into the sidecar. Only reviewed images when there
+    # are any: on the model's own unreviewed pre-annotations every threshold looks right.
+    criterion = criterion_for(labels)
+    kept = [k for k, r in enumerate(reviewed) if r] or list(range(len(truth)))
+    best, curve = choose_threshold([truth[k] for k in kept], [found[k] for k in kept], criterion, real_photos=True)
+    result.update({"criterion": criterion, "by_threshold": curve, "best_threshold": best,
+                   "curve_images": len(kept), "reviewed_images": sum(reviewed)})
     timings.sort()
     result.update({"model": str(model), "data": str(folder), "threshold": threshold,
                    "backend": detector.backend, "ms_per_image_p50": round(timings[len(timings) // 2], 2)})
@@ -213,22 +224,62 @@ def run_robustness(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default: the shipped model")
+    parser.add_argument("--model", type=Path, default=None, help=f"default: the shipped model ({DEFAULT_MODEL.name})")
     parser.add_argument("--data", type=Path, required=True,
                         help="data set root (its test/ split is used) or a folder of images + VOC xml")
     parser.add_argument("--threshold", type=float, default=None,
                         help="score threshold for confusions and sequences (default: the model's calibrated one)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write pr_curve.png and annotated/ here")
+    parser.add_argument("--set-threshold", action="store_true",
+                        help="write the best threshold on these photos into the model's sidecar (NAME.json; needs "
+                             f"--model and at least {MIN_REVIEWED_PHOTOS} reviewed images; the .tflite is untouched)")
     parser.add_argument("--skip-bad", action="store_true")
 
 
+def format_curve(result: dict) -> str:
+    """The exact-sequence (or F1) curve by threshold, one line, the best and the model's marked."""
+    name = "exact sequences" if result["criterion"] == "exact_sequences" else "F1"
+    cells = []
+    for t, v in result["by_threshold"].items():
+        mark = "*" if float(t) == result["best_threshold"] else ""
+        mark += "<" if abs(float(t) - result["threshold"]) < 1e-9 else ""
+        cells.append(f"{t}: {100 * v:.0f}{mark}")
+    which = "reviewed " if result["reviewed_images"] else ""
+    return (f"{name} (%) by threshold ({result['curve_images']} {which}images; * best, < in use): "
+            + ", ".join(cells))
+
+
+def set_threshold(model: Path, threshold: float, source: str) -> Path:
+    """Write ``threshold`` as the default of ``model``'s sidecar (atomically). The model file is
+    untouched, so the sidecar's sha256 of it stays valid."""
+    path = sidecar_path(model)
+    spec = ModelSpec.load(path)
+    old = spec.threshold
+    spec.threshold = threshold
+    spec.extra.setdefault("metrics", {})["threshold_source"] = source
+    spec.save(path)
+    log.info("%s: default threshold %.2f -> %.2f (chosen on %s)", path, old, threshold, source)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    result = evaluate(args.model, args.data, args.threshold, args.plots, skip_bad=args.skip_bad)
+    model = args.model or DEFAULT_MODEL
+    if args.set_threshold and args.model is None:
+        raise CubeDetectError("--set-threshold changes the model's sidecar: name the model with --model "
+                              f"(the shipped one is {DEFAULT_MODEL}, tracked by git: name it to change it)")
+    result = evaluate(model, args.data, args.threshold, args.plots, skip_bad=args.skip_bad)
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in result["AP50_per_class"].items())
     print(f"{result['images']} images, {result['faces']} faces: mAP@0.5 {result['mAP50']:.3f}, "
           f"mAP@0.75 {result['mAP75']:.3f} (AP@0.5 {per_class}); confusions {result['confusions']}; "
           f"exact sequences {100 * result['sequence_accuracy']:.1f} %; {result['ms_per_image_p50']} ms/image")
+    print(format_curve(result))
+    if args.set_threshold:
+        if result["reviewed_images"] < MIN_REVIEWED_PHOTOS:
+            raise CubeDetectError(f"--set-threshold: only {result['reviewed_images']} reviewed images in "
+                                  f"{result['data']} ({MIN_REVIEWED_PHOTOS} needed; review them first)")
+        set_threshold(model, result["best_threshold"],
+                      f"evaluate on {result['data']} ({result['images']} images, {result['reviewed_images']} reviewed)")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0

@@ -22,16 +22,17 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from cube_detect.errors import ModelError
 from cube_detect.inference import Detection, Detector, decode, make_interpreter
-from cube_detect.labels import LABELS, write_label_files
-from cube_detect.metrics import GroundTruth, detection_f1, sequence_accuracy, summarize
+from cube_detect.labels import write_label_files
+from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec
 from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data
+from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold, criterion_for
 
 log = logging.getLogger("cube_detect.export")
 #: Synthetic scenes re-rendered by ``export`` for calibration: the converter reads at most 200
@@ -107,34 +108,6 @@ def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sam
         return [decode(*detector.raw_outputs(image), spec, threshold, 10) for image, _ in samples]
 
 
-#: Thresholds export tries for the model's default: a face scoring below 0.15 is noise, and above
-#: 0.8 real faces are lost (real photos score lower than synthetic ones).
-THRESHOLD_CANDIDATES = tuple(round(0.15 + 0.05 * i, 2) for i in range(14))
-
-
-def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences") -> float:
-    """The default threshold from a ``{"0.45": score}`` curve: a candidate with the best score. For
-    the digits' exact sequences on synthetic validation scenes, the lowest of the equally best:
-    real photos score lower than synthetic ones (real faces at 0.3-0.6 where synthetic ones score
-    0.8+), so where the curve is flat the low end keeps more real faces. For F1 (other class sets,
-    validated on the user's own photos) the middle of the equally best, so small score shifts do
-    not fall off an edge."""
-    best = max(curve.values())
-    top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
-    return top[0] if criterion == "exact_sequences" else top[len(top) // 2]
-
-
-def choose_threshold(truth: Sequence[GroundTruth], found: Sequence[Sequence[Detection]],
-                     criterion: str = "exact_sequences") -> Tuple[float, Dict[str, float]]:
-    """The default threshold (:func:`pick_threshold`) from the share of exact sorted label
-    sequences on the validation images (every scene family) at each candidate, or from F1
-    (``criterion="f1"``: other class sets, whose objects need not stand in a row). Returns it
-    and the curve."""
-    score = sequence_accuracy if criterion == "exact_sequences" else detection_f1
-    curve = {f"{t:.2f}": round(score(truth, found, t), 4) for t in THRESHOLD_CANDIDATES}
-    return pick_threshold(curve, criterion), curve
-
-
 def compile_edgetpu(model_path: Path) -> Optional[dict]:
     """Run ``edgetpu_compiler`` when installed; report how many ops map to the TPU."""
     compiler = shutil.which("edgetpu_compiler")
@@ -156,8 +129,12 @@ def compile_edgetpu(model_path: Path) -> Optional[dict]:
 
 
 def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, out: Path,
-                      training: Optional[dict] = None) -> dict:
-    """Convert, evaluate float vs int8, write model + sidecar + labels; returns the figures."""
+                      training: Optional[dict] = None, photos: Optional[Sequence[Sample]] = None) -> dict:
+    """Convert, evaluate float vs int8, write model + sidecar + labels; returns the figures.
+
+    ``photos``: the user's reviewed test photos (None: no data set given); at least
+    :data:`MIN_REVIEWED_PHOTOS` of them set the default threshold instead of the validation
+    images, and one log line says which rule chose it."""
     from cube_detect.model import predict_fn  # TensorFlow: only when exporting
 
     out = Path(out)
@@ -165,10 +142,23 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     int8 = convert(model, calibration_samples, quantize=True)
     truth = ground_truth(val_samples, spec)
     int8_found = tflite_detections(int8, spec, val_samples)
-    # The digits stand in a row for the arm: the sorted sequence is what counts. Other class
-    # sets (a tic-tac-toe board, hands) are judged by F1.
-    criterion = "exact_sequences" if spec.labels == LABELS else "f1"
+    criterion = criterion_for(spec.labels)
     spec.threshold, curve = choose_threshold(truth, int8_found, criterion)
+    threshold_source = f"validation images ({len(val_samples)})"
+    photo_curve = None
+    if photos is not None and len(photos) >= MIN_REVIEWED_PHOTOS:
+        synthetic_choice = spec.threshold
+        photo_found = tflite_detections(int8, spec, photos)
+        spec.threshold, photo_curve = choose_threshold(ground_truth(photos, spec), photo_found, criterion,
+                                                       real_photos=True)
+        threshold_source = f"your reviewed test photos ({len(photos)})"
+        log.info("default threshold %.2f chosen on your %d reviewed test photos (%s %.3f there; the validation "
+                 "images' rule would pick %.2f)", spec.threshold, len(photos), criterion.replace("_", " "),
+                 photo_curve[f"{spec.threshold:.2f}"], synthetic_choice)
+    elif photos is not None:
+        log.info("default threshold from the validation images: only %d reviewed test photos (%d needed to "
+                 "choose it on your photos; review more in `python -m cube_detect review`)", len(photos),
+                 MIN_REVIEWED_PHOTOS)
     float_map = summarize(truth, float_detections(predict_fn(model), val_samples, spec), spec.labels, spec.threshold)
     int8_map = summarize(truth, int8_found, spec.labels, spec.threshold)
     figures = {
@@ -179,7 +169,9 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
         "int8_exact_sequences": round(int8_map["sequence_accuracy"], 4),
         "threshold": spec.threshold,
         "threshold_criterion": criterion,
+        "threshold_source": threshold_source,
         f"{criterion}_by_threshold": curve,
+        **({f"photos_{criterion}_by_threshold": photo_curve} if photo_curve else {}),
         "model_bytes": len(int8),
     }
     log.info("float mAP@0.5 %.4f, int8 mAP@0.5 %.4f (loss %.4f), %d bytes; default threshold %.2f "

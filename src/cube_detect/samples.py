@@ -69,13 +69,17 @@ def synthetic_samples(seed: int, count: int, spec: ModelSpec, workers: int, desc
                          unit="img", leave=False))
 
 
-def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> List[Sample]:
-    """The ``split`` (train/test) of a labelImg data set as samples; none when it has no such folder."""
+def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool,
+                    reviewed_only: bool = False) -> List[Sample]:
+    """The ``split`` (train/test) of a labelImg data set as samples; none when it has no such
+    folder. ``reviewed_only``: only images a person accepted (labelImg's verified="yes")."""
     split_dir = images_root(Path(root)) / split
     if not split_dir.is_dir():
         return []
     samples = []
     for item in load_split(split_dir, skip_bad, spec.labels.values()):
+        if reviewed_only and not item.annotation.verified:
+            continue
         image = read_image(item.image_path)
         if image is None:
             message = f"{item.image_path}: not a readable 8-bit image (truncated, or 16-bit?)"
@@ -85,6 +89,11 @@ def dataset_samples(root: Path, split: str, spec: ModelSpec, skip_bad: bool) -> 
             continue
         samples.append(to_sample(image, item.annotation.boxes, spec))
     return samples
+
+
+def reviewed_photos(data: Sequence[Path], spec: ModelSpec, skip_bad: bool = False) -> List[Sample]:
+    """The reviewed images of the data sets' test splits: what a fine-tune's threshold is chosen on."""
+    return [s for root in data for s in dataset_samples(root, "test", spec, skip_bad, reviewed_only=True)]
 
 
 def load_data(spec: ModelSpec, data: Sequence[Path], synthetic: int, validation: int, seed: int,

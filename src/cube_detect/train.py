@@ -30,7 +30,7 @@ from cube_detect.errors import CubeDetectError
 from cube_detect.labels import LABELS, atomic_write_text, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
-from cube_detect.samples import Sample, float_detections, ground_truth, load_data
+from cube_detect.samples import Sample, float_detections, ground_truth, load_data, reviewed_photos
 from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting
 
 log = logging.getLogger("cube_detect.train")
@@ -336,8 +336,9 @@ def train(cfg: TrainConfig) -> dict:
               "minutes_to_mAP50_0.95": (state["reached_095_s"] / 60) if "reached_095_s" in state else None}
     if cfg.export:
         best = tf.keras.models.load_model(cfg.workdir / "best.keras", compile=False)
+        photos = reviewed_photos(cfg.data, spec, cfg.skip_bad) if cfg.data else None
         result["export"] = export_checkpoint(best, spec, train_samples, val_samples, cfg.out,
-                                             training=result)
+                                             training=result, photos=photos)
     return result
 
 

@@ -1,0 +1,52 @@
+"""The default score threshold of a model: which candidate, on which images, by which rule.
+
+Export picks it on its validation images or, for a fine-tune, on the user's reviewed test photos;
+``evaluate --set-threshold`` picks it on any labelled folder of real photos. The digits are
+judged by exact sorted sequences (what the arm gets), other class sets by F1.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+from cube_detect.inference import Detection
+from cube_detect.labels import LABELS
+from cube_detect.metrics import GroundTruth, detection_f1, sequence_accuracy
+
+#: Thresholds export tries for the model's default: a face scoring below 0.15 is noise, and above
+#: 0.8 real faces are lost (real photos score lower than synthetic ones).
+THRESHOLD_CANDIDATES = tuple(round(0.15 + 0.05 * i, 2) for i in range(14))
+
+
+#: A fine-tune's threshold is chosen on the user's own photos when its data sets' test splits
+#: hold at least this many reviewed images (labelImg's verified="yes"); else on validation scenes.
+MIN_REVIEWED_PHOTOS = 10
+
+
+def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", real_photos: bool = False) -> float:
+    """The default threshold from a ``{"0.45": score}`` curve: a candidate with the best score. For
+    the digits' exact sequences on synthetic validation scenes, the lowest of the equally best:
+    real photos score lower than synthetic ones (real faces at 0.3-0.6 where synthetic ones score
+    0.8+), so where the curve is flat the low end keeps more real faces. For F1 (other class sets)
+    and for any curve measured on real photos (``real_photos``) the middle of the equally best,
+    so small score shifts do not fall off an edge."""
+    best = max(curve.values())
+    top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
+    return top[0] if criterion == "exact_sequences" and not real_photos else top[len(top) // 2]
+
+
+def criterion_for(labels: Dict[int, str]) -> str:
+    """The digits stand in a row for the arm: the sorted sequence is what counts. Other class sets
+    (a tic-tac-toe board, hands) are judged by F1."""
+    return "exact_sequences" if labels == LABELS else "f1"
+
+
+def choose_threshold(truth: Sequence[GroundTruth], found: Sequence[Sequence[Detection]],
+                     criterion: str = "exact_sequences", real_photos: bool = False) -> Tuple[float, Dict[str, float]]:
+    """The default threshold (:func:`pick_threshold`) from the share of exact sorted label
+    sequences on the validation images (every scene family) at each candidate, or from F1
+    (``criterion="f1"``: other class sets, whose objects need not stand in a row). Returns it
+    and the curve."""
+    score = sequence_accuracy if criterion == "exact_sequences" else detection_f1
+    curve = {f"{t:.2f}": round(score(truth, found, t), 4) for t in THRESHOLD_CANDIDATES}
+    return pick_threshold(curve, criterion, real_photos), curve
