@@ -120,7 +120,8 @@ def ssd_input(frame: np.ndarray) -> np.ndarray:
 
 def ssd_model(frames: Sequence[np.ndarray]) -> Path:
     """The int8 .tflite, from the cache or built (a minute or two: conversion, calibration)."""
-    from cube_detect.export import atomic_write_bytes, convert
+    from cube_detect.export import convert
+    from cube_detect.files import atomic_write_bytes
 
     path = _cached(SSD, ".tflite")
     if not path.is_file():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cube_detect import dataset
+from cube_detect import files as file_io
 from cube_detect.capture import CaptureSession, annotation_boxes
 from cube_detect.dataset import (
     DatasetWriter,
@@ -151,7 +152,7 @@ def test_no_temporary_file_is_left_and_final_name_appears_complete(tmp_path, mon
 @pytest.mark.parametrize("room_for", [0, 1])  # files that fit: none, or the PNG but not its XML
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, room_for):
     writer = DatasetWriter(tmp_path / "ds")
-    real_write = dataset._write_bytes
+    real_write = file_io.write_all
     calls = []
 
     def disk_full(handle, data):
@@ -161,7 +162,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, room_for):
             raise OSError(28, "No space left on device")
         real_write(handle, data)
 
-    monkeypatch.setattr(dataset, "_write_bytes", disk_full)
+    monkeypatch.setattr(file_io, "write_all", disk_full)
     with pytest.raises(DatasetError, match=r"image001.png: not saved, nothing written \(No space left on device\)"):
         writer.save(frame(), [])
     assert files(tmp_path / "ds") == ["classes.txt", "label_map.pbtxt"]  # no orphan PNG, no temporary file
@@ -174,7 +175,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, room_for):
 def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
-    real_publish = dataset._publish_exclusive
+    real_publish = dataset.publish_exclusive
     intruders = []
 
     def racing_publish(tmp, final):
@@ -184,7 +185,7 @@ def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeyp
             intruders.append(final)
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(dataset, "_publish_exclusive", racing_publish)
+    monkeypatch.setattr(dataset, "publish_exclusive", racing_publish)
     saved = writer.save(frame())
     assert intruders and intruders[0].name == "image001.png"
     assert intruders[0].read_bytes() == b"someone else's image"
@@ -195,14 +196,14 @@ def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeyp
 def test_existing_xml_is_never_overwritten(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
-    real_publish = dataset._publish_exclusive
+    real_publish = dataset.publish_exclusive
 
     def racing_publish(tmp, final):
         if final.suffix == ".xml":
             final.write_text("theirs")
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(dataset, "_publish_exclusive", racing_publish)
+    monkeypatch.setattr(dataset, "publish_exclusive", racing_publish)
     saved = writer.save(frame(), [LabeledBox("one", 1, 1, 10, 10)])
     assert saved.xml_path is None
     assert saved.image_path.with_suffix(".xml").read_text() == "theirs"
@@ -220,14 +221,14 @@ def test_without_hard_links_an_exclusive_reservation_is_used(tmp_path, monkeypat
     assert np.array_equal(cv2.imread(str(saved.image_path)), image)
     taken = root / split_for(2, 0.1) / "image002.png"
     taken.write_bytes(b"x")
-    real_publish = dataset._publish_exclusive
+    real_publish = dataset.publish_exclusive
 
     def late_intruder(tmp, final):
         if final.name == "image003.png" and not final.exists():
             final.write_bytes(b"late")
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(dataset, "_publish_exclusive", late_intruder)
+    monkeypatch.setattr(dataset, "publish_exclusive", late_intruder)
     assert writer.save(image).number == 4
     assert taken.read_bytes() == b"x"
     assert (root / split_for(3, 0.1) / "image003.png").read_bytes() == b"late"

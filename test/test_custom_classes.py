@@ -72,7 +72,10 @@ def test_custom_classes_train_export_evaluate_detect(tmp_path):
     assert sidecar["labels"] == {"3": "cube", "5": "cylinder", "7": "empty"}
     assert sidecar["input"]["channels"] == 3
     assert sidecar["metrics"]["threshold_criterion"] == "f1"  # a board is no row: F1 chooses the threshold
-    assert read_labels(out.parent / "label_map.pbtxt") == SHAPE_LABELS
+    # Label files named after their model: the digits' files beside it are never overwritten.
+    assert read_labels(out.with_name("shapes.label_map.pbtxt")) == SHAPE_LABELS
+    assert read_labels(out.with_name("shapes.labels.txt")) == SHAPE_LABELS
+    assert not (out.parent / "labels.txt").exists() and not (out.parent / "label_map.pbtxt").exists()
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["config"]["synthetic"] == 0  # synthetic scenes are digits: none for these classes
     # `export --workdir` rebuilds the same class set and input from the run (not the digits)

@@ -14,13 +14,11 @@ images and faces per split and class.
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import logging
 import os
 import re
 import struct
-import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +31,15 @@ from lxml import etree
 
 from cube_detect.boxes import BBox
 from cube_detect.errors import DatasetError, ImageError
-from cube_detect.labels import LABELS, atomic_write_text, describe, format_label_map, read_label_map, read_labels
+from cube_detect.files import (
+    atomic_write_text,
+    file_mode,
+    fsync_dir,
+    publish_exclusive,
+    unlink_quietly,
+    write_temporary,
+)
+from cube_detect.labels import LABELS, describe, format_label_map, read_label_map, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,14 @@ class LabeledBox:
     xmax: int
     ymax: int
     score: Optional[float] = field(default=None, compare=False)
+    #: VOC's ``<difficult>``: a face the user marked too hard to count (evaluation: neither a hit
+    #: nor a miss; training: ignored, see samples.to_sample).
+    difficult: bool = field(default=False, compare=False)
+    #: What the file said, written back unchanged: ``<pose>``, ``<truncated>`` (None: computed
+    #: by labelImg's rule, as for a new or moved box) and unknown child elements (XML text).
+    pose: str = field(default="Unspecified", compare=False)
+    truncated: Optional[str] = field(default=None, compare=False)
+    extra: Tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def bbox(self) -> BBox:
@@ -75,6 +89,14 @@ class Annotation:
     path: str = ""
     #: Reviewed by a person: labelImg's ``verified="yes"`` attribute on ``<annotation>``.
     verified: bool = False
+    #: Kept as read, written back unchanged: ``<source>`` (the whole element, XML text; "" = labelImg's
+    #: ``<database>Unknown</database>``), ``<segmented>``, unknown elements of ``<annotation>``
+    #: (XML text, in order) and its attributes as read (``verified`` is written from the field).
+    #: (Not part of equality: two annotations are the same faces whatever the file's extras.)
+    source: str = field(default="", compare=False)
+    segmented: str = field(default="0", compare=False)
+    extra: Tuple[str, ...] = field(default=(), compare=False)
+    attributes: Tuple[Tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,18 @@ def _int(parent: etree._Element, tag: str, xml_path: Path) -> Tuple[int, int]:
         return int(round(value)), line
     except ValueError:
         raise DatasetError(f"{xml_path}:{line}: <{tag}> is not a number: {text!r}") from None
+
+
+#: Elements this reader understands; anything else is kept verbatim (``extra``) and written back.
+_ANNOTATION_TAGS = {"folder", "filename", "path", "source", "size", "segmented", "object"}
+_OBJECT_TAGS = {"name", "pose", "truncated", "difficult", "bndbox", "score"}
+
+
+def _verbatim(element: etree._Element) -> str:
+    """An element as XML text, without its tail (re-indented when written back)."""
+    copy = etree.fromstring(etree.tostring(element))
+    copy.tail = None
+    return etree.tostring(copy, encoding="unicode")
 
 
 def read_voc(xml_path: os.PathLike, known_labels: Optional[Iterable[str]] = None) -> Annotation:
@@ -178,9 +212,22 @@ def _parse_voc(xml_path: Path, known_labels: Optional[Iterable[str]] = None) -> 
             if not 0.0 <= score <= 1.0:
                 raise DatasetError(f"{xml_path}:{score_element.sourceline}: <score> is not a number "
                                    f"between 0 and 1: {score_text!r}")
-        boxes.append(LabeledBox(name, xmin, ymin, xmax, ymax, score))
+        difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "yes")
+        pose = (obj.findtext("pose") or "Unspecified").strip() or "Unspecified"
+        truncated_text = obj.findtext("truncated")
+        truncated = None if truncated_text is None else truncated_text.strip()
+        extra = tuple(_verbatim(child) for child in obj if isinstance(child.tag, str) and child.tag not in _OBJECT_TAGS)
+        boxes.append(LabeledBox(name, xmin, ymin, xmax, ymax, score, difficult, pose, truncated, extra))
+    source = root.find("source")
+    keep_source = source is not None and not (len(source) == 1 and source[0].tag == "database"
+                                              and (source[0].text or "").strip() == "Unknown")
     ann = Annotation(filename=filename, width=width, height=height, depth=depth, boxes=boxes, folder=folder, path=path,
-                     verified=root.get("verified") == "yes")
+                     verified=root.get("verified") == "yes",
+                     source=_verbatim(source) if keep_source and source is not None else "",
+                     segmented=(root.findtext("segmented") or "0").strip() or "0",
+                     extra=tuple(_verbatim(child) for child in root
+                                 if isinstance(child.tag, str) and child.tag not in _ANNOTATION_TAGS),
+                     attributes=tuple(root.attrib.items()))
     return ann, {"filename": filename_line, "size": size.sourceline}
 
 
@@ -195,10 +242,17 @@ def _truncated(box: LabeledBox, width: int, height: int) -> str:
 
 
 def format_voc(ann: Annotation) -> str:
-    """The XML text labelImg would write for ``ann`` (tab-indented, no XML declaration)."""
+    """The XML text labelImg would write for ``ann`` (tab-indented, no XML declaration), plus what
+    it read and we keep: ``difficult``, ``pose``, ``truncated`` of a box not moved, ``<source>``,
+    ``<segmented>``, unknown elements and attributes, the pre-annotation ``<score>``."""
     top = etree.Element("annotation")
-    if ann.verified:  # labelImg's mark of a reviewed image
+    if ann.verified and "verified" not in dict(ann.attributes):  # labelImg's mark of a reviewed image
         top.set("verified", "yes")
+    for key, value in ann.attributes:  # as read, in their order; verified as it is now
+        if key != "verified":
+            top.set(key, value)
+        elif ann.verified:
+            top.set("verified", "yes")
 
     def sub(parent: etree._Element, tag: str, text: Optional[str] = None) -> etree._Element:
         element = etree.SubElement(parent, tag)
@@ -210,32 +264,45 @@ def format_voc(ann: Annotation) -> str:
     sub(top, "filename", ann.filename)
     if ann.path:  # labelImg writes <path> whenever it knows the image's path
         sub(top, "path", ann.path)
-    sub(sub(top, "source"), "database", "Unknown")
+    if ann.source:
+        top.append(etree.fromstring(ann.source))
+    else:
+        sub(sub(top, "source"), "database", "Unknown")
     size = sub(top, "size")
     sub(size, "width", str(int(ann.width)))
     sub(size, "height", str(int(ann.height)))
     sub(size, "depth", str(int(ann.depth)))
-    sub(top, "segmented", "0")
+    sub(top, "segmented", ann.segmented)
+    for text in ann.extra:
+        top.append(etree.fromstring(text))
     for box in ann.boxes:
         obj = sub(top, "object")
         sub(obj, "name", box.label)
-        sub(obj, "pose", "Unspecified")
-        sub(obj, "truncated", _truncated(box, ann.width, ann.height))
-        sub(obj, "difficult", "0")
+        sub(obj, "pose", box.pose)
+        sub(obj, "truncated", _truncated(box, ann.width, ann.height) if box.truncated is None else box.truncated)
+        sub(obj, "difficult", "1" if box.difficult else "0")
         bndbox = sub(obj, "bndbox")
         for tag in ("xmin", "ymin", "xmax", "ymax"):
             sub(bndbox, tag, str(int(getattr(box, tag))))
+        for text in box.extra:
+            obj.append(etree.fromstring(text))
         if box.score is not None:
             sub(obj, "score", f"{box.score:.3f}")
     # labelImg pretty-prints with lxml and turns each two-space indent into a tab; indenting
     # with tabs directly gives the same bytes without touching spaces inside text.
+    for element in top.iter():  # kept elements come back re-indented like the rest
+        if len(element) and element.text is not None and not element.text.strip():
+            element.text = None
+        if element.tail is not None and not element.tail.strip():
+            element.tail = None
     etree.indent(top, space="\t")
     return etree.tostring(top, encoding="unicode") + "\n"
 
 
-def write_voc(xml_path: os.PathLike, ann: Annotation) -> None:
-    """Write ``ann`` in labelImg's layout, atomically (temporary file + rename)."""
-    atomic_write_text(Path(xml_path), format_voc(ann))
+def write_voc(xml_path: os.PathLike, ann: Annotation, root: Optional[os.PathLike] = None) -> None:
+    """Write ``ann`` in labelImg's layout, atomically (temporary file + rename); never through a
+    symlink, and with ``root`` never outside that folder (files.atomic_write_text)."""
+    atomic_write_text(Path(xml_path), format_voc(ann), root)
 
 
 # --------------------------------------------------------------------------- images
@@ -510,75 +577,6 @@ class SaveSummary:
         return text
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# Filesystems without hard links (FAT, some network mounts) answer one of these to os.link.
-_NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV, errno.ENOSYS}
-
-
-def _publish_exclusive(tmp: Path, final: Path) -> None:
-    """Give the complete file ``tmp`` the name ``final``, failing if ``final`` exists.
-
-    Raises FileExistsError, and leaves ``final`` untouched, when the name is taken.
-    """
-    try:
-        os.link(tmp, final)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST or exc.errno not in _NO_HARDLINKS:
-            raise
-        # No hard links here: reserve the name exclusively, then rename the complete file onto
-        # the reservation. Readers may see an empty file for that instant, never a partial one.
-        fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        os.close(fd)
-        os.replace(tmp, final)
-
-
-def _write_bytes(handle, data: bytes) -> None:
-    handle.write(data)
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _write_tmp(directory: Path, stem: str, data: bytes, mode: int) -> Path:
-    """A complete hidden temporary file in ``directory`` (for a later link to its name), with
-    the permissions a plain ``open()`` would give under the current umask. Removed on error."""
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _write_bytes(handle, data)
-        os.chmod(tmp, mode)  # mkstemp makes 0600: others could not read the data set
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return tmp
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def _file_mode() -> int:
-    """0666 less the process's umask (read and restored: os has no getter)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 class DatasetWriter:
     """Saves images into a labelImg data set; safe against other writers of the same folder.
 
@@ -643,7 +641,7 @@ class DatasetWriter:
         height, width = bgr.shape[:2]
         depth = 1 if bgr.ndim == 2 else bgr.shape[2]
         with self._lock:
-            mode = _file_mode()
+            mode = file_mode()
             number = self.next_number()
             for _ in range(self.MAX_ATTEMPTS):
                 split = self.split_for(number)
@@ -665,7 +663,7 @@ class DatasetWriter:
             self._last = number
             if xml_path is None:
                 written = None
-            _fsync_dir(image_path.parent)
+            fsync_dir(image_path.parent)
             saved = SavedImage(number, split, image_path, xml_path, written or [])
             self.summary.add(saved)
             return saved
@@ -680,18 +678,18 @@ class DatasetWriter:
         tmps: List[Path] = []
         published: List[Path] = []
         try:
-            tmps.append(_write_tmp(image_path.parent, image_path.stem, data, mode))
+            tmps.append(write_temporary(image_path.parent, image_path.stem, data, mode))
             if xml_text is not None:
-                tmps.append(_write_tmp(image_path.parent, image_path.stem, xml_text.encode("utf-8"), mode))
+                tmps.append(write_temporary(image_path.parent, image_path.stem, xml_text.encode("utf-8"), mode))
             try:
-                _publish_exclusive(tmps[0], image_path)
+                publish_exclusive(tmps[0], image_path)
             except FileExistsError:
                 return False
             published.append(image_path)
             if xml_text is None:
                 return None
             try:
-                _publish_exclusive(tmps[1], xml_path)
+                publish_exclusive(tmps[1], xml_path)
             except FileExistsError:
                 # Someone else's XML for this very image: theirs wins (never overwrite).
                 log.warning("%s already exists: left as it is, not pre-annotated", xml_path)
@@ -699,11 +697,11 @@ class DatasetWriter:
             return xml_path
         except OSError as exc:
             for path in published:
-                _unlink_quietly(path)
+                unlink_quietly(path)
             raise DatasetError(f"{image_path}: not saved, nothing written ({exc.strerror or exc})") from exc
         finally:
             for tmp in tmps:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
 
     def count_on_disk(self) -> dict:
         """Images per split now in the data set (any writer), e.g. ``{"train": 12, "test": 2}``."""

@@ -17,9 +17,9 @@ import cv2
 from tqdm import tqdm
 
 from cube_detect.errors import CubeDetectError, ImageError
+from cube_detect.files import atomic_write_text
 from cube_detect.images import read_image
 from cube_detect.inference import DEFAULT_MODEL, load_detector
-from cube_detect.labels import atomic_write_text
 from cube_detect.visualize import draw_detections
 
 log = logging.getLogger("cube_detect.detect")

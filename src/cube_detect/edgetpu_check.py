@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from cube_detect.errors import ModelError
-from cube_detect.labels import atomic_write_text
+from cube_detect.files import atomic_write_text
 
 # --- the rules ---------------------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from cube_detect.dataset import load_split
 from cube_detect.errors import CubeDetectError
+from cube_detect.files import atomic_write_text
 from cube_detect.images import read_image
 from cube_detect.inference import DEFAULT_MODEL, Detection, Detector, load_detector
-from cube_detect.labels import atomic_write_text
 from cube_detect.metrics import pr_curves, summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.synth import EVALUATION_FAMILIES, HELDOUT_FAMILY, handwriting, render_indexed
@@ -87,7 +87,7 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
         # A low threshold for the PR curve; the sequence and confusions use ``threshold``.
         detections = detector.detect(image, threshold=0.05)
         timings.append(detector.last_timing_ms["total"])
-        truth.append([(ids[b.label], b.bbox) for b in sample.annotation.boxes])
+        truth.append([(ids[b.label], b.bbox, b.difficult) for b in sample.annotation.boxes])
         found.append(detections)
         reviewed.append(sample.annotation.verified)
         if plots and k < max_annotated:
@@ -270,7 +270,8 @@ def run(args: argparse.Namespace) -> int:
                               f"(the shipped one is {DEFAULT_MODEL}, tracked by git: name it to change it)")
     result = evaluate(model, args.data, args.threshold, args.plots, skip_bad=args.skip_bad)
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in result["AP50_per_class"].items())
-    print(f"{result['images']} images, {result['faces']} faces: mAP@0.5 {result['mAP50']:.3f}, "
+    hard = f" (+ {result['difficult']} marked difficult: neither hit nor miss)" if result.get("difficult") else ""
+    print(f"{result['images']} images, {result['faces']} faces{hard}: mAP@0.5 {result['mAP50']:.3f}, "
           f"mAP@0.75 {result['mAP75']:.3f} (AP@0.5 {per_class}); confusions {result['confusions']}; "
           f"exact sequences {100 * result['sequence_accuracy']:.1f} %; {result['ms_per_image_p50']} ms/image")
     print(format_curve(result))

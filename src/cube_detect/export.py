@@ -3,8 +3,8 @@
 Keras 3's documented path: ``model.export()`` (SavedModel) then
 ``TFLiteConverter.from_saved_model`` with a representative data set drawn from the run's own
 training images. Writes ``NAME.tflite`` and the ``NAME.json`` sidecar atomically (a crash
-leaves the previous model intact, never a half-written one), ``labels.txt`` and
-``label_map.pbtxt`` beside them, and ``NAME_edgetpu.tflite`` when ``edgetpu_compiler`` is on
+leaves the previous model intact, never a half-written one), ``NAME.labels.txt`` and
+``NAME.label_map.pbtxt`` beside them, and ``NAME_edgetpu.tflite`` when ``edgetpu_compiler`` is on
 PATH, and the float network as ``NAME.keras`` (benchmarks, fine-tuning). Reports
 float-vs-int8 mAP@0.5 on the validation images.
 """
@@ -22,11 +22,12 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from cube_detect.errors import ModelError
+from cube_detect.files import check_target, fsync_dir, unlink_quietly, write_temporary
 from cube_detect.inference import Detection, Detector, decode, make_interpreter
 from cube_detect.labels import write_label_files
 from cube_detect.metrics import summarize
@@ -73,11 +74,6 @@ def convert(model, samples=None, quantize: bool = True) -> bytes:
         return converter.convert()
 
 
-def _temporary(path: Path) -> Path:
-    """The hidden temporary name ``path`` is written under before its rename."""
-    return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-
-
 def remove_stale_temporaries(out: Path) -> List[Path]:
     """Temporary files an interrupted export left beside ``out`` (``.NAME.*.tmp*``): removed."""
     stale = sorted(out.parent.glob(f".{out.name}.*.tmp*"))
@@ -87,15 +83,6 @@ def remove_stale_temporaries(out: Path) -> List[Path]:
         log.info("removed %d temporary file(s) of an interrupted export: %s", len(stale),
                  ", ".join(p.name for p in stale))
     return stale
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _temporary(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sample],
@@ -185,21 +172,30 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     # renames leaves a pair that inference refuses with one line instead of a silent mismatch.
     spec.model_sha256 = hashlib.sha256(int8).hexdigest()
     remove_stale_temporaries(out)
-    staged = {out.with_suffix(".keras"): _temporary(out.with_suffix(".keras")),
-              out.with_suffix(".json"): _temporary(out.with_suffix(".json")),
-              model_path: _temporary(model_path)}
+    keras_path, json_path = out.with_suffix(".keras"), out.with_suffix(".json")
+    staged: Dict[Path, Path] = {}
     try:
-        model.save(staged[out.with_suffix(".keras")])  # float network: benchmarks and fine-tuning
-        atomic_write_bytes(staged[out.with_suffix(".json")], spec.to_json().encode("utf-8"))
-        atomic_write_bytes(staged[model_path], int8)
+        staged[keras_path] = write_temporary(out.parent, keras_path.name, b"")
+        # Keras picks its writer by the suffix: save to a fresh name, then move it over the
+        # exclusive placeholder (same directory: a rename).
+        keras_tmp = staged[keras_path].with_name(staged[keras_path].name + ".keras")
+        try:
+            model.save(keras_tmp)  # float network: benchmarks and fine-tuning
+            os.replace(keras_tmp, staged[keras_path])
+        finally:
+            unlink_quietly(keras_tmp)
+        staged[json_path] = write_temporary(out.parent, json_path.name, spec.to_json().encode("utf-8"))
+        staged[model_path] = write_temporary(out.parent, model_path.name, int8)
         for final, tmp in staged.items():
+            check_target(final)
             os.replace(tmp, final)
     finally:
         for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
-    write_label_files(out.parent, spec.labels)
-    log.info("wrote %s (+ %s, %s, labels.txt, label_map.pbtxt)", model_path, out.with_suffix(".json").name,
-             out.with_suffix(".keras").name)
+            unlink_quietly(tmp)
+    fsync_dir(out.parent)
+    labels_txt, label_map = write_label_files(out, spec.labels)
+    log.info("wrote %s (+ %s, %s, %s, %s)", model_path, json_path.name, keras_path.name, labels_txt.name,
+             label_map.name)
     figures["model"] = str(model_path)
     figures["edgetpu"] = compile_edgetpu(model_path)
     return figures

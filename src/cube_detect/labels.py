@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Tuple
 
 from cube_detect.errors import CubeDetectError
+from cube_detect.files import atomic_write_text
 
 #: Class ids as in the workshops' label_map.pbtxt. Id 0 is background, never a label.
 LABELS: Dict[int, str] = {1: "one", 2: "two"}
@@ -23,17 +24,6 @@ class LabelFileError(CubeDetectError):
     """A label file that cannot be read; the message names the file and line."""
 
 
-def atomic_write_text(path: os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def format_label_map(labels: Mapping[int, str] = LABELS) -> str:
     return "".join(f"item {{\n  id: {cid}\n  name: '{name}'\n}}\n" for cid, name in sorted(labels.items()))
 
@@ -42,12 +32,22 @@ def format_labels_txt(labels: Mapping[int, str] = LABELS) -> str:
     return "".join(f"{cid} {name}\n" for cid, name in sorted(labels.items()))
 
 
-def write_label_files(directory: os.PathLike, labels: Mapping[int, str] = LABELS) -> None:
-    """Write ``label_map.pbtxt`` and ``labels.txt`` into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / "label_map.pbtxt", format_label_map(labels))
-    atomic_write_text(directory / "labels.txt", format_labels_txt(labels))
+def label_file_paths(model_prefix: os.PathLike) -> Tuple[Path, Path]:
+    """The label files an export writes for the model ``PREFIX`` (``models/mycell``):
+    ``PREFIX.labels.txt`` and ``PREFIX.label_map.pbtxt``, named after their model so that two
+    models exported into one folder never overwrite each other's (models exported before this
+    naming wrote ``labels.txt`` / ``label_map.pbtxt``; any label file can still be given by path)."""
+    prefix = Path(model_prefix)
+    return prefix.with_name(prefix.name + ".labels.txt"), prefix.with_name(prefix.name + ".label_map.pbtxt")
+
+
+def write_label_files(model_prefix: os.PathLike, labels: Mapping[int, str] = LABELS) -> Tuple[Path, Path]:
+    """Write ``PREFIX.labels.txt`` and ``PREFIX.label_map.pbtxt`` (:func:`label_file_paths`)."""
+    labels_txt, label_map = label_file_paths(model_prefix)
+    labels_txt.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(label_map, format_label_map(labels))
+    atomic_write_text(labels_txt, format_labels_txt(labels))
+    return labels_txt, label_map
 
 
 _ITEM_RE = re.compile(r"item\s*\{(?P<body>[^{}]*)\}", re.S)

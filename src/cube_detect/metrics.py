@@ -3,7 +3,9 @@ figures this product cares about: one<->two confusions and exact left-to-right s
 
 Inputs are lists per image, so training (float Keras outputs) and evaluation (TFLite
 outputs) share one implementation:
-  ground truth: [(class_id, (x1, y1, x2, y2)), ...]
+  ground truth: [(class_id, (x1, y1, x2, y2)), ...], or (class_id, box, difficult): a face
+                marked VOC ``difficult`` follows VOC's rule: neither a hit nor a miss (a
+                detection on it is ignored, its absence is no error)
   detections:   [Detection, ...]  (anything with ``class_id``, ``score`` and ``box``; see
                 ``inference.decode``)
 """
@@ -18,8 +20,30 @@ import numpy as np
 
 from cube_detect.boxes import BBox, row_axis, sort_left_to_right
 
-GroundTruth = Sequence[Tuple[int, Sequence[float]]]
+GroundTruth = Sequence[Tuple[Any, ...]]  # (class_id, box) or (class_id, box, difficult)
 Detections = Sequence[Any]  # Detection-like: .class_id, .score, .box
+
+
+def is_difficult(face: Tuple[Any, ...]) -> bool:
+    return len(face) > 2 and bool(face[2])
+
+
+def _without_difficult(gts: GroundTruth, dets: Detections, iou: float = 0.5) -> Tuple[list, list]:
+    """The faces that count, and the detections not lying on a difficult face (IoU >= ``iou``
+    with one, and not closer to a face that counts): VOC's rule for the figures COCO does not give."""
+    counted = [g for g in gts if not is_difficult(g)]
+    hard = [g for g in gts if is_difficult(g)]
+    if not hard:
+        return counted, list(dets)
+    kept = []
+    for det in dets:
+        box = BBox(*det.box)
+        best_hard = max(box.iou(g[1]) for g in hard)
+        best_counted = max((box.iou(g[1]) for g in counted), default=0.0)
+        if best_hard >= iou and best_hard > best_counted:
+            continue
+        kept.append(det)
+    return counted, kept
 
 
 def coco_evaluate(ground_truth: Sequence[GroundTruth], detections: Sequence[Detections],
@@ -33,10 +57,12 @@ def coco_evaluate(ground_truth: Sequence[GroundTruth], detections: Sequence[Dete
     results: List[dict] = []
     for image_id, (gts, dets) in enumerate(zip(ground_truth, detections), start=1):
         images.append({"id": image_id, "width": 1, "height": 1})
-        for cid, (x1, y1, x2, y2) in gts:
+        for face in gts:
+            cid, (x1, y1, x2, y2) = face[0], face[1]
+            # COCO ignores a "crowd" face: a detection on it is neither true nor false, as VOC's difficult.
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cid),
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                                "iscrowd": 0})
+                                "iscrowd": int(is_difficult(face))})
         for det in dets:
             x1, y1, x2, y2 = det.box
             results.append({"image_id": image_id, "category_id": int(det.class_id), "score": float(det.score),
@@ -84,6 +110,7 @@ def confusions(ground_truth, detections, labels: Mapping[int, str], iou: float =
     """Detections above ``threshold`` matched to a face of the OTHER class (IoU >= iou)."""
     counts = {f"{labels[a]}->{labels[b]}": 0 for a in labels for b in labels if a != b}
     for gts, dets in zip(ground_truth, detections):
+        gts, dets = _without_difficult(gts, dets, iou)
         for det in dets:
             if det.score < threshold:
                 continue
@@ -104,8 +131,9 @@ def sequence_accuracy(ground_truth, detections, threshold: float = 0.5) -> float
         return 0.0
     right = 0
     for gts, dets in zip(ground_truth, detections):
-        axis = row_axis([b for _, b in gts])
-        truth = [c for c, _ in sort_left_to_right(gts, axis, box=lambda g: g[1])]
+        gts, dets = _without_difficult(gts, dets)
+        axis = row_axis([g[1] for g in gts])
+        truth = [g[0] for g in sort_left_to_right(gts, axis, box=lambda g: g[1])]
         found = [d.class_id for d in sort_left_to_right([d for d in dets if d.score >= threshold], axis)]
         right += truth == found
     return right / len(ground_truth)
@@ -116,6 +144,7 @@ def detection_f1(ground_truth, detections, threshold: float = 0.5, iou: float = 
     first) to an unmatched face of the same class with IoU >= ``iou``."""
     tp = fp = fn = 0
     for gts, dets in zip(ground_truth, detections):
+        gts, dets = _without_difficult(gts, dets, iou)
         free = list(gts)
         for det in sorted((d for d in dets if d.score >= threshold), key=lambda d: -d.score):
             box = BBox(*det.box)
@@ -132,7 +161,9 @@ def detection_f1(ground_truth, detections, threshold: float = 0.5, iou: float = 
 def summarize(ground_truth, detections, labels: Mapping[int, str], threshold: float = 0.5) -> dict:
     """mAP50, mAP75, mAP (0.5:0.95), AP50 per class, confusions, sequence accuracy."""
     ev = coco_evaluate(ground_truth, detections, labels)
-    result: Dict[str, Any] = {"images": len(ground_truth), "faces": int(sum(len(g) for g in ground_truth))}
+    result: Dict[str, Any] = {"images": len(ground_truth),
+                              "faces": int(sum(not is_difficult(f) for g in ground_truth for f in g)),
+                              "difficult": int(sum(is_difficult(f) for g in ground_truth for f in g))}
     if ev is None:
         result.update({"mAP50": 0.0, "mAP75": 0.0, "mAP": 0.0, "AP50_per_class": {}})
     else:

@@ -60,18 +60,31 @@ def build_model(spec: ModelSpec, width: int = 1) -> keras.Model:
 
 
 # ----------------------------------------------------------------------------- targets
+#: Heatmap target of a don't-care cell: below the focal loss's positive level (0.999), and so
+#: close to 1 that its negative term ((1 - target)^4) vanishes.
+IGNORE = 0.998
+
+
 def encode_targets(boxes: Sequence[Tuple[int, float, float, float, float]], spec: ModelSpec) -> np.ndarray:
     """Training targets for one image, (rows, cols, num_classes + 5) float32.
 
     ``boxes``: (class_index, x1, y1, x2, y2) in model-input pixels. Channels: per-class
     Gaussian heatmap peaking at 1 in the cell holding each box centre (elliptic, sized by
     the box, as TTFNet), then l/t/r/b distances in cells and a regression weight (the
-    Gaussian, so cells near a centre learn the box).
+    Gaussian, so cells near a centre learn the box). A box of class index -1 (a face marked
+    VOC ``difficult``) is a don't-care region: every class's heatmap target there is
+    :data:`IGNORE` (the focal loss neither rewards nor penalises a score), no box regression.
     """
     rows, cols = spec.grid
     k, s = spec.num_classes, float(spec.stride)
     target = np.zeros((rows, cols, k + 5), np.float32)
     ys, xs = (np.arange(rows, dtype=np.float32) + 0.5), (np.arange(cols, dtype=np.float32) + 0.5)
+    for cls, x1, y1, x2, y2 in boxes:
+        if int(cls) < 0:
+            inside = ((xs[None, :] > x1 / s - 0.5) & (xs[None, :] < x2 / s + 0.5)
+                      & (ys[:, None] > y1 / s - 0.5) & (ys[:, None] < y2 / s + 0.5))
+            target[:, :, :k][inside] = np.maximum(target[:, :, :k][inside], IGNORE)
+    boxes = [b for b in boxes if int(b[0]) >= 0]
     # Large boxes first so a small box's regression wins where they overlap.
     for cls, x1, y1, x2, y2 in sorted(boxes, key=lambda b: -(b[3] - b[1]) * (b[4] - b[2])):
         cls = int(cls)

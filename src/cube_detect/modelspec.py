@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from cube_detect.errors import ModelError
-from cube_detect.labels import LABELS, atomic_write_text
+from cube_detect.files import atomic_write_text
+from cube_detect.labels import LABELS
 
 FORMAT = "cube_detect-model/1"
 

@@ -38,11 +38,17 @@ Sample = Tuple[np.ndarray, np.ndarray]
 VALIDATION_SEED_OFFSET = 7_919
 
 
+#: Class index of a face marked VOC ``difficult`` in a sample: training ignores its region
+#: (model.encode_targets: no positive, no penalty), validation neither counts it nor a detection on it.
+DIFFICULT = -1
+
+
 def to_sample(image: np.ndarray, boxes: Sequence[LabeledBox], spec: ModelSpec) -> Sample:
-    """Letterbox one original image (as inference does) and scale its VOC boxes to model pixels."""
+    """Letterbox one original image (as inference does) and scale its VOC boxes to model pixels;
+    a ``difficult`` face gets the class index :data:`DIFFICULT`."""
     boxed, scale = model_input(image, spec)
     name_to_index = {spec.labels[cid]: i for i, cid in enumerate(spec.class_ids)}
-    rows = [(name_to_index[b.label], *b.bbox.scale(scale)) for b in boxes]
+    rows = [(DIFFICULT if b.difficult else name_to_index[b.label], *b.bbox.scale(scale)) for b in boxes]
     return boxed, np.array(rows, np.float32).reshape(-1, 5)
 
 
@@ -144,9 +150,11 @@ def batch_of(images: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def ground_truth(samples: Sequence[Sample], spec: ModelSpec) -> List[GroundTruth]:
-    """Per sample: ``[(class_id, BBox), ...]`` in model pixels."""
+    """Per sample: ``[(class_id, BBox, difficult), ...]`` in model pixels (a difficult face's
+    class is unknown here: any id, it is ignored by the metrics)."""
     ids = spec.class_ids
-    return [[(ids[int(c)], BBox(x1, y1, x2, y2)) for c, x1, y1, x2, y2 in s[1]] for s in samples]
+    return [[(ids[max(int(c), 0)], BBox(x1, y1, x2, y2), int(c) == DIFFICULT) for c, x1, y1, x2, y2 in s[1]]
+            for s in samples]
 
 
 def float_detections(predict: Callable, samples: Sequence[Sample], spec: ModelSpec, threshold: float = 0.05,

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from cube_detect.dataset import images_root, resolve_labels
 from cube_detect.errors import CubeDetectError
-from cube_detect.labels import LABELS, atomic_write_text, describe
+from cube_detect.files import atomic_write_text
+from cube_detect.labels import LABELS, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data, reviewed_photos

@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import rospy
 from std_msgs.msg import Bool
 
-from cube_detect.labels import LABELS, atomic_write_text
+from cube_detect.files import atomic_write_text
+from cube_detect.labels import LABELS
 from cube_detect.msg import CubeFaces
 from cube_detect.protocol import DONE, NO_CUBE, ArmController
 from cube_detect.ros.params import RosParamStore

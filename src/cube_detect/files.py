@@ -1,0 +1,149 @@
+"""Writing files: never half-written, never over a file that appeared meanwhile, never through a
+symlink, never outside the folder a writer owns.
+
+Every writer of the package goes through here (data sets, review, export, labels, sidecars):
+
+- temporary files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` under a random name in the
+  target's own directory (:func:`write_temporary`, ``tempfile.mkstemp``), written completely and
+  fsynced, then renamed or linked to their name; a planted symlink at a guessable temporary name
+  cannot redirect a write;
+- a target that is itself a symlink is refused with one line (:class:`UnsafePathError`), never
+  written through or silently replaced;
+- with ``root=``, the target's directory is resolved (symlinks and ``..`` followed) and must lie
+  inside ``root``, itself resolved: a split folder that is a symlink leading out is refused
+  (O_NOFOLLOW guards only the last path component);
+- :func:`create_exclusive` publishes a new file only if its name is still free (a hard link, or
+  on file systems without them an exclusive reservation then a rename).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from cube_detect.errors import CubeDetectError
+
+
+class UnsafePathError(CubeDetectError):
+    """A write that would go through a symlink or land outside the folder it belongs to."""
+
+
+#: What os.link answers on file systems without hard links (FAT, some network mounts).
+NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV, errno.ENOSYS}
+
+
+def file_mode() -> int:
+    """0666 less the process's umask (read and restored: os has no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def fsync_dir(directory: os.PathLike) -> None:
+    """Make a rename or link in ``directory`` durable (best effort: not every file system can)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def unlink_quietly(path: os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def check_target(path: os.PathLike, root: Optional[os.PathLike] = None) -> Path:
+    """``path`` if it may be written: not a symlink, and with ``root``, its resolved directory
+    inside the resolved ``root``. Raises :class:`UnsafePathError` naming the path."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UnsafePathError(f"{path}: is a symlink (to {os.readlink(path)}); not written through it")
+    if root is not None:
+        base = Path(root).resolve()
+        directory = path.parent.resolve()
+        if directory != base and base not in directory.parents:
+            raise UnsafePathError(f"{path}: its folder resolves to {directory}, outside {base}; not written")
+    return path
+
+
+def write_all(handle, data: bytes) -> None:
+    """Write, flush and fsync: the bytes are on disk when this returns."""
+    handle.write(data)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def write_temporary(directory: os.PathLike, stem: str, data: bytes, mode: Optional[int] = None) -> Path:
+    """A complete, fsynced hidden temporary file in ``directory`` (``.STEM.XXXXXXXX.tmp``),
+    created exclusively (never an existing file or a symlink), with ``mode`` (default: what a
+    plain ``open()`` gives under the umask). Removed on error."""
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write_all(handle, data)
+        os.chmod(tmp, file_mode() if mode is None else mode)  # mkstemp makes 0600
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: os.PathLike, data: bytes, root: Optional[os.PathLike] = None) -> None:
+    """Replace ``path`` with ``data`` in one step (temporary file + rename): readers see the old
+    file or the new one, never a part. Refuses a symlink target and, with ``root``, a target
+    outside it (see :func:`check_target`)."""
+    path = check_target(path, root)
+    tmp = write_temporary(path.parent, path.name, data)
+    try:
+        os.replace(tmp, path)
+    finally:
+        unlink_quietly(tmp)
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: os.PathLike, text: str, root: Optional[os.PathLike] = None) -> None:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"), root)
+
+
+def publish_exclusive(tmp: os.PathLike, final: os.PathLike) -> None:
+    """Give the complete file ``tmp`` the name ``final``, failing if ``final`` exists (even as a
+    dangling symlink). Raises FileExistsError, and leaves ``final`` untouched, when it is taken."""
+    try:
+        os.link(tmp, final)  # link() never follows or replaces an existing name at final
+    except OSError as exc:
+        if exc.errno == errno.EEXIST or exc.errno not in NO_HARDLINKS:
+            raise
+        # No hard links here: reserve the name exclusively, then rename the complete file onto
+        # the reservation. Readers may see an empty file for that instant, never a partial one.
+        fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        os.close(fd)
+        os.replace(tmp, final)
+
+
+def create_exclusive(path: os.PathLike, data: bytes, root: Optional[os.PathLike] = None,
+                     mode: Optional[int] = None) -> bool:
+    """Write a new file ``path``, never over one that exists or appears meanwhile: False (and
+    nothing written) if the name is taken."""
+    path = check_target(path, root)
+    tmp = write_temporary(path.parent, path.name, data, mode)
+    try:
+        publish_exclusive(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        unlink_quietly(tmp)
+    fsync_dir(path.parent)
+    return True
