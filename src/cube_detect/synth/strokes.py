@@ -9,23 +9,26 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-from cube_detect.synth.handwriting import draw_real_digit
+from cube_detect.synth.handwriting import current_source, draw_real_digit
 from cube_detect.synth.noise import _catmull_rom
 
 # Key points of the pen path in digit-height units: x right, y down, the digit spans y in
 # [-0.5, 0.5]. Each stroke is a list of key points; corners split strokes.
 
 
-def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
+def _strokes_one(rng: np.random.Generator, french: bool = False) -> List[np.ndarray]:
     """A 1: a stem, with or without a flag (straight, hooked, long European up-stroke, a
     short top serif) and with or without a foot. Never anything that bows right at the top
-    and runs along the bottom (what makes a 2)."""
+    and runs along the bottom (what makes a 2). ``french`` (training scenes only): the French
+    classroom 1, a long up-stroke flag and often a long foot on both sides of the stem: what
+    tells it from a 2 is the straight stem and the flag, not the base."""
     xb = rng.normal(0.0, 0.03)
     xt = xb + rng.normal(0.02, 0.04)
     bow = rng.normal(0.0, 0.025)
     stem = np.array([[xt, -0.5], [0.5 * (xt + xb) + bow, 0.0], [xb, 0.5]])
     strokes = []
-    flag = rng.choice(["none", "straight", "hook", "long", "cap"], p=[0.2, 0.4, 0.17, 0.13, 0.1])
+    flag = rng.choice(["none", "straight", "hook", "long", "cap"],
+                      p=[0.05, 0.25, 0.1, 0.6, 0.0] if french else [0.2, 0.4, 0.17, 0.13, 0.1])
     if flag == "none":
         strokes.append(stem)
     else:
@@ -44,17 +47,18 @@ def _strokes_one(rng: np.random.Generator) -> List[np.ndarray]:
             path = [[xt - length, -0.5 + rng.uniform(0.0, 0.06)], [xt, -0.5]]
         strokes.append(np.array(path, np.float64))
         strokes.append(stem)
-    if rng.random() < 0.35:  # a foot: centred or mostly to the right, never a long base
-        half = rng.uniform(0.12, 0.26)
+    if rng.random() < (0.65 if french else 0.35):  # a foot: centred or mostly to the right
+        half = rng.uniform(0.18, 0.4) if french else rng.uniform(0.12, 0.26)
         left = half * rng.uniform(0.6, 1.1)
         strokes.append(np.array([[xb - left, 0.5 + rng.normal(0, 0.015)],
                                  [xb + half * rng.uniform(0.8, 1.2), 0.5 + rng.normal(0, 0.015)]]))
     return strokes
 
 
-def _strokes_two(rng: np.random.Generator) -> List[np.ndarray]:
+def _strokes_two(rng: np.random.Generator, french: bool = False) -> List[np.ndarray]:
     """A 2: a round (or angular) top, a diagonal, and a base: straight, looped (curly),
-    wavy or an open curl; the top may start with a small curl."""
+    wavy or an open curl; the top may start with a small curl. ``french`` (training scenes
+    only): mostly the looped base, the loop big or small, the tail often long and flat."""
     w = rng.uniform(0.55, 0.8)  # width / height
     r = rng.uniform(-0.08, 0.08)  # roundness of the top
     if rng.random() < 0.2:  # angular top: a flatter arch and a straighter descent
@@ -67,13 +71,16 @@ def _strokes_two(rng: np.random.Generator) -> List[np.ndarray]:
         top = [[top[0][0] + c, top[0][1] + 0.02], [top[0][0] + c * 0.6, top[0][1] + c * 1.2],
                [top[0][0] - c * 0.3, top[0][1] + c * 0.8]] + top
     diag_mid = [0.12 + rng.normal(0, 0.05), 0.14]
-    base_style = rng.choice(["straight", "loop", "wave", "curl"], p=[0.45, 0.3, 0.13, 0.12])
+    base_style = rng.choice(["straight", "loop", "wave", "curl"],
+                            p=[0.15, 0.6, 0.05, 0.2] if french else [0.45, 0.3, 0.13, 0.12])
     strokes = []
     if base_style == "loop":
-        ls = rng.uniform(0.8, 1.3)  # loop size
+        ls = rng.uniform(0.6, 1.8) if french else rng.uniform(0.8, 1.3)  # loop size
         body = top + [diag_mid, [-0.14, 0.33],
                       [-0.30 - 0.04 * ls, 0.40 + 0.02 * ls], [-0.34 - 0.05 * ls, 0.30 - 0.02 * ls],
                       [-0.24, 0.25 - 0.03 * ls], [-0.14, 0.35], [-0.10, 0.46], [0.10, 0.49], [0.45, 0.45]]
+        if french and rng.random() < 0.5:  # a long flat tail
+            body[-1] = [rng.uniform(0.55, 0.8), 0.47 + rng.normal(0, 0.02)]
         strokes.append(np.array(body))
     elif base_style == "curl":  # one smooth stroke: the diagonal sweeps into a base that rises at the end
         body = top + [diag_mid, [-0.2, 0.36], [-0.40, 0.48], [-0.1, 0.47], [0.2, 0.5],
@@ -168,7 +175,10 @@ def _draw_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[st
     if rng.random() < 0.3:
         _draw_text(canvas, rng, "1" if label == "one" else "2", size, height, thickness, cx, cy, ink)
         return
-    strokes = _strokes_one(rng) if label == "one" else _strokes_two(rng)
+    # Scenes rendered for training (digit source "mixed") also get the French classroom hands
+    # of docs/DOMAIN.md from our stroke model; the default source draws exactly as before.
+    french = current_source() == "mixed" and rng.random() < 0.5
+    strokes = _strokes_one(rng, french) if label == "one" else _strokes_two(rng, french)
     strokes = _jitter(rng, strokes, rng.uniform(0.006, 0.02))
     slant = rng.normal(0.0, 0.15)
     angle = math.radians(rng.normal(0.0, 5.0))

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from cube_detect.dataset import DatasetWriter, LabeledBox, SaveSummary
 from cube_detect.errors import CubeDetectError
-from cube_detect.synth.families import FAMILIES, render_indexed
+from cube_detect.synth.families import EVALUATION_FAMILIES, HELDOUT_FAMILY, render_indexed
+from cube_detect.synth.handwriting import check_data
 
 
 def _render_task(task: Tuple[int, int, Optional[str]]) -> Tuple[np.ndarray, List[LabeledBox]]:
@@ -38,8 +39,10 @@ def write_dataset(out_dir: os.PathLike, count: int, seed: int, test_share: float
         raise CubeDetectError(f"--count must be >= 0, got {count}")
     if not 0.0 <= test_share < 1.0:
         raise CubeDetectError(f"--test-share must be in [0, 1), got {test_share}")
-    if family is not None and family not in FAMILIES:
-        raise CubeDetectError(f"--family {family}: not one of {', '.join(FAMILIES)}")
+    if family is not None and family not in EVALUATION_FAMILIES:
+        raise CubeDetectError(f"--family {family}: not one of {', '.join(EVALUATION_FAMILIES)}")
+    if family == HELDOUT_FAMILY:
+        check_data()  # one clear line now, not one per rendering worker
     writer = DatasetWriter(out_dir, test_share)
     tasks = [(seed, i, family) for i in range(count)]
     with tqdm(total=count, desc="synth", unit="img", disable=not progress) as bar:
@@ -63,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image i of seed s is always the same (default 0)")
     parser.add_argument("--test-share", type=float, default=0.1, help="share of images in test/ (default 0.1)")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    parser.add_argument("--family", choices=FAMILIES, help="scenes of one family only (default: the training mixture)")
+    parser.add_argument("--family", choices=EVALUATION_FAMILIES,
+                        help=f"scenes of one family only (default: the training mixture; {HELDOUT_FAMILY}: hands "
+                             "training never sees, a stand-in for your photos)")
 
 
 def run(args: argparse.Namespace) -> int:
