@@ -67,3 +67,15 @@ def test_set_threshold_writes_the_best_on_reviewed_photos_and_keeps_the_model_va
     assert sidecar["model_sha256"] == sidecar_before["model_sha256"]
     assert "evaluate on" in sidecar["metrics"]["threshold_source"]
     assert load_detector(model).threshold == sidecar["threshold"]  # the pair still loads
+
+
+def test_evaluate_says_what_it_scored_and_warns_about_weak_figures(photos, capsys, caplog):
+    data, model = photos
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--split", "all"]) == 0
+    out = capsys.readouterr().out
+    train, test = len(list((data / "train").glob("*.png"))), len(list((data / "test").glob("*.png")))
+    assert f"scored {train + test} images of split all" in out
+    assert main(["evaluate", "--model", str(model), "--data", str(data / "test")]) == 0  # a plain folder
+    assert f"scored {test} images of the folder" in capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith(f"only {test} images scored (the folder): a shaky figure") for w in warnings) == (test < 20)

@@ -33,14 +33,22 @@ from cube_detect.visualize import draw_detections
 log = logging.getLogger("cube_detect.evaluate")
 
 
-def split_dir(data: Path) -> Path:
-    """A data set root (or the course's project folder) means its test split; a folder of
-    images + xml is used as it is."""
-    for candidate in (data / "test", data / "images" / "test"):
-        if candidate.is_dir():
-            return candidate
+#: Fewer scored images than this make a shaky figure: evaluate says so.
+FEW_IMAGES = 20
+
+
+def split_dirs(data: Path, split: str = "test") -> List[Path]:
+    """The folders ``evaluate`` scores: a data set root (or the course's project folder) gives
+    its ``split`` (``test``, ``train``, or ``all``: both); a folder of images + xml is used as it is."""
+    for root in (data, data / "images"):
+        if (root / "train").is_dir() or (root / "test").is_dir():
+            wanted = ("train", "test") if split == "all" else (split,)
+            found = [root / s for s in wanted if (root / s).is_dir()]
+            if not found:
+                raise CubeDetectError(f"{data}: no {split}/ split (--split train, test or all)")
+            return found
     if data.is_dir():
-        return data
+        return [data]
     raise CubeDetectError(f"{data}: data set folder not found")
 
 
@@ -65,12 +73,13 @@ def plot_pr(coco_eval, labels, path: Path, title: str) -> None:
 
 
 def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: Optional[Path] = None,
-             max_annotated: int = 40, skip_bad: bool = False) -> dict:
-    folder = split_dir(Path(data))
+             max_annotated: int = 40, skip_bad: bool = False, split: str = "test") -> dict:
+    folders = split_dirs(Path(data), split)
+    folder = folders[0] if len(folders) == 1 else Path(data)
     detector = load_detector(model, backend="cpu", threshold=threshold, max_detections=10)
-    samples = load_split(folder, skip_bad, detector.spec.labels.values())
+    samples = [s for f in folders for s in load_split(f, skip_bad, detector.spec.labels.values())]
     if not samples:
-        raise CubeDetectError(f"{folder}: no labelled images")
+        raise CubeDetectError(f"{', '.join(map(str, folders))}: no labelled images")
     threshold = detector.threshold  # None: the model's calibrated default
     labels, ids = detector.spec.labels, {v: k for k, v in detector.spec.labels.items()}
     truth, found, timings, reviewed = [], [], [], []
@@ -106,7 +115,9 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
     result.update({"criterion": criterion, "by_threshold": curve, "best_threshold": best,
                    "curve_images": len(kept), "reviewed_images": sum(reviewed)})
     timings.sort()
-    result.update({"model": str(model), "data": str(folder), "threshold": threshold,
+    what = "the folder" if folders == [Path(data)] else f"split {split}"
+    result.update({"model": str(model), "data": str(folder), "split": what, "folders": [str(f) for f in folders],
+                   "threshold": threshold,
                    "backend": detector.backend, "ms_per_image_p50": round(timings[len(timings) // 2], 2)})
     if plots and coco is not None:
         plot_pr(coco, labels, Path(plots) / "pr_curve.png",
@@ -226,11 +237,14 @@ def run_robustness(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help=f"default: the shipped model ({DEFAULT_MODEL.name})")
     parser.add_argument("--data", type=Path, required=True,
-                        help="data set root (its test/ split is used) or a folder of images + VOC xml")
+                        help="data set root (its --split is scored, test by default) or a folder of images + VOC xml")
     parser.add_argument("--threshold", type=float, default=None,
                         help="score threshold for confusions and sequences (default: the model's calibrated one)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write pr_curve.png and annotated/ here")
+    parser.add_argument("--split", choices=("test", "train", "all"), default="test",
+                        help="which split of a data set to score (default test: the images training never saw; "
+                             "all = train + test, for a fine-tuned model only test is fair)")
     parser.add_argument("--set-threshold", action="store_true",
                         help="write the best threshold on these photos into the model's sidecar (NAME.json; needs "
                              f"--model and at least {MIN_REVIEWED_PHOTOS} reviewed images; the .tflite is untouched)")
@@ -263,12 +277,28 @@ def set_threshold(model: Path, threshold: float, source: str) -> Path:
     return path
 
 
+def warnings_for(result: dict) -> List[str]:
+    """What makes the figures weak, one line each: too few images, nothing reviewed."""
+    lines = []
+    if result["images"] < FEW_IMAGES:
+        lines.append(f"only {result['images']} images scored ({result['split']}): a shaky figure; "
+                     f"--split all scores train/ too, or capture more")
+    if not result["reviewed_images"]:
+        lines.append(f"none of the {result['images']} images is reviewed (verified): if their XML are the "
+                     "capture's pre-annotations, this scores the model against its own guesses; review them first")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     model = args.model or DEFAULT_MODEL
     if args.set_threshold and args.model is None:
         raise CubeDetectError("--set-threshold changes the model's sidecar: name the model with --model "
                               f"(the shipped one is {DEFAULT_MODEL}, tracked by git: name it to change it)")
-    result = evaluate(model, args.data, args.threshold, args.plots, skip_bad=args.skip_bad)
+    result = evaluate(model, args.data, args.threshold, args.plots, skip_bad=args.skip_bad, split=args.split)
+    print(f"scored {result['images']} images of {result['split']} ({', '.join(result['folders'])}), "
+          f"{result['reviewed_images']} of them reviewed")
+    for line in warnings_for(result):
+        log.warning("%s", line)
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in result["AP50_per_class"].items())
     hard = f" (+ {result['difficult']} marked difficult: neither hit nor miss)" if result.get("difficult") else ""
     print(f"{result['images']} images, {result['faces']} faces{hard}: mAP@0.5 {result['mAP50']:.3f}, "
