@@ -93,3 +93,25 @@ def test_custom_classes_train_export_evaluate_detect(tmp_path):
                  "--threshold", "0.2", "--json", str(detections)]) == 0
     found = [d for r in json.loads(detections.read_text()) for d in r["detections"]]
     assert found and all((d["id"], d["label"]) in SHAPE_LABELS.items() for d in found)
+
+
+def test_the_simulated_camera_serves_any_data_set(tmp_path):
+    """sim_camera images:=FOLDER: the classes are the XML's own (shapes here); a bad XML costs
+    that image its truth, never the camera."""
+    import cv2
+    import numpy as np
+
+    from cube_detect.dataset import Annotation, LabeledBox, write_voc
+    from cube_detect.simulation import FolderScenes
+
+    for i, names in enumerate((["cylinder", "cube"], ["empty"])):
+        cv2.imwrite(str(tmp_path / f"board{i}.png"), np.full((224, 224, 3), 90, np.uint8))
+        boxes = [LabeledBox(name, 10 + 100 * k, 10, 90 + 100 * k, 90) for k, name in enumerate(names)]
+        write_voc(tmp_path / f"board{i}.xml", Annotation(f"board{i}.png", 224, 224, 3, boxes))
+    cv2.imwrite(str(tmp_path / "board2.png"), np.zeros((224, 224, 3), np.uint8))
+    (tmp_path / "board2.xml").write_text("<annotation><oops>")
+    source = FolderScenes(tmp_path)
+    scenes = [source.next() for _ in range(4)]
+    assert [s.labels for s in scenes] == [["cylinder", "cube"], ["empty"], [], ["cylinder", "cube"]]
+    assert list(source.bad_truth) == [str(tmp_path / "board2.xml")]
+    assert "malformed XML" in source.bad_truth[str(tmp_path / "board2.xml")]

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from cube_detect.boxes import sort_left_to_right
-from cube_detect.dataset import LabeledBox, read_voc
-from cube_detect.errors import ImageError
+from cube_detect.dataset import LabeledBox, names_in, read_voc
+from cube_detect.errors import DatasetError, ImageError
 from cube_detect.synth import render_indexed
 
 
@@ -47,7 +47,11 @@ class SyntheticScenes:
 
 
 class FolderScenes:
-    """Cycles through the images of a folder (sorted by name); truth from the VOC xml beside each."""
+    """Cycles through the images of a folder (sorted by name); truth from the VOC xml beside each.
+
+    Any data set serves: the classes are whatever its XML files name (digits, shapes, hand
+    signs); a camera does not care. An XML that cannot be read leaves that image's truth empty
+    (``bad_truth`` lists why), it never stops the camera."""
 
     EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -57,6 +61,8 @@ class FolderScenes:
         if not self.paths:
             raise ImageError(f"{self.folder}: no images ({', '.join(self.EXTENSIONS)})")
         self.axis, self.index = axis, 0
+        self.known = names_in([self.folder])
+        self.bad_truth: dict = {}
 
     def next(self) -> Scene:
         path = self.paths[self.index % len(self.paths)]
@@ -65,7 +71,12 @@ class FolderScenes:
         if image is None:
             raise ImageError(f"{path}: cannot be read as an image")
         xml = path.with_suffix(".xml")
-        labels = sorted_labels(read_voc(xml).boxes, self.axis) if xml.exists() else []
+        labels: List[str] = []
+        if xml.exists():
+            try:
+                labels = sorted_labels(read_voc(xml, self.known).boxes, self.axis)
+            except DatasetError as exc:
+                self.bad_truth[str(xml)] = str(exc)
         return Scene(image, labels, str(path))
 
 

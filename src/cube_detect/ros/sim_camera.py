@@ -50,6 +50,7 @@ class SimCamera:
         self.expected_pub = rospy.Publisher("~expected", String, queue_size=1, latch=True)
         self.served = 0
         self.last_scene: Optional[Scene] = None
+        self.reported: set = set()  # XML files already warned about (once each)
 
     def handle(self, _request: Any) -> Any:
         private = rospy.get_param("~", {})  # one call to the master for every fault setting
@@ -71,6 +72,10 @@ class SimCamera:
                 finally:
                     self.pending = self.ahead.submit(self.source.next)
         self.last_scene = scene
+        for path, why in list(getattr(self.source, "bad_truth", {}).items()):
+            if path not in self.reported:
+                self.reported.add(path)
+                rospy.logwarn("sim_camera: %s (its image is served without truth)", why)
         pixels = encode_for_camera(scene.image, faults.encoding)
         # Exactly the real server's call for the default: no encoding argument -> "8UC3".
         if faults.encoding == "8UC3":
