@@ -31,6 +31,11 @@ def test_a_training_budget_that_leaves_no_training_is_refused_before_anything_ru
     assert main(["train", "--minutes", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --minutes 1 leaves no time to train") and "at least" in err[0]
+    # The minimum it names is one the same check accepts (it once said 2.5 where 1.5 passed).
+    from cube_detect.train import EXPORT_RESERVE_S, MIN_TRAIN_S
+
+    named = float(err[0].rsplit("--minutes ", 1)[1])
+    assert named * 60 >= EXPORT_RESERVE_S + MIN_TRAIN_S and (named - 0.5) * 60 < EXPORT_RESERVE_S + MIN_TRAIN_S
     assert not out.parent.exists()  # nothing written, nothing replaced
 
 
