@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the shipped model")
     parser.add_argument("--threshold", type=float, default=None,
                         help="minimum score (default: the model's calibrated threshold, in its sidecar)")
-    parser.add_argument("--max", type=int, default=4, dest="max_detections", help="at most N faces per image (default 4: the arm's row; raise it for other objects, e.g. 9 on a board)")
+    parser.add_argument("--max", type=int, default=4, dest="max_detections",
+                        help="at most N faces per image (default 4: the arm's row; raise it for other objects, "
+                             "e.g. 9 on a board)")
     parser.add_argument("--sort-axis", choices=["x", "y"], default="x")
     parser.add_argument("--backend", choices=["auto", "edgetpu", "cpu"], default="auto")
     parser.add_argument("--json", type=Path, help="write the results here instead of stdout")

@@ -210,7 +210,8 @@ def train(cfg: TrainConfig) -> dict:
     reserve_s = EXPORT_RESERVE_S if cfg.export else 10.0
     if not cfg.epochs and cfg.minutes * 60 < reserve_s + MIN_TRAIN_S:
         raise CubeDetectError(f"--minutes {cfg.minutes:g} leaves no time to train: the export alone takes about "
-                              f"{reserve_s:.0f} s; give at least --minutes {math.ceil((reserve_s + MIN_TRAIN_S) / 30) / 2:g}")
+                              f"{reserve_s:.0f} s; give at least "
+                              f"--minutes {math.ceil((reserve_s + MIN_TRAIN_S) / 30) / 2:g}")
     labels = dict(LABELS if cfg.labels is None else cfg.labels)
     init_keras = None
     if cfg.init is not None:  # fine-tuning: the exported model's own spec and float network
