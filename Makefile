@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := source tools/env.sh
 
-.PHONY: help setup test unit unit-fast py38 rostest demo bench soak lint clean
+.PHONY: help setup test unit unit-fast py38 wheels rostest demo bench soak lint clean
 
 help:
 	@echo "make setup    install Debian ROS packages, .venv and the catkin workspace (idempotent)"
@@ -11,6 +11,7 @@ help:
 	@echo "make test     lint, unit tests (pytest) and integration tests (rostest)"
 	@echo "make unit-fast  unit tests without the training pipeline (about 20 s)"
 	@echo "make py38     the robot side on ROS Noetic's Python 3.8 (venv from pyenv 3.8, tflite-runtime)"
+	@echo "make wheels   the robot requirements resolve to wheels on every robot platform (x86_64/arm64, Noetic/Debian 12)"
 	@echo "make bench    speed/memory figures -> bench/results.json + README (TRAIN=1: also training time)"
 	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~5 min)"
 	@echo "make lint     catkin_lint --strict, ruff and mypy (settings in pyproject.toml)"
@@ -29,6 +30,11 @@ unit-fast: setup
 py38:
 	@bash tools/py38.sh
 
+# Resolves requirements/runtime.txt per target (markers evaluated for that target, its whole
+# manylinux tag list), installs nothing; needs PyPI.
+wheels: setup
+	@$(ENV) && python tools/check_wheels.py
+
 rostest: setup
 	@$(ENV) && python tools/run_rostests.py
 
@@ -36,7 +42,7 @@ lint: setup
 	@$(ENV) && catkin_lint --strict --pkg cube_detect && echo "catkin_lint --strict: clean"
 	@$(ENV) && ruff check . && mypy
 
-test: setup lint py38
+test: setup lint py38 wheels
 	@$(ENV) && python -m pytest -q test
 	@$(ENV) && python tools/run_rostests.py
 
