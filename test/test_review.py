@@ -7,8 +7,14 @@ Most tests use Flask's test client on :func:`create_app`; the token tests run a 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import selectors
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -138,8 +144,10 @@ def test_load_returns_boxes_scores_size_and_version(client: Any, dataset: Path) 
     record = load(client, "image001.png")
     assert (record["width"], record["height"], record["status"], record["verified"]) == (W, H, "unreviewed", False)
     assert record["boxes"] == [
-        {"label": "one", "xmin": 2, "ymin": 3, "xmax": 20, "ymax": 30, "score": pytest.approx(0.91)},
-        {"label": "two", "xmin": 30, "ymin": 5, "xmax": 60, "ymax": 40, "score": pytest.approx(0.42)},
+        {"label": "one", "xmin": 2, "ymin": 3, "xmax": 20, "ymax": 30, "score": pytest.approx(0.91),
+         "difficult": False, "key": 0},
+        {"label": "two", "xmin": 30, "ymin": 5, "xmax": 60, "ymax": 40, "score": pytest.approx(0.42),
+         "difficult": False, "key": 1},
     ]
     assert record["version"] and record["version"] != "none"
     assert load(client, "image004.png")["version"] == "none"
@@ -478,6 +486,7 @@ def test_unwritable_folder_is_a_clear_error_and_nothing_changes(client: Any, dat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("cube_detect.review.write_voc", full_disk)
+    monkeypatch.setattr("cube_detect.review.create_exclusive", full_disk)
     before = xml(dataset, "image002.png").read_bytes()
     record = load(client, "image002.png")
     response = put(client, "image002.png", {"version": record["version"], "boxes": [], "verified": True})
@@ -485,3 +494,471 @@ def test_unwritable_folder_is_a_clear_error_and_nothing_changes(client: Any, dat
     response = put(client, "image004.png", {"version": "none", "boxes": [], "verified": True})
     assert response.status_code == 507 and not xml(dataset, "image004.png").exists()
     assert xml(dataset, "image002.png").read_bytes() == before and no_temporary_files(dataset)
+
+
+# --------------------------------------------------------------------------- issue 21: what a save keeps
+
+# What labelImg writes for image001.png (64x48), plus what people and other tools add: attributes,
+# a source with more than "Unknown", a teacher's <owner>, a pose, a difficult face, a note.
+LABELIMG_XML = """<annotation verified="yes" lang="fr">
+\t<folder>train</folder>
+\t<filename>image001.png</filename>
+\t<path>/home/eleve/cubes/train/image001.png</path>
+\t<source>
+\t\t<database>ROS4PRO Lyon</database>
+\t</source>
+\t<size>
+\t\t<width>64</width>
+\t\t<height>48</height>
+\t\t<depth>3</depth>
+\t</size>
+\t<segmented>0</segmented>
+\t<owner>
+\t\t<name>Mme Martin</name>
+\t</owner>
+\t<object>
+\t\t<name>one</name>
+\t\t<pose>Frontal</pose>
+\t\t<truncated>1</truncated>
+\t\t<difficult>1</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>10</xmin>
+\t\t\t<ymin>12</ymin>
+\t\t\t<xmax>30</xmax>
+\t\t\t<ymax>40</ymax>
+\t\t</bndbox>
+\t\t<note>smudged</note>
+\t</object>
+\t<object>
+\t\t<name>two</name>
+\t\t<pose>Left</pose>
+\t\t<truncated>1</truncated>
+\t\t<difficult>0</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>35</xmin>
+\t\t\t<ymin>5</ymin>
+\t\t\t<xmax>60</xmax>
+\t\t\t<ymax>40</ymax>
+\t\t</bndbox>
+\t</object>
+</annotation>
+"""
+
+
+@pytest.fixture()
+def labelimg(dataset: Path) -> Path:
+    """image001's XML as labelImg and a teacher wrote it."""
+    path = xml(dataset, "image001.png")
+    path.write_text(LABELIMG_XML)
+    return path
+
+
+def objects(path: Path) -> List[Dict[str, str]]:
+    """Each <object> as {tag: text} (bndbox flattened), as the file says."""
+    found = []
+    for obj in ET.parse(path).getroot().findall("object"):
+        fields = {child.tag: (child.text or "").strip() for child in obj if child.tag != "bndbox"}
+        fields.update({child.tag: child.text or "" for child in obj.find("bndbox")})
+        found.append(fields)
+    return found
+
+
+def test_load_shows_difficult_and_each_box_key(client: Any, labelimg: Path) -> None:
+    record = load(client, "image001.png")
+    assert [(b["label"], b["difficult"], b["key"]) for b in record["boxes"]] == [("one", True, 0), ("two", False, 1)]
+    assert record["verified"] and record["status"] == "reviewed"
+
+
+def test_a_save_of_what_was_loaded_gives_back_the_same_file(client: Any, labelimg: Path) -> None:
+    record = load(client, "image001.png")
+    response = put(client, "image001.png", {"version": record["version"], "boxes": record["boxes"], "verified": True})
+    assert response.status_code == 200, response.json
+    assert labelimg.read_text() == LABELIMG_XML  # byte for byte: nothing the user wrote is lost
+
+
+def test_a_save_keeps_what_the_page_does_not_show_and_recomputes_truncated_of_moved_boxes(
+        client: Any, labelimg: Path) -> None:
+    record = load(client, "image001.png")
+    first, second = record["boxes"]
+    first.update(difficult=False)  # toggled off (d): kept where it is
+    second.update(xmin=36, xmax=61)  # moved: truncated is recomputed (labelImg's rule)
+    new = {"label": "two", "xmin": 2, "ymin": 2, "xmax": 9, "ymax": 9, "score": None}  # drawn: no key
+    response = put(client, "image001.png", {"version": record["version"], "boxes": [first, second, new],
+                                            "verified": False})
+    assert response.status_code == 200, response.json
+    root = ET.parse(labelimg).getroot()
+    assert root.attrib == {"lang": "fr"}  # verified dropped (unaccepted), the other attribute kept
+    assert root.findtext("source/database") == "ROS4PRO Lyon" and root.findtext("owner/name") == "Mme Martin"
+    assert root.findtext("path") == "/home/eleve/cubes/train/image001.png"
+    one, two, drawn = objects(labelimg)
+    assert (one["pose"], one["truncated"], one["difficult"], one["note"]) == ("Frontal", "1", "0", "smudged")
+    assert (two["pose"], two["truncated"], two["difficult"], two["xmin"]) == ("Left", "0", "0", "36")
+    assert (drawn["pose"], drawn["truncated"], drawn["difficult"]) == ("Unspecified", "0", "0")
+    # The page renumbers its keys after a save: the file now lists the boxes it sent, in order.
+    record = response.json
+    assert [b["key"] for b in record["boxes"]] == [0, 1, 2]
+    boxes = record["boxes"]
+    boxes[2]["difficult"] = True
+    del boxes[0]["difficult"]  # not sent: the file's value stays
+    response = put(client, "image001.png", {"version": record["version"], "boxes": boxes[::-1], "verified": True})
+    assert response.status_code == 200, response.json
+    drawn, two, one = objects(labelimg)
+    assert drawn["difficult"] == "1" and one["note"] == "smudged" and one["difficult"] == "0" and two["pose"] == "Left"
+
+
+@pytest.mark.parametrize("change, what", [
+    ({"key": 2}, "key must be null"),
+    ({"key": -1}, "key must be null"),
+    ({"key": True}, "key must be null"),
+    ({"key": "0"}, "key must be null"),
+    ({"difficult": 1}, "difficult must be true or false"),
+    ({"difficult": "yes"}, "difficult must be true or false"),
+])
+def test_bad_keys_and_difficult_flags_are_refused(client: Any, labelimg: Path, change: dict, what: str) -> None:
+    record = load(client, "image001.png")
+    boxes = record["boxes"]
+    boxes[1].update(change)
+    response = put(client, "image001.png", {"version": record["version"], "boxes": boxes, "verified": True})
+    assert response.status_code == 400 and what in response.json["error"]
+    assert labelimg.read_text() == LABELIMG_XML
+
+
+def test_two_boxes_cannot_claim_the_same_key(client: Any, labelimg: Path) -> None:
+    record = load(client, "image001.png")
+    boxes = [record["boxes"][0], dict(record["boxes"][0])]
+    response = put(client, "image001.png", {"version": record["version"], "boxes": boxes, "verified": True})
+    assert response.status_code == 400 and "key 0" in response.json["error"]
+    assert labelimg.read_text() == LABELIMG_XML
+
+
+def test_a_symlinked_xml_is_never_written_through(client: Any, dataset: Path) -> None:
+    # image002.xml is a link to image003.xml, inside the data set (so it can be read and listed).
+    target = xml(dataset, "image003.png")
+    write_voc(target, Annotation("image002.png", W, H, 3, [LabeledBox("two", 10, 10, 30, 30)], "train"))
+    before = target.read_bytes()
+    xml(dataset, "image002.png").unlink()
+    xml(dataset, "image002.png").symlink_to(target.name)
+    record = load(client, "image002.png")
+    response = put(client, "image002.png", {"version": record["version"], "boxes": [], "verified": True})
+    assert response.status_code == 403 and "symlink" in response.json["error"]
+    assert target.read_bytes() == before and xml(dataset, "image002.png").is_symlink()
+    # A dangling link where a new XML would go: not created through it either.
+    xml(dataset, "image004.png").symlink_to("planted.xml")
+    response = put(client, "image004.png", {"version": "none", "boxes": [], "verified": True})
+    assert response.status_code == 403 and "symlink" in response.json["error"]
+    assert not (dataset / "train" / "planted.xml").exists() and no_temporary_files(dataset)
+
+
+def test_a_split_folder_leading_out_is_refused_by_the_file_module_too(dataset: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: even if the store's own path check let it through, files.py refuses a
+    write whose folder resolves outside the data set (the review passes root=<real data set>)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.png").write_bytes((dataset / "train" / "image001.png").read_bytes())
+    write_voc(outside / "y.xml", Annotation("y.png", W, H, 3, []))
+    (outside / "y.png").write_bytes((dataset / "train" / "image001.png").read_bytes())
+    before = (outside / "y.xml").read_bytes()
+    (dataset / "test").rmdir()
+    (dataset / "test").symlink_to(outside)
+    monkeypatch.setattr(ReviewStore, "inside", lambda self, path: True)
+    client = create_app(dataset).test_client()
+    response = put(client, "x.png", {"version": "none", "boxes": [], "verified": True}, "test")
+    assert response.status_code == 403 and "outside" in response.json["error"]
+    record = load(client, "y.png", "test")
+    response = put(client, "y.png", {"version": record["version"], "boxes": [], "verified": True}, "test")
+    assert response.status_code == 403 and "outside" in response.json["error"]
+    assert sorted(p.name for p in outside.iterdir()) == ["x.png", "y.png", "y.xml"]
+    assert (outside / "y.xml").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- issue 21: edits from outside
+
+
+def test_an_outside_write_between_version_check_and_rename_is_a_409(client: Any, dataset: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """labelImg rewrites the file in place while the server writes its temporary file: the stat
+    check just before the rename sees it; their file stays, ours is not written."""
+    import cube_detect.review as review
+
+    path = xml(dataset, "image002.png")
+    theirs = format_voc(Annotation("image002.png", W, H, 3, [LabeledBox("one", 1, 1, 9, 9)], "train"))
+    real_write_voc = review.write_voc
+
+    def labelimg_meanwhile(*args: Any, **kwargs: Any) -> None:
+        with open(path, "w") as handle:  # in place, as labelImg's writer does
+            handle.write(theirs)
+        real_write_voc(*args, **kwargs)
+
+    monkeypatch.setattr(review, "write_voc", labelimg_meanwhile)
+    record = load(client, "image002.png")
+    response = put(client, "image002.png", {"version": record["version"], "boxes": [], "verified": True})
+    assert response.status_code == 409 and "while saving" in response.json["error"]
+    assert path.read_text() == theirs and response.json["current"]["boxes"][0]["label"] == "one"
+    assert no_temporary_files(dataset)
+
+
+def test_an_xml_created_from_outside_during_the_save_is_kept(client: Any, dataset: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import cube_detect.review as review
+
+    path = xml(dataset, "image004.png")
+    theirs = format_voc(Annotation("image004.png", W, H, 3, [LabeledBox("two", 1, 1, 9, 9)], "train"))
+    real_create = review.create_exclusive
+
+    def capture_meanwhile(*args: Any, **kwargs: Any) -> bool:
+        path.write_text(theirs)
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(review, "create_exclusive", capture_meanwhile)
+    response = put(client, "image004.png", {"version": "none", "boxes": [], "verified": True})
+    assert response.status_code == 409 and path.read_text() == theirs and no_temporary_files(dataset)
+
+
+# --------------------------------------------------------------------------- issue 21: one bad entry, one bad row
+
+
+def png_header(width: int, height: int, colour_type: int = 2) -> bytes:
+    """The first bytes of a PNG that claims ``width`` x ``height`` (no pixel data after them)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64
+
+
+def test_header_depth_and_size_without_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from cube_detect.dataset import image_header
+
+    cv2.imwrite(str(tmp_path / "gray.png"), np.zeros((H, W), np.uint8))
+    cv2.imwrite(str(tmp_path / "colour.png"), np.zeros((H, W, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "gray.jpg"), np.zeros((H, W), np.uint8))
+    cv2.imwrite(str(tmp_path / "colour.jpg"), np.zeros((H, W, 3), np.uint8))
+    (tmp_path / "huge.png").write_bytes(png_header(10000, 10000, colour_type=0))
+
+    def no_decoding(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("decoded an image to learn its size or depth")
+
+    monkeypatch.setattr(cv2, "imread", no_decoding)
+    assert image_header(tmp_path / "gray.png") == (W, H, 1)
+    assert image_header(tmp_path / "colour.png") == (W, H, 3)
+    assert image_header(tmp_path / "gray.jpg") == (W, H, 1)
+    assert image_header(tmp_path / "colour.jpg") == (W, H, 3)
+    assert image_header(tmp_path / "huge.png") == (10000, 10000, 1)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(CubeDetectError, match="junk.png: no PNG or JPEG header"):
+        image_header(tmp_path / "junk.png")
+
+
+def test_one_bad_entry_is_one_bad_row_never_a_500(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    import cube_detect.dataset as dataset_module
+
+    train = dataset / "train"
+    good = (train / "image001.png").read_bytes()
+    (train / "loop.png").symlink_to("loop.png")  # a symbolic link loop
+    (train / "a.png").symlink_to("b.png")
+    (train / "b.png").symlink_to("a.png")
+    (train / "gone.png").symlink_to("nothing-here.png")  # dangling
+    (train / "folder.png").mkdir()  # a folder named like an image
+    (train / "twin.png").write_bytes(good)  # two images, one stem, one XML
+    (train / "twin.jpg").write_bytes(good)
+    (train / "absurd.png").write_bytes(png_header(4294967280, 4294967280))
+    (train / "wide.png").write_bytes(png_header(30000, 10))
+    (train / "big.png").write_bytes(png_header(10000, 10000, colour_type=0))  # large, but an image
+    (train / "locked.png").write_bytes(good)  # unreadable (tests run as root: simulated below)
+    (train / "knot.png").write_bytes(good)  # an image whose XML is a link loop
+    (train / "knot.xml").symlink_to("knot.xml")
+    if os.geteuid() != 0:
+        (train / "locked.png").chmod(0)
+    real_read_header = dataset_module._read_header
+
+    def read_header(path: Path) -> Any:
+        if Path(path).name == "locked.png":
+            raise PermissionError(13, "Permission denied")
+        return real_read_header(path)
+
+    monkeypatch.setattr(dataset_module, "_read_header", read_header)
+
+    def no_decoding(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("decoded an image while listing")
+
+    monkeypatch.setattr(cv2, "imread", no_decoding)
+    client = create_app(dataset).test_client()
+    for url in ("/api/images", "/api/poll", "/api/summary"):
+        assert client.get(url).status_code == 200, url
+    rows = {r["name"]: r for r in client.get("/api/images").json["images"]}
+    expected = {"loop.png": "symbolic link loop", "a.png": "symbolic link loop", "b.png": "symbolic link loop",
+                "gone.png": "link to nothing", "folder.png": "not a regular file", "twin.png": "share the stem",
+                "twin.jpg": "share the stem", "absurd.png": "4294967280x4294967280",
+                "wide.png": "more than 20000", "locked.png": "Permission denied",
+                "knot.png": "XML knot.xml is a symbolic link loop"}
+    for name, reason in expected.items():
+        assert rows[name]["status"] == "bad" and reason in rows[name]["error"], rows[name]
+    assert rows["big.png"]["status"] == "no-xml" and rows["image001.png"]["status"] == "unreviewed"
+    train_row = next(r for r in client.get("/api/summary").json["rows"] if r["split"] == "train")
+    assert train_row["bad"] == len(expected) and train_row["images"] == 3
+    # None of them can be edited: the load says why, a save is refused and writes nothing.
+    for name in expected:
+        record = load(client, name)
+        assert record["status"] == "bad" and record["boxes"] == [], name
+        response = put(client, name, {"version": record["version"], "boxes": [], "verified": True})
+        assert response.status_code == 422 and "cannot edit" in response.json["error"], name
+    assert not [p for p in train.iterdir() if p.suffix == ".xml" and p.stem in
+                {"loop", "a", "b", "gone", "folder", "twin", "absurd", "wide", "locked"}]
+    assert (train / "knot.xml").is_symlink() and os.readlink(train / "knot.xml") == "knot.xml"
+    assert client.get("/image/train/loop.png").status_code == 404
+    # The large image is listed and saved from its header alone (depth 1: grayscale), never decoded.
+    record = load(client, "big.png")
+    assert (record["width"], record["height"]) == (10000, 10000)
+    response = put(client, "big.png", {"version": "none", "boxes": [], "verified": True})
+    assert response.status_code == 200, response.json
+    ann = read_voc(xml(dataset, "big.png"))
+    assert (ann.width, ann.height, ann.depth) == (10000, 10000, 1)
+
+
+# --------------------------------------------------------------------------- issue 21: on the LAN
+
+
+def test_over_deep_json_and_out_of_range_numbers_answer_400(client: Any, dataset: Path) -> None:
+    before = xml(dataset, "image002.png").read_bytes()
+    version = load(client, "image002.png")["version"]
+
+    def raw_put(text: str) -> Any:
+        return client.put("/api/ann/train/image002.png", data=text, content_type="application/json")
+
+    deep = raw_put("[" * 100_000 + "]" * 100_000)
+    assert deep.status_code == 400 and "too deep" in deep.json["error"]
+    box = '{{"label": "one", "xmin": {}, "ymin": 1, "xmax": 9, "ymax": 9, "score": {}, "key": {}}}'
+    for xmin, score, key, what in (("1e400", "null", "null", "finite"), (str(10 ** 400), "null", "null", "range"),
+                                   ("-1e400", "null", "null", "finite"), ("NaN", "null", "null", "finite"),
+                                   ("1", "1e400", "null", "score"), ("1", str(10 ** 400), "null", "score"),
+                                   ("1", "null", str(10 ** 400), "key"), ("1" * 5000, "null", "null", "JSON")):
+        body = f'{{"version": "{version}", "verified": false, "boxes": [{box.format(xmin, score, key)}]}}'
+        response = raw_put(body)
+        assert response.status_code == 400 and what in response.json["error"], (xmin[:20], score[:20], key[:20])
+        assert len(response.json["error"]) < 300
+    assert xml(dataset, "image002.png").read_bytes() == before
+
+
+def test_every_answer_has_cross_origin_resource_policy(client: Any) -> None:
+    for method, url, status in (("get", "/", 200), ("get", "/static/review.js", 200), ("get", "/api/images", 200),
+                                ("get", "/image/train/image001.png", 200), ("get", "/image/train/nope.png", 404),
+                                ("post", "/api/ann/train/image001.png", 405),
+                                ("put", "/api/ann/train/image001.png", 415)):
+        response = getattr(client, method)(url)
+        assert response.status_code == status, url
+        assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin", url
+
+
+def test_the_page_survives_a_malformed_fragment() -> None:
+    script = (Path(__file__).resolve().parents[1] / "src/cube_detect/review_static/review.js").read_text()
+    call = script.index("decodeURIComponent(location.hash")
+    assert "try {" in script[call - 80:call], "decodeURIComponent of the fragment must be guarded (URIError)"
+
+
+def test_the_token_is_never_logged(dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url, stop = serve_in_thread(dataset, host="0.0.0.0", port=0)
+    token = url.split("?token=", 1)[1]
+    port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert fetch(f"{base}/api/ann/train/nope.png?token={token}")[0] == 404  # an error answer, with the token
+        assert fetch(f"{base}/api/images?x=1&token={token}")[0] == 200
+        assert fetch(f"{base}/api/images?token={token[:-2]}xy")[0] == 403  # a near miss
+        assert fetch(f"{base}/image/train/nope.png", {"X-Review-Token": token})[0] == 404
+    finally:
+        stop()
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert token not in text and token[:-2] not in text
+    assert "GET /api/ann/train/nope.png?token=[hidden] -> 404" in text  # error answers: logged, scrubbed
+    assert "GET /api/images?token=[hidden] -> 403" in text
+    assert f"review page: {url.split('?', 1)[0]}?token=[hidden]" in text
+
+
+def test_the_capture_node_prints_the_tokened_url_and_logs_it_without(dataset: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("rospy", reason="the capture node needs ROS (source tools/env.sh)")
+    from cube_detect.ros import capture_node
+
+    logged: List[str] = []
+    monkeypatch.setattr(capture_node.rospy, "loginfo", lambda msg, *args: logged.append(msg % args))
+    stop = capture_node.start_review(dataset, "0.0.0.0", 0)
+    assert stop is not None
+    stop()
+    printed = capsys.readouterr().out
+    token = printed.split("?token=", 1)[1].split()[0]
+    assert len(token) >= 20 and printed.count(token) == 1
+    assert len(logged) == 1 and token not in logged[0] and "review page http://" in logged[0]
+
+
+def test_missing_waitress_is_a_one_line_error(dataset: Path) -> None:
+    code = ("import sys\nsys.modules['waitress'] = None\nfrom cube_detect.cli import main\n"
+            f"sys.exit(main(['review', {str(dataset)!r}, '--port', '0']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "waitress" in lines[0] and "pip install" in lines[0], proc.stderr
+
+
+HALF_OPEN = 500
+
+
+def test_half_open_connections_neither_block_the_page_nor_stay(dataset: Path) -> None:
+    """500 clients that send half a request line and then nothing (slowloris; 127.0.0.1 only,
+    all closed at the end): a real client still gets the page within 5 s, no thread is pinned,
+    and the server drops them after its idle timeout (2 s here, 20 s by default)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * HALF_OPEN + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    threads_before = threading.active_count()
+    timeout = 2
+    url, stop = serve_in_thread(dataset, port=0, settings={"channel_timeout": timeout, "cleanup_interval": 1})
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    held: List[socket.socket] = []
+    try:
+        for _ in range(HALF_OPEN):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            held.append(sock)
+        sent = time.monotonic()
+        status, body = fetch(url)
+        page_s = time.monotonic() - sent
+        assert status == 200 and b"review.js" in body and page_s < 5, page_s
+        threads = threading.active_count() - threads_before
+        assert threads <= 8 + 1, f"{threads} threads for {HALF_OPEN} half-open connections"
+        # Every half-open connection is closed by the server (EOF or reset), after the timeout.
+        open_ones = set(held)
+        deadline = sent + timeout + 15
+        with selectors.DefaultSelector() as waiting:  # epoll: descriptors above 1024 are fine
+            for sock in held:
+                waiting.register(sock, selectors.EVENT_READ)
+            while open_ones and time.monotonic() < deadline:
+                for key, _ in waiting.select(0.5):
+                    sock = key.fileobj  # type: ignore[assignment]
+                    try:
+                        data = sock.recv(4096)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        open_ones.discard(sock)
+                        waiting.unregister(sock)
+        dropped_s = time.monotonic() - sent
+        assert not open_ones, f"{len(open_ones)} of {HALF_OPEN} still open after {dropped_s:.1f} s"
+        assert dropped_s >= timeout - 0.5  # by the timeout, not at once
+        print(f"\n{HALF_OPEN} half-open connections: page in {page_s * 1000:.0f} ms, {threads} server threads, "
+              f"all dropped {dropped_s:.1f} s after the last was opened (channel_timeout {timeout} s)")
+    finally:
+        for sock in held:
+            sock.close()
+        stop()
+    with pytest.raises(OSError):  # stop() closed the port
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

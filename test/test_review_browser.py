@@ -1,11 +1,13 @@
 """The review page end to end in a real browser: Debian's headless Chromium driven by Selenium.
 
-On a synthetic data set (``python -m cube_detect synth --count 4``) it changes a class with the
-keyboard, deletes a box, draws one with the mouse and moves it, accepts the image, then reads
-the XML on disk; then a new capture shows up without a reload, and an edit of a file another tool
-just rewrote is refused and reloaded. The screenshot it keeps (``test-artifacts/review.png``, path printed) shows the
-page just before the accept. ``make setup`` installs chromium, chromium-driver and
-python3-selenium (Debian's; the venv sees them through --system-site-packages).
+On a synthetic data set (``python -m cube_detect synth --count 4``), opened with a malformed URL
+fragment, it changes a class with the keyboard, deletes a box, draws one with the mouse and moves
+it, marks boxes difficult (key d, and a box's checkbox), accepts the image, then reads the XML on
+disk; then a new capture shows up without a reload, and an edit of a file another tool just
+rewrote is refused and reloaded. The screenshot it keeps (``test-artifacts/review.png``, path
+printed) shows the page just before the accept. ``make setup`` installs chromium,
+chromium-driver and python3-selenium (Debian's; the venv sees them through
+--system-site-packages).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ pytest.importorskip("flask", reason="the review page needs Flask: pip install -r
 pytest.importorskip("selenium", reason="Debian's python3-selenium (make setup installs it)")
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -96,7 +99,7 @@ def test_review_page_in_chromium(browser: Any, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "review.png"
     try:
-        browser.get(url)
+        browser.get(url + "#%E0%A4%A")  # a malformed fragment (URIError if decoded unguarded): harmless
         wait(browser, lambda d: title(d) != "", "the first image")
         # Keyboard: next image until the target is on screen.
         for _ in range(len(xmls)):
@@ -147,6 +150,21 @@ def test_review_page_in_chromium(browser: Any, tmp_path: Path) -> None:
                              (50, 50, 170, 140)):
             assert abs(got - want) <= 2, (drawn_on_disk, "drawn at (20, 20, 140, 110), moved by 30 px")
         assert read_voc(target_xml).boxes[:-1] == expected_boxes and not read_voc(target_xml).verified
+        # 3b. Difficult: key d on the selected (drawn) box, the checkbox of the first box; both dashed.
+        assert not any(b.difficult for b in read_voc(target_xml).boxes)
+        keys(browser, "d")
+        wait_saved(browser)
+        for _ in range(5):  # the list is rebuilt when a save answers: find the checkbox afresh
+            try:
+                browser.find_element(By.CSS_SELECTOR, "#boxes li:first-child .difficult-flag input").click()
+                break
+            except StaleElementReferenceException:
+                time.sleep(0.2)
+        wait_saved(browser)
+        wait(browser, lambda d: [b.difficult for b in read_voc(target_xml).boxes] ==
+             [True] + [False] * (len(expected_boxes) - 1) + [True], "difficult saved for the first and drawn boxes")
+        checks = browser.find_elements(By.CSS_SELECTOR, "#boxes .difficult-flag input")
+        assert [c.is_selected() for c in checks] == [True] + [False] * (len(checks) - 2) + [True]
         browser.save_screenshot(str(screenshot))
         print(f"\nreview page screenshot: {screenshot}")
 
@@ -156,6 +174,7 @@ def test_review_page_in_chromium(browser: Any, tmp_path: Path) -> None:
         wait_saved(browser)
         after = read_voc(target_xml)
         assert after.verified and 'verified="yes"' in target_xml.read_text()
+        assert after.boxes[0].difficult and after.boxes[-1].difficult  # kept through the accept
         assert after.boxes[:-1] == expected_boxes and after.boxes[-1] == drawn_on_disk
         assert (after.filename, after.folder, after.path) == (before.filename, before.folder, before.path)
         row = browser.find_element(By.CSS_SELECTOR, f"#list li[data-id='{target_id}'] .dot")

@@ -22,7 +22,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from cube_detect.errors import CubeDetectError
 
@@ -100,22 +100,28 @@ def write_temporary(directory: os.PathLike, stem: str, data: bytes, mode: Option
     return tmp
 
 
-def atomic_write_bytes(path: os.PathLike, data: bytes, root: Optional[os.PathLike] = None) -> None:
+def atomic_write_bytes(path: os.PathLike, data: bytes, root: Optional[os.PathLike] = None,
+                       before_replace: Optional[Callable[[], None]] = None) -> None:
     """Replace ``path`` with ``data`` in one step (temporary file + rename): readers see the old
     file or the new one, never a part. Refuses a symlink target and, with ``root``, a target
-    outside it (see :func:`check_target`)."""
+    outside it (see :func:`check_target`). ``before_replace``: called once the temporary file is
+    complete, just before the rename (e.g. to check the target did not change meanwhile); an
+    exception it raises aborts the write, the target untouched and the temporary file removed."""
     path = check_target(path, root)
     tmp = write_temporary(path.parent, path.name, data)
     try:
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     finally:
         unlink_quietly(tmp)
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: os.PathLike, text: str, root: Optional[os.PathLike] = None) -> None:
+def atomic_write_text(path: os.PathLike, text: str, root: Optional[os.PathLike] = None,
+                      before_replace: Optional[Callable[[], None]] = None) -> None:
     """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
-    atomic_write_bytes(path, text.encode("utf-8"), root)
+    atomic_write_bytes(path, text.encode("utf-8"), root, before_replace)
 
 
 def publish_exclusive(tmp: os.PathLike, final: os.PathLike) -> None:

@@ -1,28 +1,41 @@
 """``python -m cube_detect review DATASET``: review and correct a data set's boxes in the browser.
 
-A small local web server (Flask) over a labelImg data set (``train/`` and ``test/``): the page
-shows every image with its boxes, class names and pre-annotation scores, a list with each
-image's status (unreviewed, reviewed, no XML, bad XML) and the data set's figures (those of
-``stats``). Every change is saved at once, atomically, with :func:`cube_detect.dataset.write_voc`
-(labelImg's Pascal VOC layout); an image accepted as reviewed gets labelImg's
-``verified="yes"``.
+A small web server (Flask, served by waitress) over a labelImg data set (``train/`` and
+``test/``): the page shows every image with its boxes, class names and pre-annotation scores, a
+list with each image's status (unreviewed, reviewed, no XML, bad) and the data set's figures
+(those of ``stats``). Every change is saved at once, atomically, with
+:func:`cube_detect.dataset.write_voc` (labelImg's Pascal VOC layout); an image accepted as
+reviewed gets labelImg's ``verified="yes"``.
 
+- What a save keeps: everything of the file the user did not change. The new annotation is the
+  old one with new boxes and ``verified`` (``source``, ``segmented``, unknown elements and
+  attributes, ``path`` unchanged); a box the page loaded comes back with its ``key`` (its index
+  in the file) and keeps its ``pose``, unknown elements and, when its corners did not move,
+  ``truncated``; ``difficult`` is the page's (a key and a checkbox toggle it).
+- What is never written: anything outside the data set's real path, anything through a symlink
+  (:mod:`cube_detect.files`; refused with HTTP 403 and the reason), an XML for an image the page
+  marks bad (unreadable, link loop, several images sharing its stem, absurd header size).
 - Conflicts: every load returns the XML's ``version`` (a hash of its bytes, ``"none"`` when there
   is no XML); a save names the version it edited and is refused (HTTP 409) when the file changed
-  since, e.g. a second tab or another tool. The page then reloads that image.
+  since, e.g. a second tab or another tool; the file's stat is checked again just before the
+  rename (see :meth:`ReviewStore.save` for the one window left). The page then reloads that image.
+- One bad entry is one bad row: the listing never fails on a file it cannot use; image size and
+  depth come from the file's header (never a decode under the store's lock).
 - Security: binds 127.0.0.1 by default and then only answers requests whose ``Host`` is a
   loopback name (no DNS rebinding). Any other address needs the random token printed in the URL
-  (``?token=``, or the ``X-Review-Token`` header the page sends), checked on every request. Only
-  images and XML files inside the data set are served or written: fixed routes, file names
-  checked, real paths resolved and checked against the data set's real path (no ``..``, no
-  encoded separators, no symbolic link leading out).
+  (``?token=``, or the ``X-Review-Token`` header the page sends), checked on every request; the
+  token is never logged (log lines are scrubbed). Only images and XML files inside the data set
+  are served or written: fixed routes, file names checked, real paths resolved and checked
+  against the data set's real path (no ``..``, no encoded separators, no symbolic link leading
+  out). waitress (a production WSGI server) bounds threads, connections and idle time, so
+  half-sent requests cannot pin the server.
 - The page (``review_static/``: HTML, CSS and plain JavaScript, no CDN) polls a cheap endpoint,
   so images saved meanwhile (capture running) show up without a reload.
 
 From another program, e.g. the capture node: ``url, stop = serve_in_thread(dataset)``.
-Flask is a workstation requirement (``requirements/review.txt``), not a robot one: without it
-:func:`create_app`, :func:`serve_in_thread` and the command raise :class:`ReviewUnavailable`
-with the line to install it.
+Flask and waitress are workstation requirements (``requirements/review.txt``), not robot ones:
+without them :func:`create_app`, :func:`serve_in_thread` and the command raise
+:class:`ReviewUnavailable` with the line to install them.
 """
 
 from __future__ import annotations
@@ -32,16 +45,18 @@ import errno
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import os
 import re
 import secrets
 import socket
+import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from cube_detect.dataset import (
     CLASSES_FILE,
@@ -53,7 +68,8 @@ from cube_detect.dataset import (
     count_split,
     find_label_maps,
     format_stats,
-    image_size,
+    format_voc,
+    image_header,
     images_root,
     names_in,
     read_voc,
@@ -61,6 +77,7 @@ from cube_detect.dataset import (
     write_voc,
 )
 from cube_detect.errors import CubeDetectError, DatasetError
+from cube_detect.files import UnsafePathError, create_exclusive
 from cube_detect.labels import LABELS, read_classes_txt
 
 if TYPE_CHECKING:  # Flask is imported when a server is made, never by `import cube_detect.review`
@@ -73,20 +90,52 @@ DEFAULT_PORT = 8765
 STATIC_DIR = Path(__file__).with_name("review_static")
 #: The page's files; nothing else is served from STATIC_DIR.
 STATIC_FILES = ("index.html", "review.css", "review.js")
-INSTALL_HINT = "pip install -r requirements/review.txt (or: pip install 'flask>=2.2')"
+INSTALL_HINT = "pip install -r requirements/review.txt (or: pip install 'flask>=2.2' 'waitress>=3.0')"
 TOKEN_HEADER = "X-Review-Token"
 #: Image file names the server accepts in a URL: no separators, no leading dot, known suffix.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+ -]{0,200}$")
 MAX_BOXES = 500
+#: Larger images (by their header) are bad rows: nothing a camera of the course makes, and a
+#: header claiming 4294967280 px a side would give an XML our own reader refuses.
+MAX_IMAGE_SIDE = 20000
+#: Larger XML files are bad rows (a labelImg file of 500 boxes is about 100 kB).
+MAX_XML_BYTES = 8 << 20
+#: Box corners sent by the page beyond this are refused (400) before any arithmetic.
+MAX_COORDINATE = 1e9
+#: The request body's limit (Flask answers 413 beyond it; waitress a little later).
+MAX_BODY_BYTES = 1 << 20
+
+#: waitress's settings (https://docs.pylonsproject.org/projects/waitress/en/stable/arguments.html).
+#: Requests are parsed by one asynchronous loop and only complete ones reach the worker threads,
+#: so a half-sent request holds a connection (dropped after ``channel_timeout`` seconds without
+#: a byte), never a thread. ``connection_limit`` fits under the common 1024 open-file limit with
+#: room for the capture node's own files; beyond it new connections wait in the backlog until
+#: idle ones are dropped. ``asyncore_use_poll``: poll(), not select() and its 1024-descriptor cap.
+SERVER_SETTINGS: Dict[str, Any] = {
+    "threads": 8,
+    "connection_limit": 600,
+    "channel_timeout": 20,
+    "cleanup_interval": 5,
+    "backlog": 1024,
+    "asyncore_use_poll": True,
+    "max_request_header_size": 64 << 10,
+    "max_request_body_size": MAX_BODY_BYTES + (64 << 10),
+    "expose_tracebacks": False,
+    "ident": "cube_detect-review",
+}
 
 STATUS_UNREVIEWED = "unreviewed"
 STATUS_REVIEWED = "reviewed"
 STATUS_NO_XML = "no-xml"
 STATUS_BAD = "bad"
 
+#: The problem of an image whose path, or its XML's, leads out of the data set: answered 404,
+#: exactly as a name that does not exist.
+LEADS_OUT = "a link that leads out of the data set"
+
 
 class ReviewUnavailable(CubeDetectError):
-    """The review page cannot run here (Flask missing); the message says what to install."""
+    """The review page cannot run here (Flask or waitress missing); the message says what to install."""
 
 
 class ReviewError(CubeDetectError):
@@ -104,6 +153,71 @@ def _flask() -> Any:
     except ImportError:
         raise ReviewUnavailable(f"the review page needs Flask, which is not installed: {INSTALL_HINT}") from None
     return flask
+
+
+def _waitress() -> Any:
+    try:
+        import waitress.server
+        import waitress.wasyncore
+    except ImportError:
+        raise ReviewUnavailable(f"the review page needs waitress, which is not installed: {INSTALL_HINT}") from None
+    return waitress
+
+
+# --------------------------------------------------------------------------- the token, out of logs
+
+_TOKEN_QUERY = re.compile(r"(token=)[^&\s#'\"]+", re.IGNORECASE)
+_TOKEN_HEADER_LINE = re.compile(rf"({TOKEN_HEADER}:\s*)\S+", re.IGNORECASE)
+HIDDEN = "[hidden]"
+
+
+def hide_token(text: str, tokens: Sequence[str] = ()) -> str:
+    """``text`` without any token: every ``token=...`` value and every one of ``tokens``."""
+    text = _TOKEN_HEADER_LINE.sub(rf"\g<1>{HIDDEN}", _TOKEN_QUERY.sub(rf"\g<1>{HIDDEN}", text))
+    for token in tokens:
+        text = text.replace(token, HIDDEN)
+    return text
+
+
+class _ScrubTokens(logging.Filter):
+    """Rewrites log records that would carry a token (the review page's and waitress's loggers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: Tuple[str, ...] = ()  # replaced, never changed in place: safe to read from any thread
+        self._lock = threading.Lock()
+
+    def add(self, token: str) -> None:
+        with self._lock:
+            self.tokens = tuple(set(self.tokens) | {token})
+
+    def discard(self, token: str) -> None:
+        with self._lock:
+            self.tokens = tuple(t for t in self.tokens if t != token)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error report
+            return True
+        clean = hide_token(message, self.tokens)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_SCRUB = _ScrubTokens()
+#: Loggers that may see a request: ours (also the Flask app's), waitress's, Werkzeug's.
+_SCRUBBED_LOGGERS = (__name__, "waitress", "waitress.queue", "werkzeug")
+
+
+def _scrub_logs(token: Optional[str]) -> None:
+    for name in _SCRUBBED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _SCRUB not in logger.filters:
+            logger.addFilter(_SCRUB)
+    if token:
+        _SCRUB.add(token)
 
 
 # --------------------------------------------------------------------------- data set side
@@ -128,19 +242,40 @@ def dataset_labels(root: os.PathLike, labels_file: Optional[os.PathLike] = None)
 
 
 Stamp = Optional[Tuple[int, int, int, int]]
+#: (split, name, image, xml, (image stamp, xml stamp), problem): one image file of a split.
+Row = Tuple[str, str, Path, Path, Tuple[Stamp, Stamp], str]
 
 
 def _stamp(path: Path) -> Stamp:
     """What changes when a file is rewritten (atomic replace gives a new inode, a write a new mtime)."""
     try:
         st = path.stat()
-    except OSError:
+    except (OSError, RuntimeError):
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
 def _version(data: Optional[bytes]) -> str:
     return "none" if data is None else hashlib.sha256(data).hexdigest()[:20]
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, at most 40 characters (a number of 400 digits is not shown)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return f"a number of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: Any, what: str) -> float:
+    """A box corner from the page: a finite JSON number within +-MAX_COORDINATE, else ReviewError 400."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReviewError(f"{what} is not a number: {_short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReviewError(f"{what} is not a finite number: {_short(value)}")
+    if abs(value) > MAX_COORDINATE:  # int against float compares exactly, even for 10**400
+        raise ReviewError(f"{what} is out of range: {_short(value)}")
+    return float(value)
 
 
 @dataclass
@@ -158,6 +293,7 @@ class Entry:
     width: int = 0
     height: int = 0
     error: str = ""
+    depth: int = 3  # from the image's header: what a new XML says
 
     @property
     def key(self) -> str:
@@ -175,19 +311,25 @@ class Entry:
                 "error": self.error, "version": self.version}
 
     def record(self) -> Dict[str, Any]:
-        """Everything the page needs to show and edit the image."""
+        """Everything the page needs to show and edit the image; each box's ``key`` is its index
+        in the file, which the page sends back so that the box keeps what the page does not show."""
         boxes = self.annotation.boxes if self.annotation else []
         return dict(self.summary(), width=self.width, height=self.height,
                     verified=bool(self.annotation and self.annotation.verified),
                     boxes=[{"label": b.label, "xmin": b.xmin, "ymin": b.ymin, "xmax": b.xmax, "ymax": b.ymax,
-                            "score": b.score} for b in boxes])
+                            "score": b.score, "difficult": b.difficult, "key": i} for i, b in enumerate(boxes)])
+
+
+class _ChangedMeanwhile(Exception):
+    """The XML's stat changed between the version check and the rename."""
 
 
 class ReviewStore:
     """The data set's images and annotations for the page: scans, caches, checks and saves.
 
     Thread-safe. Files are re-read only when their stat changes; a save always re-reads the XML
-    it replaces and compares versions under the store's lock.
+    it replaces and compares versions under the store's lock. Nothing under the lock decodes an
+    image: sizes and depths come from the headers.
     """
 
     def __init__(self, root: os.PathLike, labels: Optional[Dict[int, str]] = None,
@@ -213,11 +355,15 @@ class ReviewStore:
             return False
         return real == self.real_root or self.real_root in real.parents
 
-    def image_path(self, split: str, name: str) -> Path:
-        """The image ``split/name``, checked: ReviewError 404 for anything that is not one."""
+    @staticmethod
+    def _check_name(split: str, name: str) -> None:
         if split not in SPLITS or not _SAFE_NAME.match(name) or ".." in name \
                 or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
             raise ReviewError(f"no such image: {split}/{name}", 404)
+
+    def image_path(self, split: str, name: str) -> Path:
+        """The image ``split/name``, checked: ReviewError 404 for anything that is not one."""
+        self._check_name(split, name)
         path = self.splits_root / split / name
         if not self.inside(path) or not self.inside(path.with_suffix(".xml")):
             raise ReviewError(f"{split}/{name} leads out of the data set: refused", 404)
@@ -227,48 +373,76 @@ class ReviewStore:
 
     # ------------------------------------------------------------------ listing
 
-    def _listing(self) -> List[Tuple[str, str, Path, Path, Tuple[Stamp, Stamp], str]]:
-        """(split, name, image, xml, stamps, problem) for every image file, without parsing anything.
-
-        Real paths are resolved only for symbolic links (and once per split folder): cheap enough
-        to run at every poll of a data set of thousands of images.
-        """
-        rows = []
-        for split in SPLITS:
-            folder = self.splits_root / split
-            try:
-                with os.scandir(folder) as scan:
-                    found = {entry.name: entry for entry in scan}
-            except OSError:
-                continue
-            folder_inside = self.inside(folder)
-            stems: Dict[str, List[str]] = {}
-            for name in sorted(found):
-                if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
-                    stems.setdefault(os.path.splitext(name)[0], []).append(name)
-
-            for stem, images in stems.items():
-                xml = folder / f"{stem}.xml"
-                for name in images:
-                    image = folder / name
-                    if not found[name].is_file():
-                        continue
-                    problem = ""
-                    if len(images) > 1:
-                        problem = f"several images share the stem {stem!r}: {', '.join(images)}"
-                    elif not _SAFE_NAME.match(name):
-                        problem = "file name has characters the page does not serve"
-                    elif not all(self.inside(path) if path.name in found and found[path.name].is_symlink()
-                                 else folder_inside for path in (image, xml)):
-                        problem = "a link that leads out of the data set"
+    def _rows(self, split: str, only: Optional[str] = None) -> List[Row]:
+        """The image files of one split (or only the one named ``only``), with their problem, if
+        any, without parsing anything. A file that cannot be used is a row with its problem
+        (link loop, dangling link, folder, unreadable, name shared, link leading out), never an
+        exception. Real paths are resolved only for symbolic links (and once per split folder):
+        cheap enough to run at every poll of a data set of thousands of images."""
+        folder = self.splits_root / split
+        try:
+            with os.scandir(folder) as scan:
+                found = {entry.name: entry for entry in scan}
+        except OSError:
+            return []
+        folder_inside = self.inside(folder)
+        stems: Dict[str, List[str]] = {}
+        for name in sorted(found):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                stems.setdefault(os.path.splitext(name)[0], []).append(name)
+        rows: List[Row] = []
+        for stem, images in stems.items():
+            xml = folder / f"{stem}.xml"
+            for name in images:
+                if only is not None and name != only:
+                    continue
+                image = folder / name
+                try:
+                    problem = self._problem(found, folder_inside, image, xml, images)
+                except (OSError, RuntimeError) as exc:
+                    problem = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+                if problem is not None:
                     rows.append((split, name, image, xml, (_stamp(image), _stamp(xml)), problem))
         return rows
+
+    def _problem(self, found: Dict[str, os.DirEntry], folder_inside: bool, image: Path, xml: Path,
+                 images: List[str]) -> Optional[str]:
+        """Why ``image`` cannot be edited ("" if it can); None when it vanished meanwhile."""
+        try:
+            info = os.stat(image)  # follows links
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop"
+            if exc.errno == errno.ENOENT:
+                return "a symbolic link to nothing" if found[image.name].is_symlink() else None
+            return f"cannot read: {exc.strerror or exc}"
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file (a folder named like an image?)"
+        if len(images) > 1:
+            return (f"several images share the stem {os.path.splitext(image.name)[0]!r}: {', '.join(images)} "
+                    "(one XML for both): rename or remove all but one")
+        if not _SAFE_NAME.match(image.name):
+            return "file name has characters the page does not serve"
+        if xml.name in found and found[xml.name].is_symlink():
+            try:
+                os.stat(xml)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return f"its XML {xml.name} is a symbolic link loop"
+        if not all(self.inside(path) if path.name in found and found[path.name].is_symlink() else folder_inside
+                   for path in (image, xml)):
+            return LEADS_OUT
+        return ""
+
+    def _listing(self) -> List[Row]:
+        """Every image file of every split, in split then name order (see :meth:`_rows`)."""
+        return [row for split in SPLITS for row in self._rows(split)]
 
     def generation(self) -> str:
         """Changes whenever an image or XML is added, removed or rewritten: what the page polls."""
         digest = hashlib.sha256()
-        for split, name, _, _, stamps, _ in self._listing():
-            digest.update(repr((split, name, stamps)).encode())
+        for split, name, _, _, stamps, problem in self._listing():
+            digest.update(repr((split, name, stamps, problem)).encode())
         return digest.hexdigest()[:20]
 
     def _read(self, split: str, name: str, image: Path, xml: Path, stamps: Tuple[Stamp, Stamp],
@@ -279,18 +453,31 @@ class ReviewStore:
         if problem:
             return bad(problem)
         try:
-            width, height = image_size(image)
+            width, height, depth = image_header(image)  # the header only: cheap for any size
         except DatasetError as exc:
             return bad(str(exc))
+        if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+            return bad(f"{name}: its header says {width}x{height} pixels, more than {MAX_IMAGE_SIDE} a side: "
+                       "not an image the page shows or edits")
+        try:
+            info = os.stat(xml)
+        except FileNotFoundError:
+            return Entry(split, name, image, xml, stamps, STATUS_NO_XML, "none", None, width, height, depth=depth)
+        except (OSError, RuntimeError) as exc:
+            return bad(f"{xml}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+        if not stat.S_ISREG(info.st_mode):
+            return bad(f"{xml}: not a regular file")
+        if info.st_size > MAX_XML_BYTES:
+            return bad(f"{xml}: {info.st_size} bytes, more than a labelImg file ever is ({MAX_XML_BYTES})")
         data: Optional[bytes] = None
         annotation: Optional[Annotation] = None
         for _ in range(5):  # a consistent (bytes, annotation) pair while someone rewrites the file
             try:
                 data = xml.read_bytes()
             except FileNotFoundError:
-                return Entry(split, name, image, xml, stamps, STATUS_NO_XML, "none", None, width, height)
+                return Entry(split, name, image, xml, stamps, STATUS_NO_XML, "none", None, width, height, depth=depth)
             except OSError as exc:
-                return bad(f"{xml}: cannot read: {exc}")
+                return bad(f"{xml}: cannot read: {exc.strerror or exc}")
             try:
                 annotation = read_voc(xml, self.labels)
             except DatasetError as exc:
@@ -307,7 +494,7 @@ class ReviewStore:
             return bad(f"{xml}: <size> says {annotation.width}x{annotation.height} but {name} is {width}x{height}",
                        version)
         status = STATUS_REVIEWED if annotation.verified else STATUS_UNREVIEWED
-        return Entry(split, name, image, xml, stamps, status, version, annotation, width, height)
+        return Entry(split, name, image, xml, stamps, status, version, annotation, width, height, depth=depth)
 
     def entries(self) -> List[Entry]:
         """Every image, in split then name order (re-reads only what changed on disk)."""
@@ -324,14 +511,20 @@ class ReviewStore:
             return list(fresh.values())
 
     def entry(self, split: str, name: str) -> Entry:
-        """One image, read now from disk (never from the cache)."""
-        image = self.image_path(split, name)
-        xml = image.with_suffix(".xml")
+        """One image, read now from disk (never from the cache), with the same checks as the list:
+        an image the list shows as bad is bad here too (and cannot be saved). ReviewError 404 for
+        a name that is not an image of the split, or whose path leads out of the data set."""
+        self._check_name(split, name)
         with self._lock:
-            entry = self._read(split, name, image, xml, (_stamp(image), _stamp(xml)))
+            rows = self._rows(split, only=name)
+            if not rows:
+                raise ReviewError(f"no such image: {split}/{name}", 404)
+            _, _, image, xml, stamps, problem = rows[0]
+            if problem == LEADS_OUT:
+                raise ReviewError(f"{split}/{name} leads out of the data set: refused", 404)
+            entry = self._read(split, name, image, xml, stamps, problem)
             self._cache[entry.key] = entry
             return entry
-
     def summary(self, entries: Optional[List[Entry]] = None) -> Dict[str, Any]:
         """Images and faces per split and class (``stats``'s figures, same functions), reviewed share."""
         entries = self.entries() if entries is None else entries
@@ -356,36 +549,73 @@ class ReviewStore:
 
     # ------------------------------------------------------------------ saving
 
-    def _boxes(self, raw: Any, width: int, height: int) -> List[LabeledBox]:
+    def _boxes(self, raw: Any, width: int, height: int, old: Sequence[LabeledBox] = ()) -> List[LabeledBox]:
+        """The page's boxes, checked (ReviewError 400). A box with ``key`` (its index among the
+        ``old`` boxes of the version it edited) keeps what the page does not show: its pose, its
+        unknown elements, and its ``truncated`` if its corners did not move (else recomputed by
+        labelImg's rule). ``difficult``: the page's, else the old box's, else false."""
         if not isinstance(raw, list) or len(raw) > MAX_BOXES:
             raise ReviewError(f"'boxes' must be a list of at most {MAX_BOXES} boxes")
         boxes = []
+        used: Set[int] = set()
         for i, item in enumerate(raw, 1):
             if not isinstance(item, dict):
                 raise ReviewError(f"box {i}: not an object")
             label = item.get("label")
-            if label not in self.labels:
-                raise ReviewError(f"box {i}: unknown class {label!r} (expected one of {', '.join(self.labels)})")
-            corners = []
-            for key in ("xmin", "ymin", "xmax", "ymax"):
-                value = item.get(key)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ReviewError(f"box {i}: {key} is not a number: {value!r}")
-                corners.append(int(round(value)))
-            xmin, ymin, xmax, ymax = corners
+            if not isinstance(label, str) or label not in self.labels:
+                raise ReviewError(f"box {i}: unknown class {_short(label)} (expected one of {', '.join(self.labels)})")
+            xmin, ymin, xmax, ymax = (int(round(_number(item.get(key), f"box {i}: {key}")))
+                                      for key in ("xmin", "ymin", "xmax", "ymax"))
             if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
                 raise ReviewError(f"box {i}: ({xmin}, {ymin}, {xmax}, {ymax}) is empty or outside "
                                   f"the {width}x{height} image")
             score = item.get("score")
             if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))
                                       or not 0.0 <= score <= 1.0):
-                raise ReviewError(f"box {i}: score must be null or a number between 0 and 1, got {score!r}")
-            boxes.append(LabeledBox(str(label), xmin, ymin, xmax, ymax, None if score is None else float(score)))
+                raise ReviewError(f"box {i}: score must be null or a number between 0 and 1, got {_short(score)}")
+            key = item.get("key")
+            base: Optional[LabeledBox] = None
+            if key is not None:
+                if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < len(old):
+                    raise ReviewError(f"box {i}: key must be null (a new box) or the index of a box of the file "
+                                      f"(0 to {len(old) - 1}), got {_short(key)}")
+                if key in used:
+                    raise ReviewError(f"box {i}: key {key} names a box that another box of the list names too")
+                used.add(key)
+                base = old[key]
+            difficult = item.get("difficult")
+            if difficult is None:
+                difficult = base.difficult if base is not None else False
+            elif not isinstance(difficult, bool):
+                raise ReviewError(f"box {i}: difficult must be true or false, got {_short(difficult)}")
+            box = LabeledBox(label, xmin, ymin, xmax, ymax, None if score is None else float(score), difficult)
+            if base is not None:
+                moved = (xmin, ymin, xmax, ymax) != (base.xmin, base.ymin, base.xmax, base.ymax)
+                box = replace(box, pose=base.pose, extra=base.extra, truncated=None if moved else base.truncated)
+            boxes.append(box)
         return boxes
 
     def save(self, split: str, name: str, version: Any, boxes: Any, verified: Any) -> Entry:
-        """Write the image's XML if it still is ``version``; ReviewError 409 (with the current
-        record) when it changed on disk since, 422 for a bad XML, 400 for bad boxes."""
+        """Write the image's XML if it still is ``version``. ReviewError 409 (with the current
+        record) when it changed on disk since, 422 for an image or XML the page marks bad, 400
+        for bad boxes, 403 for a write the file module refuses (the XML is a symlink, or its
+        folder resolves outside the data set), 507 when the disk refuses (full, read-only).
+
+        The new file is the old annotation with the new boxes and ``verified`` (``dataclasses.
+        replace``): ``source``, ``segmented``, unknown elements, attributes, ``path`` and each
+        kept box's pose, unknown elements and unmoved ``truncated`` survive. An image without XML
+        gets a new one only if none appeared meanwhile (:func:`cube_detect.files.create_exclusive`,
+        409 otherwise).
+
+        Edits from outside (labelImg, an editor): saves of this server are serialised by the
+        store's lock; another program is not. Its write is detected if it lands before the
+        version check (the bytes' hash differs: 409) or between that check and the rename (the
+        file's inode, size, mtime and ctime are compared once the new file is written, just
+        before ``os.replace``: 409, nothing written). Only a write that lands in the last
+        instant, after that comparison and before the rename (microseconds), is replaced
+        unseen; the other program's file is then lost, ours is whole. No lock can close that
+        window against a program that takes no lock.
+        """
         if not isinstance(version, str):
             raise ReviewError("'version' (from the load) is required")
         if not isinstance(verified, bool):
@@ -397,61 +627,48 @@ class ReviewStore:
                                   "not saved; the page shows it as it is now, redo the change", 409, entry.record())
             if entry.status == STATUS_BAD:
                 raise ReviewError(f"{entry.key}: cannot edit: {entry.error}", 422, entry.record())
-            new_boxes = self._boxes(boxes, entry.width, entry.height)
             old = entry.annotation
+            new_boxes = self._boxes(boxes, entry.width, entry.height, old.boxes if old is not None else ())
             try:
                 if old is not None:
-                    annotation = Annotation(old.filename, old.width, old.height, old.depth, new_boxes, old.folder,
-                                            old.path, verified)
-                    write_voc(entry.xml_path, annotation)
+                    seen = entry.stamp[1]
+
+                    def unchanged() -> None:
+                        if _stamp(entry.xml_path) != seen:
+                            raise _ChangedMeanwhile()
+
+                    write_voc(entry.xml_path, replace(old, boxes=new_boxes, verified=verified), root=self.real_root,
+                              before_replace=unchanged)
                 else:
-                    annotation = Annotation(name, entry.width, entry.height, _depth(entry.image_path), new_boxes,
-                                            split, str(entry.image_path), verified)
-                    if not _create_voc(entry.xml_path, annotation):
+                    annotation = Annotation(name, entry.width, entry.height, entry.depth, new_boxes, split,
+                                            str(entry.image_path), verified)
+                    if not create_exclusive(entry.xml_path, format_voc(annotation).encode("utf-8"),
+                                            root=self.real_root):
                         raise ReviewError(f"{entry.key}: an XML appeared meanwhile (capture?): not saved; "
                                           "the page shows it as it is now", 409, self.entry(split, name).record())
+            except _ChangedMeanwhile:
+                raise ReviewError(f"{entry.key} was rewritten on disk while saving (another tool?): not saved; "
+                                  "the page shows it as it is now, redo the change", 409,
+                                  self.entry(split, name).record()) from None
+            except UnsafePathError as exc:
+                raise ReviewError(f"{entry.key}: not saved: {exc}", 403) from None
             except OSError as exc:  # full disk, read-only folder, ...
                 raise ReviewError(f"{entry.xml_path}: cannot write: {exc.strerror or exc}", 507) from None
             return self.entry(split, name)
 
 
-def _depth(image_path: Path) -> int:
-    """labelImg's depth: 1 for a grayscale image, else 3."""
-    import cv2
-
-    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
-    return 1 if image is None or image.ndim == 2 or image.shape[2] == 1 else 3
-
-
-#: What os.link answers on file systems without hard links (FAT, some network mounts).
-_NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV, errno.ENOSYS}
-
-
-def _create_voc(xml_path: Path, annotation: Annotation) -> bool:
-    """Write a new XML with :func:`write_voc`, never over one that appeared meanwhile. False if it did."""
-    tmp = xml_path.with_name(f".{xml_path.name}.review{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        write_voc(tmp, annotation)
-        try:
-            os.link(tmp, xml_path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if exc.errno not in _NO_HARDLINKS:
-                raise
-            # No hard links on this file system: reserve the name, then rename onto it.
-            try:
-                fd = os.open(xml_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            os.close(fd)
-            os.replace(tmp, xml_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
-
-
 # --------------------------------------------------------------------------- web side
+
+
+def _json_body(data: bytes) -> Any:
+    """The request's JSON, or ReviewError 400: malformed, nested too deep for the parser
+    (RecursionError), or a number the parser refuses (more than 4300 digits)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ReviewError("the JSON body is nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
+        raise ReviewError(f"the body is not valid JSON: {str(exc)[:120]}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -482,8 +699,9 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
     """
     flask = _flask()
     store = ReviewStore(dataset, labels_file=labels_file)
+    _scrub_logs(token)
     app = flask.Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["cube_detect.review.store"] = store
     request = flask.request
 
@@ -512,8 +730,14 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
         response.headers["Content-Security-Policy"] = (
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        # Another site may not embed or probe what this server answers (e.g. file names by <img> sizes).
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
+        if response.status_code >= 400:  # refused and failed requests only (the page polls every 2 s)
+            query = request.query_string.decode("latin-1")
+            log.info("review page: %s %s%s -> %d", request.method, request.path, f"?{query}" if query else "",
+                     response.status_code)  # the logger's filter hides any token
         return response
 
     @app.errorhandler(ReviewError)
@@ -534,6 +758,10 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
     @app.errorhandler(413)
     def too_large(_exc: Any) -> Any:
         return answer({"error": "request too large"}, 413)
+
+    @app.errorhandler(400)
+    def bad_request(_exc: Any) -> Any:
+        return answer({"error": "bad request"}, 400)
 
     @app.errorhandler(500)
     def failed(exc: Any) -> Any:
@@ -578,16 +806,21 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
     @app.put("/api/ann/<split>/<name>")
     def save(split: str, name: str) -> Any:
         # JSON only: a cross-site form cannot send it without a CORS preflight, which we never grant.
-        body = request.get_json(silent=True) if request.is_json else None
+        expected = "expected a JSON object {version, boxes, verified} (Content-Type: application/json)"
+        if not request.is_json:
+            raise ReviewError(expected, 415)
+        body = _json_body(request.get_data(cache=False))
         if not isinstance(body, dict):
-            raise ReviewError("expected a JSON object {version, boxes, verified} (Content-Type: application/json)",
-                              415 if not request.is_json else 400)
+            raise ReviewError(expected)
         return answer(store.save(split, name, body.get("version"), body.get("boxes"), body.get("verified")).record())
 
     @app.get("/image/<split>/<name>")
     def image(split: str, name: str) -> Any:
         path = store.image_path(split, name)
-        return flask.send_file(path.resolve(), max_age=0, conditional=True)
+        try:
+            return flask.send_file(path.resolve(), max_age=0, conditional=True)
+        except (OSError, RuntimeError) as exc:  # unreadable, vanished, a loop made meanwhile
+            raise ReviewError(f"{split}/{name}: cannot read: {getattr(exc, 'strerror', None) or exc}", 404) from None
 
     return app
 
@@ -595,41 +828,30 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
 # --------------------------------------------------------------------------- serving
 
 
-def _quiet_handler() -> Any:
-    from werkzeug.serving import WSGIRequestHandler
-
-    class QuietHandler(WSGIRequestHandler):
-        """Logs refused and failed requests only (the page polls every two seconds)."""
-
-        def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            status = getattr(code, "value", code)
-            if isinstance(status, int) and status >= 400:
-                super().log_request(code, size)
-
-    return QuietHandler
-
-
 def _make_server(dataset: os.PathLike, host: str, port: int, token: Optional[str],
-                 labels_file: Optional[os.PathLike] = None) -> Tuple[Any, str]:
+                 labels_file: Optional[os.PathLike] = None,
+                 settings: Optional[Dict[str, Any]] = None) -> Tuple[Any, str]:
+    """A waitress server of the page, listening (not yet serving), and the page's URL."""
     _flask()
-    from werkzeug.serving import make_server
-
+    waitress = _waitress()
     if not is_loopback(host) and token is None:
         token = secrets.token_urlsafe(16)
     app = create_app(dataset, token=token, loopback_only=is_loopback(host), labels_file=labels_file)
-    # Our own listening socket: Werkzeug reports a bind error by printing and exiting.
+    # Our own listening socket: a bind error is one clear line, whatever the server would print.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4])
-        sock.listen(128)
+        sock.listen(int((settings or {}).get("backlog", SERVER_SETTINGS["backlog"])))
         bound_port = int(sock.getsockname()[1])
-        server = make_server(host, port, app, threaded=True, request_handler=_quiet_handler(), fd=sock.fileno())
+        server = waitress.server.create_server(app, sockets=[sock], **dict(SERVER_SETTINGS, **(settings or {})))
     except OSError as exc:  # socket.gaierror too
+        sock.close()
         raise CubeDetectError(f"cannot serve the review page on {host}:{port}: {exc.strerror or exc}") from None
-    finally:
-        sock.close()  # the server holds its own duplicate
+    except BaseException:
+        sock.close()
+        raise
     shown = host if is_loopback(host) else (socket.gethostname() if host in ("0.0.0.0", "::", "") else host)
     if ":" in shown:
         shown = f"[{shown}]"
@@ -637,20 +859,31 @@ def _make_server(dataset: os.PathLike, host: str, port: int, token: Optional[str
     return server, url
 
 
+def _close_server(server: Any) -> None:
+    """Close the listening socket and every connection (from the server's own loop thread when it
+    runs: waitress's trigger), then stop its worker threads."""
+    from waitress import wasyncore
+
+    wasyncore.close_all(server._map, ignore_all=True)
+    server.task_dispatcher.shutdown(timeout=5)
+
+
 def serve_in_thread(dataset: os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                    token: Optional[str] = None,
-                    labels_file: Optional[os.PathLike] = None) -> Tuple[str, Callable[[], None]]:
+                    token: Optional[str] = None, labels_file: Optional[os.PathLike] = None,
+                    settings: Optional[Dict[str, Any]] = None) -> Tuple[str, Callable[[], None]]:
     """Serve the review page of ``dataset`` from a daemon thread: ``(url, stop)``.
 
     For the capture node (``review:=true``). ``port=0`` picks a free port (the URL has it). A
-    host other than a loopback address gets a random token (or ``token``), in the URL.
-    ``labels_file``: the classes, as ``stats --labels`` (default: found in the data set). ``stop()``
-    shuts the server down and waits for its thread; calling it twice is harmless. Raises
-    ReviewUnavailable (Flask missing: the message says what to pip install) or CubeDetectError
-    (data set missing, port taken).
+    host other than a loopback address gets a random token (or ``token``), in the URL: print it
+    to the user's terminal, never to a log (:func:`hide_token` gives the URL without it).
+    ``labels_file``: the classes, as ``stats --labels`` (default: found in the data set).
+    ``settings``: waitress settings over :data:`SERVER_SETTINGS` (tests shorten timeouts).
+    ``stop()`` closes the port and every connection, waits for the threads; calling it twice is
+    harmless. Raises ReviewUnavailable (Flask or waitress missing: the message says what to pip
+    install) or CubeDetectError (data set missing, port taken).
     """
-    server, url = _make_server(dataset, host, port, token, labels_file)
-    thread = threading.Thread(target=server.serve_forever, name="cube_detect-review", daemon=True)
+    server, url = _make_server(dataset, host, port, token, labels_file, settings)
+    thread = threading.Thread(target=server.run, name="cube_detect-review", daemon=True)
     thread.start()
     stopped = threading.Event()
 
@@ -658,11 +891,27 @@ def serve_in_thread(dataset: os.PathLike, host: str = DEFAULT_HOST, port: int = 
         if stopped.is_set():
             return
         stopped.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        closed = threading.Event()
 
-    log.info("review page: %s", url)
+        def close_here() -> None:  # runs in the server's loop thread, between two polls
+            from waitress import wasyncore
+
+            wasyncore.close_all(server._map, ignore_all=True)
+            closed.set()
+
+        try:
+            server.trigger.pull_trigger(close_here)
+        except OSError:  # the loop is gone already
+            pass
+        thread.join(timeout=5)
+        if not closed.is_set():
+            _close_server(server)
+        else:
+            server.task_dispatcher.shutdown(timeout=5)
+        if "?token=" in url:
+            _SCRUB.discard(url.split("?token=", 1)[1])
+
+    log.info("review page: %s", hide_token(url))
     return url, stop
 
 
@@ -684,15 +933,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CubeDetectError(f"--port must be between 0 and 65535, got {args.port}")
     server, url = _make_server(args.dataset, args.host, args.port, None, args.labels)
+    # The terminal only: the URL with its token is printed here once and never logged.
     print(f"review: {url}  (Ctrl-C to stop)", flush=True)
     if not is_loopback(args.host):
         print("review: anyone with this URL (token included) can edit the data set; keep it to yourself",
               flush=True)
     try:
-        server.serve_forever()
+        server.run()  # returns on Ctrl-C (waitress stops its worker threads)
     finally:
-        server.server_close()
+        _close_server(server)
     return 0
 
 
-__all__ = ["ReviewStore", "ReviewUnavailable", "ReviewError", "create_app", "serve_in_thread", "dataset_labels"]
+__all__ = ["ReviewStore", "ReviewUnavailable", "ReviewError", "create_app", "serve_in_thread", "dataset_labels",
+           "hide_token"]

@@ -207,7 +207,7 @@
     const total = summary.rows[summary.rows.length - 1] || {};
     const notes = [];
     if (total.no_xml) notes.push(`${total.no_xml} image${total.no_xml > 1 ? "s" : ""} without XML`);
-    if (total.bad) notes.push(`${total.bad} with a bad XML (not counted)`);
+    if (total.bad) notes.push(`${total.bad} bad (not counted: see their tooltips)`);
     $("summary-notes").textContent = notes.join(", ");
   }
 
@@ -286,10 +286,11 @@
     const badge = $("status-badge");
     const status = cur.status === "bad" ? "bad" : cur.verified ? "reviewed" : cur.status === "no-xml" ? "no-xml" : "unreviewed";
     badge.className = status;
-    badge.textContent = { bad: "bad XML", reviewed: "reviewed", "no-xml": "no XML yet", unreviewed: "unreviewed" }[status];
+    badge.textContent = { bad: "cannot edit", reviewed: "reviewed", "no-xml": "no XML yet", unreviewed: "unreviewed" }[status];
     const errorBox = $("error-box");
     errorBox.hidden = !record.error;
-    errorBox.textContent = record.error ? `${record.error}\nFix or delete the XML file; the page cannot edit it.` : "";
+    errorBox.textContent = record.error
+      ? `${record.error}\nThe page cannot edit this image: fix the file (or remove it) and it reloads by itself.` : "";
     renderBoxes();
     draw();
     updatePending();
@@ -304,12 +305,30 @@
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = color(box.label);
+      if (box.difficult) { swatch.style.background = "transparent"; swatch.style.border = `2px dashed ${color(box.label)}`; }
+      if (box.difficult) li.classList.add("difficult");
       const text = document.createElement("span");
       text.textContent = `${box.label}  ${box.xmax - box.xmin}×${box.ymax - box.ymin}`;
       const score = document.createElement("span");
       score.className = "score";
       score.textContent = box.score === null || box.score === undefined ? "" : box.score.toFixed(2);
-      li.append(swatch, text, score);
+      // VOC's "difficult": a face too hard to count (evaluation counts it neither as found nor missed).
+      const flag = document.createElement("label");
+      flag.className = "difficult-flag";
+      flag.title = "difficult (key d): neither a hit nor a miss in evaluation, ignored in training";
+      const check = document.createElement("input");
+      check.type = "checkbox";
+      check.checked = !!box.difficult;
+      check.disabled = !editable();
+      check.addEventListener("click", (event) => event.stopPropagation());
+      check.addEventListener("change", () => {
+        selected = i;
+        setDifficult(i, check.checked);
+        check.blur(); // keys go back to the image
+      });
+      flag.append(check, document.createTextNode("d"));
+      flag.addEventListener("click", (event) => event.stopPropagation());
+      li.append(swatch, text, score, flag);
       li.addEventListener("click", () => { selected = i; renderBoxes(); draw(); });
       list.appendChild(li);
     });
@@ -319,6 +338,14 @@
       li.textContent = "no face: drag on the image to draw one";
       list.appendChild(li);
     }
+  }
+
+  function setDifficult(i, value) {
+    if (!cur || !editable() || !cur.boxes[i]) return;
+    if (!!cur.boxes[i].difficult === value) { renderBoxes(); draw(); return; }
+    cur.boxes[i].difficult = value;
+    message(`box ${i + 1} ${value ? "marked difficult" : "no longer difficult"}`, "ok");
+    changed();
   }
 
   function color(label) {
@@ -347,7 +374,9 @@
       const c = color(box.label);
       ctx.lineWidth = i === selected ? 3 : 2;
       ctx.strokeStyle = c;
+      if (box.difficult) ctx.setLineDash([7, 5]); // difficult: dashed
       ctx.strokeRect(x, y, bw, bh);
+      ctx.setLineDash([]);
       if (i === selected) {
         ctx.fillStyle = "rgba(255,255,255,0.15)";
         ctx.fillRect(x, y, bw, bh);
@@ -357,7 +386,7 @@
         }
       }
       const key = labels.indexOf(box.label) + 1;
-      const text = `${key > 0 ? key + " " : ""}${box.label}${box.score === null || box.score === undefined ? "" : " " + box.score.toFixed(2)}`;
+      const text = `${key > 0 ? key + " " : ""}${box.label}${box.score === null || box.score === undefined ? "" : " " + box.score.toFixed(2)}${box.difficult ? " difficult" : ""}`;
       const tw = ctx.measureText(text).width + 6;
       const ty = y >= 17 ? y : y + bh + 17;
       ctx.fillStyle = c;
@@ -396,16 +425,24 @@
     unsaved.add(state);
     updatePending();
     $("saved").textContent = "saving…";
+    // `key`: the box's index in the file this version is, so that the server keeps what the page
+    // does not show (pose, unknown elements, truncated of an unmoved box); null for a new box.
+    const sent = state.boxes.slice();
     const body = {
       version: state.version,
       verified: state.verified,
-      boxes: state.boxes.map((b) => ({ label: b.label, xmin: b.xmin, ymin: b.ymin, xmax: b.xmax, ymax: b.ymax, score: b.score === undefined ? null : b.score })),
+      boxes: sent.map((b) => ({
+        label: b.label, xmin: b.xmin, ymin: b.ymin, xmax: b.xmax, ymax: b.ymax,
+        score: b.score === undefined ? null : b.score, difficult: !!b.difficult,
+        key: Number.isInteger(b.key) ? b.key : null,
+      })),
     };
     let again = false;
     try {
       const r = await api("PUT", annPath(state.id), body);
       if (r.ok) {
         again = state.dirty; // changed again while this save was on its way
+        sent.forEach((b, i) => { b.key = i; }); // the file on disk now lists the boxes sent, in order
         state.version = r.data.version;
         state.status = r.data.status;
         state.record = Object.assign({}, state.record, { version: r.data.version, status: r.data.status, error: "" });
@@ -662,7 +699,11 @@
         changed();
       }
     } else if (key === " " || key === "Enter") accept();
-    else if (key === "u") {
+    else if (key === "d") {
+      if (!editable()) message("this image cannot be edited", "error");
+      else if (selected >= 0) setDifficult(selected, !cur.boxes[selected].difficult);
+      else message("select a box first (Tab or a click), then d marks it difficult");
+    } else if (key === "u") {
       if (editable() && cur.verified) { cur.verified = false; changed(); }
     } else if (key === "+" || key === "=") zoomAt(1.25);
     else if (key === "-") zoomAt(0.8);
@@ -700,7 +741,12 @@
   async function start() {
     updatePending();
     await refreshList(true);
-    const wanted = decodeURIComponent(location.hash.slice(1));
+    let wanted = "";
+    try {
+      wanted = decodeURIComponent(location.hash.slice(1));
+    } catch (e) {
+      wanted = ""; // a malformed fragment (e.g. "#%E0%A4%A"): start at the first image
+    }
     await open(rows.has(wanted) ? wanted : order[0]);
     setTimeout(poll, POLL_MS);
   }

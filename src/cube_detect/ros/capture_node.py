@@ -92,7 +92,7 @@ def start_review(dataset: Path, host: str, port: int) -> Optional[Callable[[], N
     """Serve the review page of ``dataset`` beside the capture; its stop(), or None after one
     error line (Flask missing, port taken): capturing goes on without it."""
     try:
-        from cube_detect.review import ReviewUnavailable, serve_in_thread
+        from cube_detect.review import ReviewUnavailable, hide_token, serve_in_thread
     except ImportError as exc:  # a broken install: the page is optional
         rospy.logerr("capture: no review page (%s): capturing goes on", exc)
         return None
@@ -104,7 +104,16 @@ def start_review(dataset: Path, host: str, port: int) -> Optional[Callable[[], N
     except CubeDetectError as exc:
         rospy.logerr("capture: no review page (%s); capturing goes on", exc)
         return None
-    rospy.loginfo("capture: review page %s (images appear there as they are saved)", url)
+    public = hide_token(url)
+    if public != url:
+        # The URL with its token goes to this node's terminal only (output="screen"), once: never
+        # to /rosout or a log file, where anyone reading the logs could use it.
+        print(f"capture: review page {url} (keep it to yourself: anyone with it can edit the data set)",
+              flush=True)
+        rospy.loginfo("capture: review page %s (its token is printed on the node's terminal only; "
+                      "images appear there as they are saved)", public)
+    else:
+        rospy.loginfo("capture: review page %s (images appear there as they are saved)", url)
     return stop
 
 
