@@ -28,6 +28,7 @@ COMMANDS = {
     "robustness": ("cube_detect.evaluate:robustness",
                    "per scene family: mAP@0.5 and exact sequences on fixed synthetic tests"),
     "detect": ("cube_detect.detect", "detect cube faces in images, sorted left to right"),
+    "doctor": ("cube_detect.ros.doctor", "diagnose a cell: master, camera, frame, model, backend, protocol"),
 }
 
 

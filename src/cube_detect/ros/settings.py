@@ -209,7 +209,8 @@ class SimCameraSettings:
 class SimCameraFaults:
     """sim_camera, read at every call (tests change them live): how it answers."""
 
-    encoding: str = setting("8UC3", "8UC3 (the real robot), bgr8, rgb8, mono8, 8UC1, bgra8 or rgba8")
+    encoding: str = setting("8UC3", "8UC3 (the real robot), bgr8, rgb8, mono8, 8UC1, bgra8 or rgba8; "
+                                    "mono16: one the nodes cannot read")
     empty: bool = setting(False, "true: answer an empty image (camera disabled)")
     blank: bool = setting(False, "true: answer a dark 640x480 scene with no cube (truth: no labels)")
     hold: bool = setting(False, "true: answer the last served scene again (same scene, other encodings)")
