@@ -8,10 +8,12 @@ camera down / slow / empty then back, every image encoding, a controller restart
 the ~detect service, ~faces / ~labels / ~image_annotated.
 """
 
+import json
 import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 from typing import Any, Optional
 
 import rospy
@@ -234,6 +236,21 @@ class DetectorProtocolTest(unittest.TestCase):
         self.assertEqual(len(self.faces), faces_before)
         for name in (TAKE, LABEL, READY):
             rospy.set_param(name, -1)
+
+    def test_the_live_view_follows_the_cycles(self):
+        url = rospy.get_param("/detector/live_url")  # web:=true, web_port:=0 in detector.test
+        self.assertTrue(url.startswith("http://127.0.0.1:"), url)
+        received, truth, faces = self.run_cycle()
+        self.assert_cycle_matches_truth(received, truth, faces)
+        with urllib.request.urlopen(url + "status.json", timeout=10) as answer:
+            status = json.loads(answer.read())
+        self.assertEqual(status["labels"], [f.label for f in faces.faces])
+        self.assertEqual(status["state"], IDLE)
+        self.assertIs(status["params"][TAKE], False)
+        self.assertIn("cpu", status["backend"])
+        with urllib.request.urlopen(url + "frame.jpg", timeout=10) as answer:
+            self.assertEqual(answer.headers["Content-Type"], "image/jpeg")
+            self.assertEqual(answer.read()[:2], b"\xff\xd8")
 
     def test_annotated_image_while_someone_watches(self):
         images = []

@@ -23,16 +23,18 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 import rospy
 from cv_bridge import CvBridge
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
+from cube_detect import webguard
 from cube_detect.errors import CubeDetectError, ModelError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import load_detector
+from cube_detect.live import LiveView, serve_live
 from cube_detect.msg import CubeFace, CubeFaces
 from cube_detect.protocol import ParameterProtocol, Snapshot
 from cube_detect.ros.camera import make_camera
@@ -58,6 +60,7 @@ class DetectorNode:
         if not 0.0 <= settings.threshold < 1.0:
             raise CubeDetectError(f"~threshold must be from 0 (the model's own) to below 1, got {settings.threshold:g}")
         self.settings = settings
+        self.live: Optional[LiveView] = None  # the live page's view (web:=true), fed by publish/on_state
         model, model_note = resolve_user_path(settings.model)
         edgetpu = "" if settings.edgetpu_model.strip().lower() == AUTO else optional(settings.edgetpu_model)
         try:
@@ -89,7 +92,7 @@ class DetectorNode:
             retry_delay=settings.camera_retry_delay,
             is_shutdown=is_shutdown,
             log=logging.getLogger("rosout"),  # rospy's logger: lines reach the screen and /rosout
-            on_state=lambda state: self.state_pub.publish(String(state)),
+            on_state=self.on_state,
         )
         self.bridge = CvBridge()
         self.detect_lock = threading.Lock()  # the interpreter is not thread-safe (protocol + service)
@@ -101,6 +104,34 @@ class DetectorNode:
         self.state_pub = rospy.Publisher("~state", String, queue_size=10, latch=True)
         self.service = rospy.Service("~detect", DetectCubes, self.handle_detect)
         rospy.on_shutdown(self.protocol.wake)  # a wait may be a whole safety-net period long
+        if settings.web:
+            self.start_live_view(settings)
+
+    def start_live_view(self, settings: DetectorSettings) -> None:
+        """The read-only live page (live.py). A port that is taken is one error line and the
+        detector goes on without the page."""
+        store = self.protocol.store
+        names = (self.names.take_image, self.names.label) + self.names.handshake_candidates
+        view = LiveView(self.detector.backend_reason, self.detector.spec.labels,
+                        lambda: {name: store.get(name, None) for name in names})
+        try:
+            url, stop = serve_live(view, settings.web_host, settings.web_port,
+                                   log=lambda line: rospy.logdebug("detector: live view: %s", line))
+        except OSError as exc:
+            rospy.logerr("detector: live view not started: %s:%d: %s (web_port:=...)", settings.web_host,
+                         settings.web_port, exc.strerror or exc)
+            return
+        self.live = view
+        rospy.on_shutdown(stop)
+        # The URL with its token goes to the terminal only (output="screen"), never to /rosout.
+        print(f"detector: live view at {url}", flush=True)
+        rospy.loginfo("detector: live view at %s", webguard.scrub(url))
+        rospy.set_param("~live_url", webguard.scrub(url))  # for scripts (the token stays on the terminal)
+
+    def on_state(self, state: str) -> None:
+        self.state_pub.publish(String(state))
+        if self.live is not None:
+            self.live.set_state(state)
 
     # ------------------------------------------------------------------ camera + model
     def grab_and_detect(self) -> Snapshot:
@@ -132,6 +163,8 @@ class DetectorNode:
     def publish(self, snapshot: Snapshot) -> None:
         self.faces_pub.publish(self.faces_message(snapshot))
         self.labels_pub.publish(String(",".join(d.label for d in snapshot.detections)))
+        if self.live is not None:
+            self.live.update(snapshot.extra["image"], snapshot.detections, snapshot.summary)
         if self.annotated_pub.get_num_connections() > 0:  # drawing costs: only for a viewer
             drawn = draw_detections(snapshot.extra["image"], snapshot.detections)
             msg = self.bridge.cv2_to_imgmsg(drawn, "bgr8")

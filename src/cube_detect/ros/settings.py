@@ -170,6 +170,11 @@ class DetectorSettings(ProtocolParams):
     camera_timeout: float = setting(CAMERA_TIMEOUT_S, "s per camera call")
     camera_retries: int = setting(2, "extra attempts after a failed camera call")
     camera_retry_delay: float = setting(0.5, "s before the first retry, doubling after each")
+    web: bool = setting(False, "true: serve the live view (last annotated frame, labels, protocol state) "
+                               "on a read-only web page; its URL is printed")
+    web_host: str = setting("127.0.0.1", "address of the live view (0.0.0.0: from a laptop, with a random "
+                                         "?token= in the URL)")
+    web_port: int = setting(8766, "port of the live view")
 
 
 @dataclass(frozen=True)
