@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := source tools/env.sh
 
-.PHONY: help setup test unit unit-fast py38 wheels rostest demo bench soak lint clean
+.PHONY: help setup test unit unit-fast py38 wheels readme-workspace rostest demo bench soak lint clean
 
 help:
 	@echo "make setup    install Debian ROS packages, .venv and the catkin workspace (idempotent)"
@@ -12,6 +12,7 @@ help:
 	@echo "make unit-fast  unit tests without the training pipeline (about 20 s)"
 	@echo "make py38     the robot side on ROS Noetic's Python 3.8 (venv from pyenv 3.8, tflite-runtime)"
 	@echo "make wheels   the robot requirements resolve to wheels on every robot platform (x86_64/arm64, Noetic/Debian 12)"
+	@echo "make readme-workspace  the README's own-workspace block, run as written in a temporary workspace"
 	@echo "make bench    speed/memory figures -> bench/results.json + README (TRAIN=1: also training time)"
 	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~5 min)"
 	@echo "make lint     catkin_lint --strict, ruff and mypy (settings in pyproject.toml)"
@@ -42,9 +43,14 @@ lint: setup
 	@$(ENV) && catkin_lint --strict --pkg cube_detect && echo "catkin_lint --strict: clean"
 	@$(ENV) && ruff check . && mypy
 
+# The README's own-workspace recipe as a newcomer follows it (rosdep lines skipped: network).
+readme-workspace: setup
+	@$(ENV) && python tools/check_readme_workspace.py
+
 test: setup lint py38 wheels
 	@$(ENV) && python -m pytest -q test
 	@$(ENV) && python tools/run_rostests.py
+	@$(ENV) && python tools/check_readme_workspace.py
 
 # roslaunch exits 0 whatever its required nodes do: the simulated arm's JSON summary says
 # whether every cycle completed. DEMO_ARGS passes launch args, e.g. DEMO_ARGS="cycles:=10 seed:=3".
