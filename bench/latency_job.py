@@ -21,7 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ as a namespace package
 
 from bench import latency  # noqa: E402
-
 from cube_detect.inference import Detector, load_detector, runtime_name  # noqa: E402
 
 
@@ -68,7 +67,7 @@ def main() -> int:
     results["int8_runtime"] = runtime_name()  # also what bench/latency.py runs the float TFLite model on
     try:
         results["int8_tf_interpreter"] = int8_on_tf_interpreter(args.model, args.iterations)
-    except Exception as exc:  # noqa: BLE001 - a diagnostic: never fails the benchmark
+    except Exception as exc:  # a diagnostic: never fails the benchmark
         notes.append(f"int8 on tf.lite.Interpreter: {type(exc).__name__}: {exc}")
     if args.peers:
         from bench import peers

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import threading
 import time
 import xmlrpc.client
@@ -30,6 +27,7 @@ import rospy
 from roslib.packages import find_node  # type: ignore[import-untyped]  # (no stubs, not in pyproject's list)
 from std_msgs.msg import Bool, String
 
+from bench.procs import Process, free_port
 from cube_detect.labels import NAME_TO_ID
 from cube_detect.msg import CubeFaces
 from cube_detect.protocol import (
@@ -48,12 +46,6 @@ IDLE = WAITING_TAKE_IMAGE
 
 def log(text: str) -> None:
     print(f"bench: {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentiles(values, keys=("p50", "p95")) -> dict:
@@ -76,54 +68,6 @@ def proc_status_kb(pid: int, field_name: str) -> Optional[int]:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-class Process:
-    """A child process in its own process group, its output in a log file."""
-
-    def __init__(self, name: str, args: List[str], log_dir: Path, env: Optional[dict] = None):
-        self.name, self.args = name, args
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "a")
-        self.spawned = time.monotonic()
-        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                      start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self, sig=signal.SIGKILL) -> None:
-        """Signal the whole group (the process and its children), by its id."""
-        if self.alive():
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGINT (Ctrl-C), then SIGKILL of its group after ``timeout`` s."""
-        if self.alive():
-            self.kill(signal.SIGINT)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Children that outlived their parent (roslaunch's nodes) are still in the group.
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.popen.poll() is None:
-            self.popen.wait(timeout=10)
-        self._log.close()
 
 
 def node_executable(node_type: str) -> str:

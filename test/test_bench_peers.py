@@ -1,13 +1,8 @@
 """bench/peers.py and bench/report.py without building a peer (that is `make bench`'s job)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ as a namespace package
-
-from bench import peers, report  # noqa: E402
+from bench import peers, report  # the repository root is on pytest.ini's pythonpath
 
 
 def test_ssd_anchors_are_the_od_api_layout():

@@ -1,4 +1,5 @@
-"""dataset.DatasetWriter and capture.py: numbering, splits, atomic exclusive writes, pre-annotation XML, summary."""
+"""dataset_writer.DatasetWriter and capture.py: numbering, splits, atomic exclusive writes, pre-annotation XML,
+summary."""
 
 import os
 from pathlib import Path
@@ -8,20 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from cube_detect import dataset
+from cube_detect import dataset_writer
 from cube_detect import files as file_io
 from cube_detect.capture import CaptureSession, annotation_boxes
-from cube_detect.dataset import (
-    DatasetWriter,
-    LabeledBox,
-    SaveSummary,
-    image_name,
-    load_split,
-    numbers_in,
-    read_voc,
-    split_for,
-)
+from cube_detect.dataset import image_name, load_split, numbers_in, split_for
+from cube_detect.dataset_writer import DatasetWriter, SaveSummary
 from cube_detect.errors import DatasetError
+from cube_detect.voc import LabeledBox, read_voc
 
 
 def frame(width=64, height=48, value=0):
@@ -141,7 +135,7 @@ def test_no_temporary_file_is_left_and_final_name_appears_complete(tmp_path, mon
         seen.append(Path(dst).name)
         real_link(src, dst)
 
-    monkeypatch.setattr(dataset.os, "link", checking_link)
+    monkeypatch.setattr(dataset_writer.os, "link", checking_link)
     saved = writer.save(image, [])
     assert seen == ["image001.png", "image001.xml"]
     assert saved.image_path.read_bytes() == expected
@@ -175,7 +169,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, room_for):
 def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
-    real_publish = dataset.publish_exclusive
+    real_publish = dataset_writer.publish_exclusive
     intruders = []
 
     def racing_publish(tmp, final):
@@ -185,7 +179,7 @@ def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeyp
             intruders.append(final)
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(dataset, "publish_exclusive", racing_publish)
+    monkeypatch.setattr(dataset_writer, "publish_exclusive", racing_publish)
     saved = writer.save(frame())
     assert intruders and intruders[0].name == "image001.png"
     assert intruders[0].read_bytes() == b"someone else's image"
@@ -196,14 +190,14 @@ def test_never_overwrites_a_file_that_appears_during_the_write(tmp_path, monkeyp
 def test_existing_xml_is_never_overwritten(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
-    real_publish = dataset.publish_exclusive
+    real_publish = dataset_writer.publish_exclusive
 
     def racing_publish(tmp, final):
         if final.suffix == ".xml":
             final.write_text("theirs")
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(dataset, "publish_exclusive", racing_publish)
+    monkeypatch.setattr(dataset_writer, "publish_exclusive", racing_publish)
     saved = writer.save(frame(), [LabeledBox("one", 1, 1, 10, 10)])
     assert saved.xml_path is None
     assert saved.image_path.with_suffix(".xml").read_text() == "theirs"
@@ -213,7 +207,7 @@ def test_without_hard_links_an_exclusive_reservation_is_used(tmp_path, monkeypat
     def no_links(src, dst):
         raise OSError(1, "Operation not permitted")
 
-    monkeypatch.setattr(dataset.os, "link", no_links)
+    monkeypatch.setattr(dataset_writer.os, "link", no_links)
     root = tmp_path / "ds"
     writer = DatasetWriter(root)
     image = frame()
@@ -221,14 +215,14 @@ def test_without_hard_links_an_exclusive_reservation_is_used(tmp_path, monkeypat
     assert np.array_equal(cv2.imread(str(saved.image_path)), image)
     taken = root / split_for(2, 0.1) / "image002.png"
     taken.write_bytes(b"x")
-    real_publish = dataset.publish_exclusive
+    real_publish = dataset_writer.publish_exclusive
 
     def late_intruder(tmp, final):
         if final.name == "image003.png" and not final.exists():
             final.write_bytes(b"late")
         return real_publish(tmp, final)
 
-    monkeypatch.setattr(dataset, "publish_exclusive", late_intruder)
+    monkeypatch.setattr(dataset_writer, "publish_exclusive", late_intruder)
     assert writer.save(image).number == 4
     assert taken.read_bytes() == b"x"
     assert (root / split_for(3, 0.1) / "image003.png").read_bytes() == b"late"

@@ -1,18 +1,14 @@
 """Any class set: the course's layout and label maps through stats -> train -> export -> evaluate -> detect."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from shapes_dataset import SHAPE_LABELS, write_shapes_dataset  # tools/ (pytest.ini's pythonpath)
 
 from cube_detect.cli import main
 from cube_detect.dataset import resolve_labels
 from cube_detect.errors import DatasetError
 from cube_detect.labels import format_label_map, read_labels
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from shapes_dataset import SHAPE_LABELS, write_shapes_dataset  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- class lists (fast)
@@ -101,8 +97,8 @@ def test_the_simulated_camera_serves_any_data_set(tmp_path):
     import cv2
     import numpy as np
 
-    from cube_detect.dataset import Annotation, LabeledBox, write_voc
     from cube_detect.simulation import FolderScenes
+    from cube_detect.voc import Annotation, LabeledBox, write_voc
 
     for i, names in enumerate((["cylinder", "cube"], ["empty"])):
         cv2.imwrite(str(tmp_path / f"board{i}.png"), np.full((224, 224, 3), 90, np.uint8))

@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 
 from cube_detect import cli
-from cube_detect.dataset import (
-    Annotation,
-    LabeledBox,
-    format_voc,
-    image_size,
-    load_split,
-    read_voc,
-    write_voc,
-)
+from cube_detect.dataset import load_split
 from cube_detect.errors import DatasetError
+from cube_detect.imageinfo import image_size
+from cube_detect.voc import Annotation, LabeledBox, format_voc, read_voc, write_voc
 
 # What labelImg (libs/pascal_voc_io.py) writes: lxml pretty print, two spaces -> one tab,
 # no XML declaration, <path> after <filename>, truncated by its own rule.

@@ -4,18 +4,13 @@ broken model is a ✗ with its reason (exit 1). The ROS side: test/doctor.test."
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from bench.procs import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def doctor(tmp_path, *args):

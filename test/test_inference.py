@@ -127,7 +127,8 @@ def test_importing_inference_does_not_import_tensorflow_or_rospy():
     import subprocess
 
     code = ("import sys, cube_detect.inference, cube_detect.images, cube_detect.protocol, "
-            "cube_detect.capture, cube_detect.detect, cube_detect.evaluate, cube_detect.dataset; "
+            "cube_detect.capture, cube_detect.detect, cube_detect.evaluate, cube_detect.dataset, "
+            "cube_detect.dataset_writer, cube_detect.voc, cube_detect.stats; "
             "bad = [m for m in ('tensorflow', 'rospy', 'keras') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -27,20 +27,13 @@ import pytest
 
 pytest.importorskip("flask", reason="the review page needs Flask: pip install -r requirements/review.txt")
 
-from cube_detect.dataset import (  # noqa: E402
-    Annotation,
-    DatasetWriter,
-    LabeledBox,
-    count_split,
-    format_stats,
-    format_voc,
-    load_split,
-    read_voc,
-    write_voc,
-)
+from cube_detect.dataset import load_split  # noqa: E402
+from cube_detect.dataset_writer import DatasetWriter  # noqa: E402
 from cube_detect.errors import CubeDetectError  # noqa: E402
 from cube_detect.labels import LABELS  # noqa: E402
 from cube_detect.review import ReviewStore, create_app, serve_in_thread  # noqa: E402
+from cube_detect.stats import count_split, format_stats  # noqa: E402
+from cube_detect.voc import Annotation, LabeledBox, format_voc, read_voc, write_voc  # noqa: E402
 
 W, H = 64, 48
 SECRET = b"\x89PNG\r\n\x1a\nsecret outside the data set"
@@ -165,8 +158,7 @@ def test_page_and_assets_are_served_with_a_strict_policy(client: Any) -> None:
 
 
 def test_course_layout_and_its_own_classes(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from shapes_dataset import SHAPE_LABELS, write_shapes_dataset
+    from shapes_dataset import SHAPE_LABELS, write_shapes_dataset  # tools/ (pytest.ini's pythonpath)
 
     project = write_shapes_dataset(tmp_path / "form_detection", train=2, test=1, size=64)  # images/{train,test}
     client = create_app(project).test_client()
@@ -731,7 +723,7 @@ def png_header(width: int, height: int, colour_type: int = 2) -> bytes:
 def test_header_depth_and_size_without_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
-    from cube_detect.dataset import image_header
+    from cube_detect.imageinfo import image_header
 
     cv2.imwrite(str(tmp_path / "gray.png"), np.zeros((H, W), np.uint8))
     cv2.imwrite(str(tmp_path / "colour.png"), np.zeros((H, W, 3), np.uint8))
@@ -756,7 +748,7 @@ def test_header_depth_and_size_without_decoding(tmp_path: Path, monkeypatch: pyt
 def test_one_bad_entry_is_one_bad_row_never_a_500(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
-    import cube_detect.dataset as dataset_module
+    import cube_detect.imageinfo as imageinfo
 
     train = dataset / "train"
     good = (train / "image001.png").read_bytes()
@@ -775,14 +767,14 @@ def test_one_bad_entry_is_one_bad_row_never_a_500(dataset: Path, monkeypatch: py
     (train / "knot.xml").symlink_to("knot.xml")
     if os.geteuid() != 0:
         (train / "locked.png").chmod(0)
-    real_read_header = dataset_module._read_header
+    real_read_header = imageinfo._read_header
 
     def read_header(path: Path) -> Any:
         if Path(path).name == "locked.png":
             raise PermissionError(13, "Permission denied")
         return real_read_header(path)
 
-    monkeypatch.setattr(dataset_module, "_read_header", read_header)
+    monkeypatch.setattr(imageinfo, "_read_header", read_header)
 
     def no_decoding(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("decoded an image while listing")

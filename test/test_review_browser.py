@@ -33,8 +33,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from cube_detect.dataset import LabeledBox, read_voc, write_voc  # noqa: E402
 from cube_detect.review import serve_in_thread  # noqa: E402
+from cube_detect.voc import LabeledBox, read_voc, write_voc  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

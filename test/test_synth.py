@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from cube_detect import cli, synth
-from cube_detect.dataset import LabeledBox, load_split, read_voc, split_for
+from cube_detect.dataset import load_split, split_for
 from cube_detect.labels import LABELS, read_label_map
 from cube_detect.synth import geometry
+from cube_detect.voc import LabeledBox, read_voc
 
 BATCH_SEED = 11
 BATCH = 48

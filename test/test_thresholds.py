@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from cube_detect.cli import main
-from cube_detect.dataset import read_voc, write_voc
 from cube_detect.inference import load_detector
 from cube_detect.thresholds import pick_threshold
+from cube_detect.voc import read_voc, write_voc
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 

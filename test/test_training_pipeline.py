@@ -154,8 +154,8 @@ def test_fine_tune_starts_from_an_exported_model_and_takes_its_threshold_from_re
     import logging
     import shutil
 
-    from cube_detect.dataset import read_voc, write_voc
     from cube_detect.thresholds import MIN_REVIEWED_PHOTOS
+    from cube_detect.voc import read_voc, write_voc
 
     root, data, out = trained
     reviewed = tmp_path / "reviewed"

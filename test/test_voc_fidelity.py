@@ -11,12 +11,12 @@ import pytest
 from lxml import etree
 
 from cube_detect.boxes import BBox
-from cube_detect.dataset import LabeledBox, read_voc, write_voc
 from cube_detect.files import UnsafePathError, atomic_write_text, create_exclusive
 from cube_detect.metrics import summarize
 from cube_detect.model import IGNORE, encode_targets
 from cube_detect.modelspec import ModelSpec
 from cube_detect.samples import DIFFICULT, ground_truth, to_sample
+from cube_detect.voc import LabeledBox, read_voc, write_voc
 
 # What labelImg writes, plus what people and other tools add: a teacher's <owner>, a source
 # with more than labelImg's "Unknown", a pose, a difficult face, a per-object note.

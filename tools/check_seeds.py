@@ -16,10 +16,10 @@ import re
 import sys
 from pathlib import Path
 
+from cube_detect.inference import load_detector
+from cube_detect.simulation import SyntheticScenes
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from cube_detect.inference import load_detector  # noqa: E402
-from cube_detect.simulation import SyntheticScenes  # noqa: E402
 
 
 def misread(detector, seed: int, scenes: int) -> list:

@@ -15,8 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cube_detect import synth  # noqa: E402
+from cube_detect import synth
 
 COLOURS = {"one": (60, 200, 60), "two": (40, 120, 255)}
 

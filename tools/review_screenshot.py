@@ -20,12 +20,11 @@ from pathlib import Path
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cube_detect.capture import annotation_boxes  # noqa: E402
-from cube_detect.dataset import read_voc, write_voc  # noqa: E402
-from cube_detect.inference import load_detector  # noqa: E402
-from cube_detect.review import serve_in_thread  # noqa: E402
-from cube_detect.synth import write_dataset  # noqa: E402
+from cube_detect.capture import annotation_boxes
+from cube_detect.inference import load_detector
+from cube_detect.review import serve_in_thread
+from cube_detect.synth import write_dataset
+from cube_detect.voc import read_voc, write_voc
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,10 +23,9 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cube_detect.dataset import Annotation, LabeledBox, write_voc  # noqa: E402
-from cube_detect.files import atomic_write_text  # noqa: E402
-from cube_detect.labels import format_label_map  # noqa: E402
+from cube_detect.files import atomic_write_text
+from cube_detect.labels import format_label_map
+from cube_detect.voc import Annotation, LabeledBox, write_voc
 
 #: Ids as a student's label map may have them: not 1..n in file order.
 SHAPE_LABELS: Dict[int, str] = {3: "cube", 5: "cylinder", 7: "empty"}

@@ -1,7 +1,7 @@
 """Capture: camera frames -> a labelImg data set (``<dataset>/train`` and ``<dataset>/test``).
 
 ROS-free; ``cube_detect.ros.capture_node`` wires it to ``/get_image`` and its triggers.
-Files are written by :class:`cube_detect.dataset.DatasetWriter` (numbering, split, never
+Files are written by :class:`cube_detect.dataset_writer.DatasetWriter` (numbering, split, never
 overwrite, never half-written: see there); this module adds what capturing needs:
 
 - Pre-annotation: the detector's faces become a labelImg VOC XML beside the image, so the user
@@ -21,10 +21,11 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from cube_detect.boxes import BBox
-from cube_detect.dataset import DatasetWriter, LabeledBox, SavedImage, SaveSummary
+from cube_detect.dataset_writer import DatasetWriter, SavedImage, SaveSummary
 from cube_detect.errors import CubeDetectError, ImageError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.labels import LABELS
+from cube_detect.voc import LabeledBox
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def annotation_boxes(detections: Iterable, width: int, height: int,
     """Detections (``label``, ``box`` in float pixels) -> labelImg integer boxes inside the image.
 
     Corners are rounded and clamped to the image; a box left empty by that is dropped (labelImg
-    and ``dataset.read_voc`` refuse it); a label that is not a known class name is replaced by
+    and ``voc.read_voc`` refuse it); a label that is not a known class name is replaced by
     the name of its ``class_id`` when that one is known, else the face is dropped. ``labels``:
     the model's classes (default: the digits). The detector's score goes along (``<score>`` in
     the XML, ignored by labelImg).
@@ -101,7 +102,7 @@ class CaptureSession:
         if self.detector is not None:
             try:
                 detections = self.detector.detect(frame)
-            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop capturing
+            except Exception as exc:  # one bad frame must not stop capturing
                 note = f" (not pre-annotated: detection failed: {exc})"
                 log.warning("detection failed, saving without annotation: %s", exc)
         try:

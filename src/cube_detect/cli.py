@@ -19,7 +19,7 @@ from cube_detect.errors import CubeDetectError
 #: ``add_NAME_arguments`` and ``run_NAME``.
 COMMANDS = {
     "synth": ("cube_detect.synth", "generate synthetic labelled scenes (labelImg VOC layout)"),
-    "stats": ("cube_detect.dataset", "check a data set and count images and faces per split and class"),
+    "stats": ("cube_detect.stats", "check a data set and count images and faces per split and class"),
     "review": ("cube_detect.review", "review and correct a data set's boxes in the browser (local web page)"),
     "train": ("cube_detect.train", "train the detector from scratch and export it"),
     "export": ("cube_detect.export", "export a training checkpoint to 8-bit TFLite (+ Edge TPU)"),

@@ -13,8 +13,7 @@ used by the detector, by training's validation and by export's checks) -- and
 The interpreter is LiteRT (``ai_edge_litert``, tflite-runtime's successor, whose int8 XNNPACK
 kernels are far faster), or ``tflite_runtime`` where only that is installed.
 
-Each skipped backend's reason is kept in ``Detector.skipped`` and summed up in one line,
-``Detector.backend_reason``.
+Each skipped backend's reason is summed up in one line, ``Detector.backend_reason``.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def default_model() -> Path:
         import rospkg  # only for installed (catkin install space) packages
 
         return Path(rospkg.RosPack().get_path("cube_detect")) / "models" / "cube_detect.tflite"
-    except Exception:  # noqa: BLE001 - no ROS, or package not found: report the source path
+    except Exception:  # no ROS, or package not found: report the source path
         return DEFAULT_MODEL
 
 
@@ -233,9 +232,9 @@ class Detector:
 
     def __init__(self, interpreter, spec: ModelSpec, backend: str, backend_reason: str,
                  model_path: Path, threshold: Optional[float] = None, max_detections: int = 4,
-                 sort_axis: str = "x", skipped: Optional[Dict[str, str]] = None):
+                 sort_axis: str = "x"):
         self.interpreter, self.spec, self.model_path = interpreter, spec, model_path
-        self.backend, self.backend_reason, self.skipped = backend, backend_reason, skipped or {}
+        self.backend, self.backend_reason = backend, backend_reason
         # None: the threshold export calibrated and wrote in the sidecar.
         self.threshold = spec.threshold if threshold is None else float(threshold)
         self.max_detections, self.sort_axis = int(max_detections), sort_axis
@@ -370,7 +369,7 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
         used = edgetpu_model if name == "edgetpu" else model_path
         why_not = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         reason = f"{name} via {how} ({used.name})" + (f"; Edge TPU skipped: {why_not}" if why_not else "")
-        detector = Detector(interpreter, spec, name, reason, used, threshold, max_detections, sort_axis, skipped)
+        detector = Detector(interpreter, spec, name, reason, used, threshold, max_detections, sort_axis)
         detector.warm_up()
         log.info("inference backend: %s", reason)
         return detector

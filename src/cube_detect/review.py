@@ -4,7 +4,7 @@ A small web server (Flask, served by waitress) over a labelImg data set (``train
 ``test/``): the page shows every image with its boxes, class names and pre-annotation scores, a
 list with each image's status (unreviewed, reviewed, no XML, bad) and the data set's figures
 (those of ``stats``). Every change is saved at once, atomically, with
-:func:`cube_detect.dataset.write_voc` (labelImg's Pascal VOC layout); an image accepted as
+:func:`cube_detect.voc.write_voc` (labelImg's Pascal VOC layout); an image accepted as
 reviewed gets labelImg's ``verified="yes"``.
 
 - What a save keeps: everything of the file the user did not change. The new annotation is the
@@ -62,23 +62,18 @@ from cube_detect.dataset import (
     CLASSES_FILE,
     IMAGE_SUFFIXES,
     SPLITS,
-    Annotation,
-    LabeledBox,
-    Sample,
-    count_split,
+    LabeledImage,
     find_label_maps,
-    format_stats,
-    format_voc,
-    image_header,
     images_root,
     names_in,
-    read_voc,
     resolve_labels,
-    write_voc,
 )
 from cube_detect.errors import CubeDetectError, DatasetError
 from cube_detect.files import UnsafePathError, create_exclusive
+from cube_detect.imageinfo import image_header
 from cube_detect.labels import LABELS, read_classes_txt
+from cube_detect.stats import count_split, format_stats
+from cube_detect.voc import Annotation, LabeledBox, format_voc, read_voc, write_voc
 
 if TYPE_CHECKING:  # Flask is imported when a server is made, never by `import cube_detect.review`
     from flask import Flask
@@ -534,7 +529,7 @@ class ReviewStore:
             mine = [e for e in entries if e.split == split]
             if not mine and not (self.splits_root / split).is_dir():
                 continue
-            samples = [Sample(e.image_path, e.annotation) for e in mine
+            samples = [LabeledImage(e.image_path, e.annotation) for e in mine
                        if e.annotation is not None and e.status in (STATUS_UNREVIEWED, STATUS_REVIEWED)]
             counts = dict(count_split(samples, self.label_map))
             counts.update(listed=len(mine), reviewed=sum(e.status == STATUS_REVIEWED for e in mine),

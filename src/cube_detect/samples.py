@@ -22,13 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from cube_detect.boxes import BBox
-from cube_detect.dataset import LabeledBox, images_root, load_split
+from cube_detect.dataset import images_root, load_split
 from cube_detect.errors import CubeDetectError, DatasetError
 from cube_detect.images import read_image
 from cube_detect.inference import Detection, decode, model_input
 from cube_detect.metrics import GroundTruth
 from cube_detect.modelspec import ModelSpec
 from cube_detect.synth import FAMILIES, init_worker, render_indexed
+from cube_detect.voc import LabeledBox
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 
 from cube_detect.boxes import sort_left_to_right
-from cube_detect.dataset import LabeledBox, names_in, read_voc
+from cube_detect.dataset import names_in
 from cube_detect.errors import DatasetError, ImageError
 from cube_detect.synth import render_indexed
+from cube_detect.voc import LabeledBox, read_voc
 
 
 @dataclass(frozen=True)

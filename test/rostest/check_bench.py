@@ -10,7 +10,6 @@ completed, never a timing or a goal.
 
 import json
 import shutil
-import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -19,10 +18,9 @@ import rospkg
 import rospy
 import rostest
 
-ROOT = Path(rospkg.RosPack().get_path("cube_detect"))
-sys.path.insert(0, str(ROOT))  # bench/ as a namespace package
+from bench import report, run_bench  # bench.test puts the package root on PYTHONPATH
 
-from bench import report, run_bench  # noqa: E402
+ROOT = Path(rospkg.RosPack().get_path("cube_detect"))
 
 MODEL = ROOT / "models" / "cube_detect.tflite"
 

@@ -9,7 +9,6 @@ Tests run in name order (test_1_..., test_2_...): numbers continue from one to t
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,9 +22,11 @@ import rospy
 import rostest
 from std_srvs.srv import Trigger
 
-from cube_detect.dataset import numbers_in, read_voc, split_for
+from bench.procs import free_port
+from cube_detect.dataset import numbers_in, split_for
 from cube_detect.protocol import WaitTimeout, wait_for
 from cube_detect.simulation import sorted_labels
+from cube_detect.voc import read_voc
 
 TRIGGER_PARAM = "/capture_test/take"
 
@@ -183,9 +184,7 @@ class CaptureNodeTest(unittest.TestCase):
         self.assertEqual(saved.relative_to(self.dataset).as_posix(), sorted(set(self.images()) - set(before))[0])
 
     def test_7_review_page_while_capturing_and_one_line_when_it_cannot_start(self):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         proc = self.start_node("capture_review", "review:=true", f"review_port:={port}", "preview:=false")
         taken = None
         try:

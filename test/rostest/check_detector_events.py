@@ -17,9 +17,7 @@ poll.
 
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,6 +32,7 @@ import rostest
 from roslib.packages import find_node
 from std_msgs.msg import Bool, String
 
+from bench.procs import Process, free_port
 from cube_detect.msg import CubeFaces
 from cube_detect.protocol import DONE, NO_CUBE, ArmController, ProtocolNames, wait_for
 from cube_detect.ros.params import RosParamStore
@@ -54,12 +53,6 @@ class TimedStore(RosParamStore):
         started = time.monotonic()
         super().set(name, value)
         self.writes.append((started, name, value))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def p95(values):
@@ -125,11 +118,10 @@ class DetectorEventsTest(unittest.TestCase):
         tmp = Path(tempfile.mkdtemp(prefix="cube_detect_events_"))
         env = dict(os.environ, ROS_MASTER_URI=uri, ROS_LOG_DIR=str(tmp))
         master = rosgraph.Master("/check_detector_events", master_uri=uri)
-        procs: List[subprocess.Popen] = []
+        procs: List[Process] = []
 
         def start(args, name):
-            log = open(tmp / f"{name}.log", "a")
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            proc = Process(name, args, tmp, env=env)
             procs.append(proc)
             return proc
 
@@ -158,8 +150,8 @@ class DetectorEventsTest(unittest.TestCase):
             wait_for(lambda: "detector: ready" in (tmp / "detector.log").read_text(), 60, "the detector's ready line")
             first = served_after(5.0)
             self.assertLess(first, 1.0, "served on the push, not at the 5 s poll")
-            core.send_signal(signal.SIGINT)
-            core.wait(30)
+            core.popen.send_signal(signal.SIGINT)
+            core.popen.wait(30)
             core = roscore()  # a new master: it knows no subscriptions
             for name in (NAMES.take_image, NAMES.label, NAMES.robot_ready):
                 master.setParam(name, -1)
@@ -173,13 +165,7 @@ class DetectorEventsTest(unittest.TestCase):
             self.assertLess(second, 1.0, f"served on the push after subscribing again:\n{log[-3000:]}")
         finally:
             for proc in reversed(procs):
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGINT)
-                    try:
-                        proc.wait(15)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait()
+                proc.stop(timeout=15)
 
     @staticmethod
     def node_up(master, name):

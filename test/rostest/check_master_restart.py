@@ -14,9 +14,6 @@ zombies: the README says so).
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 import unittest
@@ -28,47 +25,13 @@ import rospy
 import rostest
 from roslib.packages import find_node
 
+from bench.procs import Process, free_port
 from cube_detect.protocol import DONE, ArmController, ProtocolNames, wait_for
 from cube_detect.srv import DetectCubes
 
 HANDSHAKE = "/cell/robotReady"
 TRIGGER = "/cell/snap"
 RESTART_LINE = "was restarted (it no longer knows this node): restarting this node in place"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Proc:
-    """A child in its own process group, its output in a file."""
-
-    def __init__(self, name, args, env, log_dir):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "a")
-        self.popen = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self):
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout=20.0):
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGINT)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)  # children that outlived their parent
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.popen.poll() is None:
-            self.popen.wait(timeout=10)
-        self.log.close()
 
 
 class MasterStore:
@@ -115,7 +78,7 @@ class MasterRestartTest(unittest.TestCase):
 
     @classmethod
     def start(cls, name, args):
-        cls.procs[name] = Proc(name, args, cls.env, cls.tmp)
+        cls.procs[name] = Process(name, args, cls.tmp, env=cls.env)
 
     @classmethod
     def start_master(cls):
@@ -128,7 +91,7 @@ class MasterRestartTest(unittest.TestCase):
         try:
             master.getPid()
             return True
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:  # not up yet
             return False
 
     @classmethod
@@ -145,7 +108,7 @@ class MasterRestartTest(unittest.TestCase):
         """Whether both nodes' services (and the camera's) are registered on the master now."""
         try:
             _, _, services = cls.master().getSystemState()
-        except Exception:  # noqa: BLE001 - master restarting
+        except Exception:  # master restarting
             return False
         names = {name for name, _ in services}
         return {"/detector/detect", "/capture/capture", "/get_image"} <= names

@@ -71,7 +71,7 @@ class CameraClient:
         self._proxy = used["proxy"] = proxy
         try:
             return proxy().image
-        except Exception as exc:  # noqa: BLE001 - a broken kept connection (TransportTerminated and the like)
+        except Exception as exc:  # a broken kept connection (TransportTerminated and the like)
             if isinstance(exc, rospy.ServiceException) and "responded with an error" in str(exc):
                 raise  # the camera's own answer: the connection is fine
             self._drop(proxy)
@@ -88,7 +88,7 @@ class CameraClient:
         def call() -> None:
             try:
                 outcome["image"] = self._call(used, abandoned)
-            except Exception as exc:  # noqa: BLE001 - reported to the caller below
+            except Exception as exc:  # reported to the caller below
                 outcome["error"] = exc
 
         worker = threading.Thread(target=call, name="get_image", daemon=True)

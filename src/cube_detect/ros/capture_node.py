@@ -38,7 +38,7 @@ import rospy
 from std_srvs.srv import Trigger, TriggerResponse
 
 from cube_detect.capture import CaptureResult, CaptureSession
-from cube_detect.dataset import DatasetWriter
+from cube_detect.dataset_writer import DatasetWriter
 from cube_detect.errors import CubeDetectError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import Detector, load_detector
@@ -80,7 +80,7 @@ def load_detector_or_none(model: str, threshold: float) -> Optional[Detector]:
         rospy.loginfo("capture: ~model: %s: %s", note, path)
     try:
         detector = load_detector(path or None, threshold=threshold or None)
-    except Exception as exc:  # noqa: BLE001 - ModelError, missing tflite-runtime, ...
+    except Exception as exc:  # ModelError, missing tflite-runtime, ...
         rospy.logwarn("capture: cannot load the model (%s%s): capturing without pre-annotation", exc,
                       f"; {note}" if note else "")
         return None
@@ -172,7 +172,7 @@ class CaptureNode:
             rospy.set_param("~last_error", error)
             if saved is not None:
                 rospy.set_param("~last_saved", saved)
-        except Exception as exc:  # noqa: BLE001 - master away: the log line says it anyway
+        except Exception as exc:  # master away: the log line says it anyway
             rospy.logdebug("capture: cannot set ~last_error: %s", exc)
 
     # ------------------------------------------------------------------ camera and saving
@@ -225,7 +225,7 @@ class CaptureNode:
                 self.check_trigger_param()
             except (rospy.ROSException, OSError):
                 pass  # master unreachable (or going away at shutdown): the next read tries again
-            except Exception as exc:  # noqa: BLE001 - a bug must not end the trigger for good
+            except Exception as exc:  # a bug must not end the trigger for good
                 rospy.logerr("capture: parameter trigger: %s: %s", type(exc).__name__, exc)
             retry = self.trigger_retry_at if self.trigger_retry_at > time.monotonic() else None
             self.trigger_waiter.idle(seen, until=retry)  # after a failed capture: retried on time

@@ -31,7 +31,7 @@ import rospy
 def _master_uri() -> str:
     try:
         return rosgraph.get_master_uri()
-    except Exception:  # noqa: BLE001 - only for the log line
+    except Exception:  # only for the log line
         return "(unknown)"
 
 
@@ -54,7 +54,7 @@ class MasterWatch:
     def _pid(self) -> Optional[int]:
         try:
             return int(self.master.getPid())
-        except Exception:  # noqa: BLE001 - not reachable now
+        except Exception:  # not reachable now
             return None
 
     def start(self, on_restart: Callable[[], None], on_replaced: Callable[[str], None]) -> MasterWatch:
@@ -68,13 +68,13 @@ class MasterWatch:
         another node that holds this node's name."""
         try:
             pid = int(self.master.getPid())
-        except Exception:  # noqa: BLE001 - socket errors: the master is down
+        except Exception:  # socket errors: the master is down
             return "unreachable"
         try:
             uri = self.master.lookupNode(self.name)
         except rosgraph.MasterError:  # the master answers, and does not know this node
             return "restarted" if self.master_pid is not None and pid != self.master_pid else "unknown"
-        except Exception:  # noqa: BLE001 - went down between the two calls
+        except Exception:  # went down between the two calls
             return "unreachable"
         if self.master_pid is None:
             self.master_pid = pid
@@ -112,7 +112,7 @@ def write_back_settings(settings: Any) -> None:
         try:
             if not rospy.has_param(name):
                 rospy.set_param(name, getattr(settings, item.name))
-        except Exception as exc:  # noqa: BLE001 - the restarted node then uses the defaults
+        except Exception as exc:  # the restarted node then uses the defaults
             rospy.logwarn("could not write %s back to the new master: %s", name, exc)
             return
 
@@ -128,7 +128,7 @@ def restart_in_place(what: str, settings: Any, quiesce: Optional[ContextManager[
                  "node in place (same command line and settings) to register again", what, _master_uri())
     try:
         before()
-    except Exception:  # noqa: BLE001 - a log line at most
+    except Exception:  # a log line at most
         pass
     write_back_settings(settings)
     argv = [sys.executable] + list(getattr(sys, "orig_argv", [sys.executable] + sys.argv))[1:]

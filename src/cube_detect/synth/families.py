@@ -28,7 +28,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from cube_detect.dataset import LabeledBox
 from cube_detect.synth.backgrounds import (
     _background,
     _background_light,
@@ -42,6 +41,7 @@ from cube_detect.synth.geometry import _Cube, _face_box, _front_layout, _layout,
 from cube_detect.synth.handwriting import digit_source
 from cube_detect.synth.noise import _LOW, _buffer
 from cube_detect.synth.realism import camera_realism
+from cube_detect.voc import LabeledBox
 
 SIZES: Tuple[Tuple[int, int], ...] = ((640, 480), (752, 480))
 #: The training mixture, one line per family (see the package docstring): topdown (the cells of

@@ -1,5 +1,5 @@
 """``python -m cube_detect synth``: render scenes of a seed (in worker processes) and save them
-as a labelImg data set through :class:`~cube_detect.dataset.DatasetWriter`."""
+as a labelImg data set through :class:`~cube_detect.dataset_writer.DatasetWriter`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from cube_detect.dataset import DatasetWriter, LabeledBox, SaveSummary
+from cube_detect.dataset_writer import DatasetWriter, SaveSummary
 from cube_detect.errors import CubeDetectError
 from cube_detect.synth.families import EVALUATION_FAMILIES, HELDOUT_FAMILY, render_indexed
 from cube_detect.synth.handwriting import check_data
+from cube_detect.voc import LabeledBox
 
 
 def _render_task(task: Tuple[int, int, Optional[str]]) -> Tuple[np.ndarray, List[LabeledBox]]:
@@ -32,7 +33,7 @@ def init_worker() -> None:
 def write_dataset(out_dir: os.PathLike, count: int, seed: int, test_share: float = 0.1, workers: int = 1,
                   progress: bool = True, family: Optional[str] = None) -> SaveSummary:
     """Render scenes ``0 .. count-1`` of ``seed`` (of ``family``, default the mixture; in
-    ``workers`` processes) and save them with :class:`~cube_detect.dataset.DatasetWriter`, the
+    ``workers`` processes) and save them with :class:`~cube_detect.dataset_writer.DatasetWriter`, the
     writer capture uses: same names, split rule and root files. Scene ``i`` of a new data set
     is ``imageNNN`` with NNN = i + 1."""
     if count < 0:
