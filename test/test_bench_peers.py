@@ -35,4 +35,8 @@ def test_peer_rows_and_goals():
     assert f"| peer `{peers.SSD}`: SSD MobileNet V2 300×300" in table and "ours is 5.0× faster" in table
     assert "**lower bound**" in table and f"| speed-up vs `{peers.FRCNN}` (peer median / ours; at least: " in table
     assert "| int8 speed-up vs the same network in float TF (medians) | 3.00× | — | |" in table
-    assert "| cycle p95 (takeImage → labels) | 39.0 ms | ≤ 40 ms | pass |" in table
+    assert "| cycle p95 (takeImage → labels), default 20 Hz poll | 39.0 ms | ≤ 65 ms | pass |" in table
+    results["cycle_ms"]["p95"] = 66.0  # the decided goal: 65 ms at the default 20 Hz poll
+    results["goals"] = report.goals(results)
+    assert "| cycle p95 (takeImage → labels), default 20 Hz poll | 66.0 ms | ≤ 65 ms | **FAIL** |" in \
+        report.bench_table(results)
