@@ -492,49 +492,7 @@ def test_unwritable_folder_is_a_clear_error_and_nothing_changes(client: Any, dat
 
 # What labelImg writes for image001.png (64x48), plus what people and other tools add: attributes,
 # a source with more than "Unknown", a teacher's <owner>, a pose, a difficult face, a note.
-LABELIMG_XML = """<annotation verified="yes" lang="fr">
-\t<folder>train</folder>
-\t<filename>image001.png</filename>
-\t<path>/home/eleve/cubes/train/image001.png</path>
-\t<source>
-\t\t<database>ROS4PRO Lyon</database>
-\t</source>
-\t<size>
-\t\t<width>64</width>
-\t\t<height>48</height>
-\t\t<depth>3</depth>
-\t</size>
-\t<segmented>0</segmented>
-\t<owner>
-\t\t<name>Mme Martin</name>
-\t</owner>
-\t<object>
-\t\t<name>one</name>
-\t\t<pose>Frontal</pose>
-\t\t<truncated>1</truncated>
-\t\t<difficult>1</difficult>
-\t\t<bndbox>
-\t\t\t<xmin>10</xmin>
-\t\t\t<ymin>12</ymin>
-\t\t\t<xmax>30</xmax>
-\t\t\t<ymax>40</ymax>
-\t\t</bndbox>
-\t\t<note>smudged</note>
-\t</object>
-\t<object>
-\t\t<name>two</name>
-\t\t<pose>Left</pose>
-\t\t<truncated>1</truncated>
-\t\t<difficult>0</difficult>
-\t\t<bndbox>
-\t\t\t<xmin>35</xmin>
-\t\t\t<ymin>5</ymin>
-\t\t\t<xmax>60</xmax>
-\t\t\t<ymax>40</ymax>
-\t\t</bndbox>
-\t</object>
-</annotation>
-"""
+LABELIMG_XML = (Path(__file__).parent / "fixtures" / "labelimg_teacher_small.xml").read_text()
 
 
 @pytest.fixture()

@@ -4,6 +4,7 @@ do not change, writes never go through a symlink or outside the data set, and a 
 
 import dataclasses
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,50 +21,7 @@ from cube_detect.voc import LabeledBox, read_voc, write_voc
 
 # What labelImg writes, plus what people and other tools add: a teacher's <owner>, a source
 # with more than labelImg's "Unknown", a pose, a difficult face, a per-object note.
-LABELIMG_XML = """<annotation verified="yes" lang="fr">
-\t<folder>train</folder>
-\t<filename>image007.png</filename>
-\t<path>/home/eleve/cubes/train/image007.png</path>
-\t<source>
-\t\t<database>ROS4PRO Lyon</database>
-\t\t<annotation>workshop 2026</annotation>
-\t</source>
-\t<size>
-\t\t<width>640</width>
-\t\t<height>480</height>
-\t\t<depth>3</depth>
-\t</size>
-\t<segmented>0</segmented>
-\t<owner>
-\t\t<name>Mme Martin</name>
-\t</owner>
-\t<object>
-\t\t<name>one</name>
-\t\t<pose>Frontal</pose>
-\t\t<truncated>1</truncated>
-\t\t<difficult>1</difficult>
-\t\t<bndbox>
-\t\t\t<xmin>10</xmin>
-\t\t\t<ymin>20</ymin>
-\t\t\t<xmax>110</xmax>
-\t\t\t<ymax>140</ymax>
-\t\t</bndbox>
-\t\t<note>smudged</note>
-\t</object>
-\t<object>
-\t\t<name>two</name>
-\t\t<pose>Unspecified</pose>
-\t\t<truncated>0</truncated>
-\t\t<difficult>0</difficult>
-\t\t<bndbox>
-\t\t\t<xmin>200</xmin>
-\t\t\t<ymin>50</ymin>
-\t\t\t<xmax>330</xmax>
-\t\t\t<ymax>190</ymax>
-\t\t</bndbox>
-\t</object>
-</annotation>
-"""
+LABELIMG_XML = (Path(__file__).parent / "fixtures" / "labelimg_teacher.xml").read_text()
 
 
 def tree(text):

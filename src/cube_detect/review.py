@@ -44,13 +44,11 @@ import argparse
 import errno
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import math
 import os
 import re
-import secrets
 import socket
 import stat
 import threading
@@ -74,6 +72,7 @@ from cube_detect.imageinfo import image_header
 from cube_detect.labels import LABELS, read_classes_txt
 from cube_detect.stats import count_split, format_stats
 from cube_detect.voc import Annotation, LabeledBox, format_voc, read_voc, write_voc
+from cube_detect.webguard import host_name, is_loopback, token_for
 
 if TYPE_CHECKING:  # Flask is imported when a server is made, never by `import cube_detect.review`
     from flask import Flask
@@ -666,22 +665,6 @@ def _json_body(data: bytes) -> Any:
         raise ReviewError(f"the body is not valid JSON: {str(exc)[:120]}") from None
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host_header: str) -> str:
-    """``"127.0.0.1:8765"`` -> ``"127.0.0.1"``, ``"[::1]:80"`` -> ``"::1"``."""
-    if host_header.startswith("["):
-        return host_header[1:].split("]", 1)[0]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
 def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only: bool = True,
                labels_file: Optional[os.PathLike] = None) -> Flask:
     """The review page's WSGI app over ``dataset``.
@@ -707,7 +690,7 @@ def create_app(dataset: os.PathLike, token: Optional[str] = None, loopback_only:
 
     @app.before_request
     def guard() -> Any:
-        if loopback_only and not is_loopback(_host_name(request.host)):
+        if loopback_only and not is_loopback(host_name(request.host)):
             return answer({"error": f"host {request.host!r} refused: open the page by its printed 127.0.0.1 URL"},
                           403)
         if token is not None:
@@ -829,8 +812,8 @@ def _make_server(dataset: os.PathLike, host: str, port: int, token: Optional[str
     """A waitress server of the page, listening (not yet serving), and the page's URL."""
     _flask()
     waitress = _waitress()
-    if not is_loopback(host) and token is None:
-        token = secrets.token_urlsafe(16)
+    if token is None:
+        token = token_for(host)
     app = create_app(dataset, token=token, loopback_only=is_loopback(host), labels_file=labels_file)
     # Our own listening socket: a bind error is one clear line, whatever the server would print.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
