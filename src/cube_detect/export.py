@@ -29,7 +29,7 @@ import numpy as np
 from cube_detect.errors import ModelError
 from cube_detect.files import check_target, fsync_dir, unlink_quietly, write_temporary
 from cube_detect.inference import Detection, Detector, decode, make_interpreter
-from cube_detect.labels import write_label_files
+from cube_detect.labels import LABELS, write_label_files
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec
 from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     state = json.loads((args.workdir / "state.json").read_text())
     conf = state["config"]
     saved = state.get("spec", {})
-    spec = ModelSpec(labels={int(k): v for k, v in saved.get("labels", {"1": "one", "2": "two"}).items()},
+    spec = ModelSpec(labels={int(k): v for k, v in saved.get("labels", LABELS).items()},
                      channels=int(saved.get("channels", 1)), width=int(saved.get("width", 160)),
                      height=int(saved.get("height", 120)))
     # The run's own data again: its validation images for the float-vs-int8 figures, and up to

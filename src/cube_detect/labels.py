@@ -32,6 +32,11 @@ def format_labels_txt(labels: Mapping[int, str] = LABELS) -> str:
     return "".join(f"{cid} {name}\n" for cid, name in sorted(labels.items()))
 
 
+#: The one help text of every command's ``--labels FILE`` (stats, train, review).
+LABELS_HELP = ("the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in the data set, else "
+               "the names in its XML files, sorted by name, ids from 1; the digits one, two without a data set)")
+
+
 def label_file_paths(model_prefix: os.PathLike) -> Tuple[Path, Path]:
     """The label files an export writes for the model ``PREFIX`` (``models/mycell``):
     ``PREFIX.labels.txt`` and ``PREFIX.label_map.pbtxt``, named after their model so that two

@@ -69,7 +69,7 @@ from cube_detect.dataset import (
 from cube_detect.errors import CubeDetectError, DatasetError
 from cube_detect.files import UnsafePathError, create_exclusive
 from cube_detect.imageinfo import image_header
-from cube_detect.labels import LABELS, read_classes_txt
+from cube_detect.labels import LABELS, LABELS_HELP, read_classes_txt
 from cube_detect.stats import count_split, format_stats
 from cube_detect.voc import Annotation, LabeledBox, format_voc, read_voc, write_voc
 from cube_detect.webguard import host_name, is_loopback, token_for
@@ -903,8 +903,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0: "
                              "every interface, with a random token in the URL)")
     parser.add_argument("--labels", type=Path, metavar="FILE",
-                        help="the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in "
-                             "the data set, else the names in its XML files; keys 1, 2, ... by id)")
+                        help=LABELS_HELP + "; the page's keys 1, 2, ... follow the ids")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from cube_detect.dataset import SPLITS, LabeledImage, check_split, images_root, resolve_labels
-from cube_detect.labels import describe
+from cube_detect.labels import LABELS_HELP, describe
 
 
 def count_split(samples: List[LabeledImage], labels: Dict[int, str]) -> dict:
@@ -36,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", help="directory with train/ and test/ (labelImg VOC)")
     parser.add_argument("--skip-bad", action="store_true", help="warn about bad files and count the others")
     parser.add_argument("--labels", type=Path, metavar="FILE",
-                        help="the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in "
-                             "the data set, else the names in its XML files)")
+                        help=LABELS_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from cube_detect.dataset import images_root, resolve_labels
 from cube_detect.errors import CubeDetectError
 from cube_detect.files import atomic_write_text
-from cube_detect.labels import LABELS, describe
+from cube_detect.labels import LABELS, LABELS_HELP, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data, reviewed_photos
@@ -357,8 +357,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labelImg data sets (DIR/train and DIR/test, or the course's DIR/images/train and "
                              "DIR/images/test); none = synthetic only")
     parser.add_argument("--labels", type=Path, metavar="FILE",
-                        help="the classes: label_map.pbtxt, labels.txt or classes.txt (default: a *.pbtxt in the "
-                             "data set, else the names in its XML files, sorted; the digits without data)")
+                        help=LABELS_HELP)
     parser.add_argument("--color", action="store_true",
                         help="colour model input (for objects told apart by colour: shapes, hands); default gray")
     parser.add_argument("--flip", action="store_true",
