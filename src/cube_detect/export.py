@@ -161,9 +161,12 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
         **({f"photos_{criterion}_by_threshold": photo_curve} if photo_curve else {}),
         "model_bytes": len(int8),
     }
+    # The figure the threshold was chosen by, where: exact sequences for the digits, F1 for others.
+    chosen_curve = photo_curve or curve
+    chosen_by = "exact sequences" if criterion == "exact_sequences" else "F1"
     log.info("float mAP@0.5 %.4f, int8 mAP@0.5 %.4f (loss %.4f), %d bytes; default threshold %.2f "
-             "(exact sequences %.3f on %d validation images)", figures["float_mAP50"], figures["int8_mAP50"],
-             figures["int8_loss_mAP50"], len(int8), spec.threshold, figures["int8_exact_sequences"], len(val_samples))
+             "(%s %.3f on %s)", figures["float_mAP50"], figures["int8_mAP50"], figures["int8_loss_mAP50"],
+             len(int8), spec.threshold, chosen_by, chosen_curve[f"{spec.threshold:.2f}"], threshold_source)
     spec.extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "metrics": figures, "training": {k: v for k, v in (training or {}).items() if k != "export"}}
     model_path = out.with_suffix(".tflite")
