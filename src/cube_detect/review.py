@@ -56,6 +56,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from cube_detect import requirements_file
 from cube_detect.dataset import (
     CLASSES_FILE,
     IMAGE_SUFFIXES,
@@ -84,7 +85,7 @@ DEFAULT_PORT = 8765
 STATIC_DIR = Path(__file__).with_name("review_static")
 #: The page's files; nothing else is served from STATIC_DIR.
 STATIC_FILES = ("index.html", "review.css", "review.js")
-INSTALL_HINT = "pip install -r requirements/review.txt (or: pip install 'flask>=2.2' 'waitress>=3.0')"
+INSTALL_HINT = f"pip install -r {requirements_file('review')} (or: pip install 'flask>=2.2' 'waitress>=3.0')"
 TOKEN_HEADER = "X-Review-Token"
 #: Image file names the server accepts in a URL: no separators, no leading dot, known suffix.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+ -]{0,200}$")

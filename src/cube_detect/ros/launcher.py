@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import Dict
 
+from cube_detect import requirements_file
+
 #: module -> how to install it (Debian / Ubuntu package; pip where that is the way).
 HINTS: Dict[str, str] = {
     "lxml": "sudo apt install python3-lxml",
@@ -22,12 +24,12 @@ HINTS: Dict[str, str] = {
     "rospy": "sudo apt install ros-noetic-rospy (Noetic) or python3-rospy (Debian)",
     "rospkg": "sudo apt install python3-rospkg",
     "rosgraph": "sudo apt install ros-noetic-rosgraph (Noetic) or python3-rosgraph (Debian)",
-    "ai_edge_litert": "pip install -r requirements/runtime.txt",
-    "tflite_runtime": "pip install -r requirements/runtime.txt",
-    "flask": "pip install -r requirements/review.txt",
+    "ai_edge_litert": f"pip install -r {requirements_file('runtime')}",
+    "tflite_runtime": f"pip install -r {requirements_file('runtime')}",
+    "flask": f"pip install -r {requirements_file('review')}",
 }
 ALL = ("rosdep install --from-paths src --ignore-src (every package package.xml declares), "
-       "then pip install -r requirements/runtime.txt")
+       f"then pip install -r {requirements_file('runtime')}")
 
 
 def missing_module_line(node: str, exc: ModuleNotFoundError) -> str:
