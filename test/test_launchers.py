@@ -31,7 +31,7 @@ def test_a_missing_module_is_one_line_naming_it(script, blocked, hint):
     assert done.stderr.splitlines() == [
         f"{script}: cannot start: Python module '{blocked}' is missing ({hint}; or all at once: rosdep install "
         "--from-paths src --ignore-src (every package package.xml declares), then pip install -r "
-        "requirements/runtime.txt)"]
+        f"{ROOT / 'requirements' / 'runtime.txt'})"]  # an absolute path: right from any folder
 
 
 def test_the_workspace_not_sourced_is_one_line_too():
