@@ -29,8 +29,8 @@ def trained(tmp_path_factory):
 
 def test_training_writes_model_sidecar_labels_curves_and_checkpoints(trained):
     root, _, out = trained
-    for path in (out.with_suffix(".tflite"), out.with_suffix(".json"), out.parent / "labels.txt",
-                 out.parent / "label_map.pbtxt", root / "run" / "training_curves.png",
+    for path in (out.with_suffix(".tflite"), out.with_suffix(".json"), out.with_name("tiny.labels.txt"),
+                 out.with_name("tiny.label_map.pbtxt"), root / "run" / "training_curves.png",
                  root / "run" / "checkpoint.keras", root / "run" / "best.keras"):
         assert path.is_file(), path
     sidecar = json.loads(out.with_suffix(".json").read_text())
