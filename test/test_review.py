@@ -25,13 +25,15 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import pytest
 
+from cube_detect.review_store import ReviewStore
+
 pytest.importorskip("flask", reason="the review page needs Flask: pip install -r requirements/review.txt")
 
 from cube_detect.dataset import load_split  # noqa: E402
 from cube_detect.dataset_writer import DatasetWriter  # noqa: E402
 from cube_detect.errors import CubeDetectError  # noqa: E402
 from cube_detect.labels import LABELS  # noqa: E402
-from cube_detect.review import ReviewStore, create_app, serve_in_thread  # noqa: E402
+from cube_detect.review import create_app, serve_in_thread  # noqa: E402
 from cube_detect.stats import count_split, format_stats  # noqa: E402
 from cube_detect.voc import Annotation, LabeledBox, format_voc, read_voc, write_voc  # noqa: E402
 
@@ -477,8 +479,8 @@ def test_unwritable_folder_is_a_clear_error_and_nothing_changes(client: Any, dat
     def full_disk(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("cube_detect.review.write_voc", full_disk)
-    monkeypatch.setattr("cube_detect.review.create_exclusive", full_disk)
+    monkeypatch.setattr("cube_detect.review_store.write_voc", full_disk)
+    monkeypatch.setattr("cube_detect.review_store.create_exclusive", full_disk)
     before = xml(dataset, "image002.png").read_bytes()
     record = load(client, "image002.png")
     response = put(client, "image002.png", {"version": record["version"], "boxes": [], "verified": True})
@@ -629,18 +631,18 @@ def test_an_outside_write_between_version_check_and_rename_is_a_409(client: Any,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """labelImg rewrites the file in place while the server writes its temporary file: the stat
     check just before the rename sees it; their file stays, ours is not written."""
-    import cube_detect.review as review
+    import cube_detect.review_store as review_store
 
     path = xml(dataset, "image002.png")
     theirs = format_voc(Annotation("image002.png", W, H, 3, [LabeledBox("one", 1, 1, 9, 9)], "train"))
-    real_write_voc = review.write_voc
+    real_write_voc = review_store.write_voc
 
     def labelimg_meanwhile(*args: Any, **kwargs: Any) -> None:
         with open(path, "w") as handle:  # in place, as labelImg's writer does
             handle.write(theirs)
         real_write_voc(*args, **kwargs)
 
-    monkeypatch.setattr(review, "write_voc", labelimg_meanwhile)
+    monkeypatch.setattr(review_store, "write_voc", labelimg_meanwhile)
     record = load(client, "image002.png")
     response = put(client, "image002.png", {"version": record["version"], "boxes": [], "verified": True})
     assert response.status_code == 409 and "while saving" in response.json["error"]
@@ -650,17 +652,17 @@ def test_an_outside_write_between_version_check_and_rename_is_a_409(client: Any,
 
 def test_an_xml_created_from_outside_during_the_save_is_kept(client: Any, dataset: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import cube_detect.review as review
+    import cube_detect.review_store as review_store
 
     path = xml(dataset, "image004.png")
     theirs = format_voc(Annotation("image004.png", W, H, 3, [LabeledBox("two", 1, 1, 9, 9)], "train"))
-    real_create = review.create_exclusive
+    real_create = review_store.create_exclusive
 
     def capture_meanwhile(*args: Any, **kwargs: Any) -> bool:
         path.write_text(theirs)
         return real_create(*args, **kwargs)
 
-    monkeypatch.setattr(review, "create_exclusive", capture_meanwhile)
+    monkeypatch.setattr(review_store, "create_exclusive", capture_meanwhile)
     response = put(client, "image004.png", {"version": "none", "boxes": [], "verified": True})
     assert response.status_code == 409 and path.read_text() == theirs and no_temporary_files(dataset)
 

@@ -152,7 +152,7 @@ def _handler(view: LiveView, token: Optional[str], loopback_only: bool, log: Cal
         sys_version = ""
 
         def log_message(self, format: str, *args: Any) -> None:
-            log(webguard.scrub(format % args))
+            log(webguard.scrub(format % args, (token,) if token else ()))
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             if isinstance(code, int) and code >= 400 or isinstance(code, HTTPStatus) and code.value >= 400:

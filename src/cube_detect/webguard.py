@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
-from typing import Optional
+import threading
+from typing import Optional, Sequence, Tuple
 
 #: Security headers on every answer: no foreign scripts or frames, no sniffing, no embedding by
 #: other sites (``Cross-Origin-Resource-Policy``), nothing cached (live data, and the token).
@@ -20,7 +22,11 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-_TOKEN_IN_URL = re.compile(r"(token=)[^&\s]*")
+#: The header a page's own requests may carry the token in (the review page's script sends it).
+TOKEN_HEADER = "X-Review-Token"
+HIDDEN = "[hidden]"
+_TOKEN_QUERY = re.compile(r"(token=)[^&\s#'\"]+", re.IGNORECASE)
+_TOKEN_HEADER_LINE = re.compile(rf"({TOKEN_HEADER}:\s*)\S+", re.IGNORECASE)
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +60,60 @@ def allowed(host_header: str, given_token: Optional[str], token: Optional[str], 
     return True
 
 
-def scrub(text: str) -> str:
-    """``text`` with any ``token=...`` replaced: what may go into a log line."""
-    return _TOKEN_IN_URL.sub(r"\1[hidden]", text)
+# --------------------------------------------------------------------------- the token, out of logs
+
+
+def scrub(text: str, tokens: Sequence[str] = ()) -> str:
+    """``text`` without any token, what may go into a log line: every ``token=...`` value, the
+    token header's value, and every one of ``tokens`` wherever it stands."""
+    text = _TOKEN_HEADER_LINE.sub(rf"\g<1>{HIDDEN}", _TOKEN_QUERY.sub(rf"\g<1>{HIDDEN}", text))
+    for token in tokens:
+        text = text.replace(token, HIDDEN)
+    return text
+
+
+class _ScrubTokens(logging.Filter):
+    """Rewrites log records that would carry a token (:func:`scrub`, with the served tokens)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: Tuple[str, ...] = ()  # replaced, never changed in place: safe to read from any thread
+        self._lock = threading.Lock()
+
+    def add(self, token: str) -> None:
+        with self._lock:
+            self.tokens = tuple(set(self.tokens) | {token})
+
+    def discard(self, token: str) -> None:
+        with self._lock:
+            self.tokens = tuple(t for t in self.tokens if t != token)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error report
+            return True
+        clean = scrub(message, self.tokens)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_SCRUB = _ScrubTokens()
+
+
+def scrub_logs(logger_names: Sequence[str], token: Optional[str] = None) -> None:
+    """Scrub every record logged to these loggers (a logger's filter sees only its own records,
+    not its children's: name each one), and hide ``token`` wherever it stands until
+    :func:`forget_token`."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if _SCRUB not in logger.filters:
+            logger.addFilter(_SCRUB)
+    if token:
+        _SCRUB.add(token)
+
+
+def forget_token(token: str) -> None:
+    """``token``'s server has stopped: log filters stop looking for it."""
+    _SCRUB.discard(token)
