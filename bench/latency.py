@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cube_detect.export import convert  # TensorFlow only inside convert()
-from cube_detect.inference import decode, letterbox, load_detector, make_interpreter, to_gray
+from cube_detect.inference import DecodeSettings, decode, letterbox, load_detector, make_interpreter, to_gray
 from cube_detect.synth import render_scene
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: i
         return (boxed.astype(np.float32) / 255.0)[None, :, :, None], scale
 
     def post(heat, boxes, scale):  # what Detector.detect does after the model
-        return decode(heat[0], boxes[0], spec, 0.5, 4, scale=scale)
+        return decode(heat[0], boxes[0], spec, DecodeSettings(threshold=0.5), scale=scale)
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
         handle.write(convert(model, quantize=False))

@@ -1,6 +1,7 @@
 """Ports and child processes, for the bench and the rostest checkers that run ROS graphs of
-their own: a free TCP port, and a child in its own process group, its output in a log file,
-stopped as Ctrl-C stops it and then killed with whatever it left behind.
+their own: a free TCP port; a child in its own process group, its output in a log file,
+stopped as Ctrl-C stops it and then killed with whatever it left behind (``Process``); and a
+child whose output lines a checker reads as they come, stopped the same way (``ProcessOutput``).
 
 Imported as ``bench.procs`` (the repository root on the path): by bench/ (run_bench.py puts it
 there), by pytest (pytest.ini's ``pythonpath``) and by the rostest checkers (their ``.test``
@@ -13,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -71,3 +73,32 @@ class Process:
         if self.popen.poll() is None:
             self.popen.wait(timeout=10)
         self._log.close()
+
+
+class ProcessOutput:
+    """The output lines of ``popen`` (started with ``stdout=PIPE``, ``text=True``), read in a
+    thread so that its pipe never fills up; ``lines`` grows as the child writes."""
+
+    def __init__(self, popen: subprocess.Popen):
+        if popen.stdout is None:
+            raise ValueError("ProcessOutput needs a child started with stdout=subprocess.PIPE")
+        self.popen = popen
+        self.lines: List[str] = []
+        stdout = popen.stdout
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(stdout.readline, "")), daemon=True)
+        self._reader.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 15.0) -> str:
+        """SIGINT (Ctrl-C), then SIGKILL after ``timeout`` s; the child's whole output."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._reader.join(timeout=10)
+        return self.text()

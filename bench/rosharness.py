@@ -28,17 +28,11 @@ from roslib.packages import find_node  # type: ignore[import-untyped]  # (no stu
 from std_msgs.msg import Bool, String
 
 from bench.procs import Process, free_port
+from cube_detect.arm import ArmController
 from cube_detect.labels import NAME_TO_ID
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import (
-    DETECTING,
-    WAITING_ROBOT_READY,
-    WAITING_TAKE_IMAGE,
-    ArmController,
-    ProtocolNames,
-    WaitTimeout,
-    wait_for,
-)
+from cube_detect.paramstore import ProtocolNames, WaitTimeout, wait_for
+from cube_detect.protocol import DETECTING, WAITING_ROBOT_READY, WAITING_TAKE_IMAGE
 from cube_detect.ros.params import RosParamStore
 
 IDLE = WAITING_TAKE_IMAGE

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import rospy
 
-from cube_detect.protocol import ProtocolNames
+from cube_detect.paramstore import ProtocolNames
 from cube_detect.ros.settings import DetectorSettings
 
 HERE = Path(__file__).resolve().parent

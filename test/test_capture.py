@@ -15,6 +15,7 @@ from cube_detect.capture import CaptureSession, annotation_boxes
 from cube_detect.dataset import image_name, load_split, numbers_in, split_for
 from cube_detect.dataset_writer import DatasetWriter, SaveSummary
 from cube_detect.errors import DatasetError
+from cube_detect.images import ENCODINGS
 from cube_detect.voc import LabeledBox, read_voc
 
 
@@ -262,7 +263,7 @@ class FakeDetector:
 
 
 def message(image, encoding="8UC3"):
-    channels = 1 if encoding in ("mono8", "8UC1") else 3
+    channels = ENCODINGS[encoding].channels
     return SimpleNamespace(height=image.shape[0], width=image.shape[1], encoding=encoding,
                            step=image.shape[1] * channels, data=image.tobytes())
 

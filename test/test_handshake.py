@@ -15,20 +15,18 @@ import threading
 import time
 
 import pytest
-from test_protocol import FakeClock, face
+from fakes import DictParamStore, FakeClock, face
 
+from cube_detect.arm import ArmController
+from cube_detect.paramstore import ProtocolNames, wait_for
 from cube_detect.protocol import (
     DONE,
     PREEMPTED,
     ROBOT_TIMEOUT,
     SHUTDOWN,
     WAITING_TAKE_IMAGE,
-    ArmController,
-    DictParamStore,
     ParameterProtocol,
-    ProtocolNames,
     Snapshot,
-    wait_for,
 )
 
 NAMES = ProtocolNames()

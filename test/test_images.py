@@ -8,6 +8,8 @@ import pytest
 from cube_detect.errors import ImageError
 from cube_detect.images import (
     EMPTY_IMAGE_MESSAGE,
+    ENCODINGS,
+    ROBOT_ENCODING,
     SUPPORTED_ENCODINGS,
     imgmsg_to_bgr,
 )
@@ -69,7 +71,7 @@ def test_row_padding_is_skipped(encoding):
 
 
 def _pixels_for(encoding):
-    channels = {"8UC3": 3, "bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4, "mono8": 1, "8UC1": 1}[encoding]
+    channels = ENCODINGS[encoding].channels
     rng = np.random.default_rng(1)
     return rng.integers(0, 256, (4, 5, channels), dtype=np.uint8)
 
@@ -125,10 +127,10 @@ def test_agrees_with_cv_bridge(encoding):
     scene = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
     pixels = encode_for_camera(scene, encoding)
     bridge = cv_bridge.CvBridge()
-    real = bridge.cv2_to_imgmsg(pixels) if encoding == "8UC3" else bridge.cv2_to_imgmsg(pixels, encoding)
+    real = bridge.cv2_to_imgmsg(pixels) if encoding == ROBOT_ENCODING else bridge.cv2_to_imgmsg(pixels, encoding)
     assert real.encoding == encoding
     out = imgmsg_to_bgr(real)
-    if encoding in ("mono8", "8UC1"):
+    if ENCODINGS[encoding].channels == 1:
         np.testing.assert_array_equal(out, cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR))
     else:
         np.testing.assert_array_equal(out, scene)

@@ -1,6 +1,6 @@
 """Inference boundary: pre-processing, decoding, sorting, model loading errors (no TensorFlow)."""
 
-import json
+import hashlib
 import sys
 
 import numpy as np
@@ -8,7 +8,16 @@ import pytest
 
 from cube_detect.boxes import BBox, sort_left_to_right
 from cube_detect.errors import ImageError, ModelError
-from cube_detect.inference import Detection, decode, decode_outputs, letterbox, load_detector, nms, to_gray
+from cube_detect.inference import (
+    DecodeSettings,
+    Detection,
+    decode,
+    decode_outputs,
+    letterbox,
+    load_detector,
+    nms,
+    to_gray,
+)
 from cube_detect.modelspec import ModelSpec, sidecar_path
 
 
@@ -64,6 +73,17 @@ def test_decode_outputs_suppresses_overlaps_across_classes_and_caps_count():
     assert len(decode_outputs(heat, boxes, 8, 0.5, 4)) == 4
 
 
+def test_decode_does_what_its_settings_say():
+    spec = ModelSpec()  # threshold 0.5
+    # Two boxes of 48 px, B 8 px right of and above A: IoU 0.53, one face at the default NMS IoU.
+    heat, boxes = _maps([(5, 5, 0, 0.8, (3, 3, 3, 3)), (4, 6, 1, 0.6, (3, 3, 3, 3))])
+    assert [d.class_id for d in decode(heat, boxes, spec)] == [1]  # threshold None: the model's
+    assert [d.class_id for d in decode(heat, boxes, spec, DecodeSettings(nms_iou=0.7))] == [1, 2]
+    assert [d.class_id for d in decode(heat, boxes, spec, DecodeSettings(nms_iou=0.7, sort_axis="y"))] == [2, 1]
+    assert [d.class_id for d in decode(heat, boxes, spec, DecodeSettings(nms_iou=0.7, max_cubes=1))] == [1]
+    assert [d.class_id for d in decode(heat, boxes, spec, DecodeSettings(threshold=0.7, nms_iou=0.7))] == [1]
+
+
 def test_nms_keeps_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
     assert sorted(nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5)) == [0, 2]
@@ -108,9 +128,9 @@ def test_label_file_that_does_not_match_the_model_is_refused(shipped_model, tmp_
 def test_sidecar_with_wrong_label_count_is_refused(shipped_model, tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(shipped_model.read_bytes())
-    doc = json.loads(sidecar_path(shipped_model).read_text())
-    doc["labels"] = {"1": "one", "2": "two", "3": "three"}
-    sidecar_path(model).write_text(json.dumps(doc))
+    spec = ModelSpec.load(sidecar_path(shipped_model))
+    spec.labels = {1: "one", 2: "two", 3: "three"}
+    spec.save(sidecar_path(model))
     with pytest.raises(ModelError, match="3 labels"):
         load_detector(model)
 
@@ -126,7 +146,7 @@ def test_edgetpu_missing_falls_back_to_cpu_with_one_reason(shipped_model):
 def test_importing_inference_does_not_import_tensorflow_or_rospy():
     import subprocess
 
-    code = ("import sys, cube_detect.inference, cube_detect.images, cube_detect.protocol, "
+    code = ("import sys, cube_detect.inference, cube_detect.images, cube_detect.protocol, cube_detect.arm, "
             "cube_detect.capture, cube_detect.detect, cube_detect.evaluate, cube_detect.dataset, "
             "cube_detect.dataset_writer, cube_detect.voc, cube_detect.stats; "
             "bad = [m for m in ('tensorflow', 'rospy', 'keras') if m in sys.modules]; "
@@ -138,24 +158,24 @@ def test_importing_inference_does_not_import_tensorflow_or_rospy():
 def test_decode_maps_back_to_image_pixels_clips_and_sorts():
     spec = ModelSpec()  # 160x120, stride 8, labels 1 one / 2 two
     heat, boxes = _maps([(5, 15, 1, 0.9, (2, 2, 2, 2)), (5, 4, 0, 0.8, (2, 2, 6, 2)), (14, 19, 0, 0.7, (1, 1, 3, 3))])
-    found = decode(heat, boxes, spec, threshold=0.5, max_detections=4, scale=0.25, image_size=(480, 640))
+    found = decode(heat, boxes, spec, DecodeSettings(threshold=0.5, max_cubes=4), scale=0.25, image_size=(480, 640))
     assert [(d.label, d.class_id) for d in found] == [("one", 1), ("two", 2), ("one", 1)]  # left to right
     assert found[0].box == pytest.approx((80, 112, 336, 240))  # cell (5, 4): (36 -/+ 16|48, 44 -/+ 16) / 0.25
     assert found[2].box[2:] == pytest.approx((640, 480))  # past the image's corner: clipped
-    assert decode(heat, boxes, spec, 0.95, 4) == []
+    assert decode(heat, boxes, spec, DecodeSettings(threshold=0.95)) == []
 
 
 def test_a_sidecar_beside_another_model_is_refused(shipped_model, tmp_path):
     # What a kill between the export's renames would leave: the new sidecar beside the old model.
     model = tmp_path / "m.tflite"
     model.write_bytes(shipped_model.read_bytes())
-    doc = json.loads(sidecar_path(shipped_model).read_text())
-    doc["model_sha256"] = "0" * 64
-    sidecar_path(model).write_text(json.dumps(doc))
+    spec = ModelSpec.load(sidecar_path(shipped_model))
+    spec.model_sha256 = "0" * 64
+    spec.save(sidecar_path(model))
     with pytest.raises(ModelError, match="m.json: describes another model than m.tflite"):
         load_detector(model)
-    doc["model_sha256"] = __import__("hashlib").sha256(model.read_bytes()).hexdigest()
-    sidecar_path(model).write_text(json.dumps(doc))
+    spec.model_sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+    spec.save(sidecar_path(model))
     assert load_detector(model).backend == "cpu"
 
 

@@ -2,7 +2,9 @@
 
 Each node reads its private parameters from one dataclass; launch/detect.launch and
 launch/capture.launch pass the same names with the same defaults and docs, and the README's
-`detect.launch` table lists the same arguments and defaults.
+`detect.launch` table lists the same arguments and defaults. The detector's decoding parameters
+are inference's DecodeSettings fields: a new one is one field there, one launch argument and one
+README row, and these tests fail until all three are there.
 """
 
 import dataclasses
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cube_detect.protocol import ProtocolNames
+from cube_detect.inference import DecodeSettings
+from cube_detect.paramstore import ProtocolNames
 from cube_detect.ros.settings import (
     NODE_SETTINGS,
     REQUIRED,
@@ -103,6 +106,24 @@ def test_roslaunch_ros_args_lists_only_what_is_really_required(launch):
     root = ET.parse(ROOT / "launch" / launch).getroot()
     required = sorted(arg.get("name") for arg in root.iter("arg") if not arg.get("default") and not arg.get("value"))
     assert required == (["dataset"] if launch == "capture.launch" else [])
+
+
+def test_every_decoding_setting_is_a_detector_parameter_launch_argument_and_readme_row():
+    decoding = [item.name for item in dataclasses.fields(DecodeSettings)]
+    assert {"threshold", "max_cubes", "nms_iou", "sort_axis"} <= set(decoding)
+    args, params = launch_args_and_params("detect.launch", "detector_node")
+    readme = readme_table("### `detect.launch` arguments")
+    node = {item.name: item for item in dataclasses.fields(DetectorSettings)}
+    for name in decoding:
+        assert name in node and name in params and name in args and name in readme, name
+        assert readme[name] == args[name].get("default") == launch_default(node[name]), name
+    # The node's defaults are decode's (threshold 0 = None: the model's own), and a parameter
+    # reaches decode's settings unchanged.
+    assert DetectorSettings().decode_settings() == DecodeSettings()
+    given = {"~nms_iou": "0.6", "~max_cubes": 9, "~sort_axis": "y", "~threshold": 0.3}
+    settings = read_settings(DetectorSettings, lambda name, default: given.get(name, default))
+    assert settings.decode_settings() == DecodeSettings(threshold=0.3, max_cubes=9, nms_iou=0.6, sort_axis="y")
+    assert type(settings.decode_settings()) is DecodeSettings
 
 
 def test_thresholds_default_to_the_models_own():

@@ -1,4 +1,4 @@
-"""protocol: parse_bool, wait_for, and both sides of the takeImage / label / RobotReady protocol on a fake clock."""
+"""protocol: the detector's side of the takeImage / label / RobotReady protocol, with the arm, on a fake clock."""
 
 import logging
 import threading
@@ -6,91 +6,29 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from fakes import DictParamStore, FakeClock, WatchedDictParamStore, face
 
-from cube_detect.errors import ImageError
+from cube_detect.arm import NO_CUBE, ArmController
+from cube_detect.errors import CameraError, ImageError
+from cube_detect.paramstore import ProtocolNames
 from cube_detect.protocol import (
     CAMERA_ERROR,
-    CYCLE_TIMEOUT,
     DONE,
-    NO_CUBE,
     NO_FACES,
     PREEMPTED,
     ROBOT_TIMEOUT,
     SHUTDOWN,
-    ArmController,
-    CameraError,
-    DictParamStore,
     ParameterProtocol,
-    ParamUpdates,
-    ParamWaiter,
-    ProtocolNames,
     Snapshot,
-    WaitTimeout,
-    WatchedDictParamStore,
-    WatchedParamStore,
-    is_reset,
-    parse_bool,
-    wait_for,
 )
 
 NAMES = ProtocolNames()
 TAKE, LABEL, READY = NAMES.take_image, NAMES.label, NAMES.robot_ready
 
 
-# ---------------------------------------------------------------------------- parse_bool
-@pytest.mark.parametrize("value", [True, 1, 1.0, "true", "True", "TRUE", " true ", "1", "1.0", "yes", "on"])
-def test_parse_bool_true(value):
-    assert parse_bool(value, "/takeImage") is True
-
-
-@pytest.mark.parametrize("value", [False, 0, 0.0, -1, -1.0, "false", "False", "0", "-1", "-1.0", "no", "off"])
-def test_parse_bool_false(value):
-    assert parse_bool(value, "/takeImage") is False
-
-
-def test_parse_bool_not_set():
-    assert parse_bool(None) is None
-
-
-@pytest.mark.parametrize("value", ["maybe", "", 2, 0.5, -2, float("nan"), [1], {"a": 1}])
-def test_parse_bool_junk_names_the_parameter(value):
-    with pytest.raises(ValueError, match=r"parameter /RobotReady: .* is not a flag"):
-        parse_bool(value, "/RobotReady")
-
-
-@pytest.mark.parametrize("value,expected", [(-1, True), (-1.0, True), ("-1", True), (" -1 ", True),
-                                            (0, False), (False, False), (True, False), ("x", False),
-                                            (None, False)])
-def test_is_reset(value, expected):
-    assert is_reset(value) is expected
-
-
 # ---------------------------------------------------------------------------- harness
-class FakeClock:
-    """Time only moves when the protocol sleeps; each sleep lets the fake controller act."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = 0
-        self.on_tick = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        assert seconds > 0
-        self.now += seconds
-        self.sleeps += 1
-        for hook in list(self.on_tick):
-            hook()
-
-
-def face(class_id, score=0.9):
-    return SimpleNamespace(class_id=class_id, label={1: "one", 2: "two"}[class_id], score=score)
-
-
 class Arm:
-    """The arm (protocol.ArmController) on the fake clock: one step per tick of the detector's sleep,
+    """The arm (arm.ArmController) on the fake clock: one step per tick of the detector's sleep,
     a new request once a cycle is over, for ``cycles`` cycles. It knows how many faces each
     cycle's scene holds (the test's truth, from the fake camera), so it knows when a cycle ends;
     a label 0 also ends a cycle (no cube, or no image)."""
@@ -393,102 +331,6 @@ def test_states_reported_on_change():
     assert w.protocol.state == "stopped"
 
 
-# ---------------------------------------------------------------------------- wait_for
-def test_wait_for_returns_the_first_truthy_value():
-    clock = FakeClock()
-    values = iter([0, None, "", "got it"])
-    assert wait_for(lambda: next(values), 1.0, period=0.1, clock=clock, sleep=clock.sleep) == "got it"
-    assert clock.now == pytest.approx(0.3)
-
-
-def test_wait_for_names_what_it_waited_for():
-    clock = FakeClock()
-    with pytest.raises(WaitTimeout, match=r"^timed out after 2 s waiting for /RobotReady false$"):
-        wait_for(lambda: False, 2.0, "/RobotReady false", clock=clock, sleep=clock.sleep)
-    assert clock.now == pytest.approx(2.0)
-    calls = []
-    with pytest.raises(WaitTimeout, match="shutting down while waiting for x"):
-        wait_for(lambda: calls.append(1), 5.0, "x", clock=clock, sleep=clock.sleep, is_shutdown=lambda: True)
-    assert calls == [1]  # always asked at least once
-
-
-# ---------------------------------------------------------------------------- the arm's side
-def scripted_detector(store, labels):
-    """A tick hook writing what the detector writes: each label in turn, or 0 for none."""
-    pending = list(labels)
-
-    def tick():
-        if store.values.get(TAKE) is True:
-            store.set(TAKE, False)
-            if not pending:
-                store.set(LABEL, 0)
-        elif store.values.get(READY) is not True or not pending:
-            return
-        if pending:
-            store.set(LABEL, pending.pop(0))
-            store.set(READY, False)
-
-    return tick
-
-
-def arm_on_fake_clock(labels=None, **kwargs):
-    store, clock = DictParamStore(), FakeClock()
-    if labels is not None:
-        clock.on_tick.append(scripted_detector(store, labels))
-    arm = ArmController(store, clock=clock, sleep=clock.sleep, **kwargs)
-    arm.reset()
-    return store, clock, arm
-
-
-def test_arm_reset_and_request_write_what_the_course_controller_writes():
-    store, _, arm = arm_on_fake_clock()
-    arm.request()
-    assert store.writes == [(TAKE, -1), (LABEL, -1), (READY, -1), (LABEL, -1), (TAKE, True)]
-
-
-def test_arm_takes_each_cube_in_order_moving_each():
-    store, clock, arm = arm_on_fake_clock([2, 1, 2], move_time=0.3)
-    cycle = arm.run_cycle(expected=lambda: 3)
-    assert (cycle.status, cycle.labels, cycle.number) == (DONE, [2, 1, 2], 1)
-    assert store.values[READY] is True
-    assert [v for n, v in store.writes if n == READY] == [-1, False, True, False, True, False, True]
-    assert clock.now >= 0.9  # three moves
-
-
-def test_arm_waits_until_the_number_of_cubes_is_known():
-    store, clock, arm = arm_on_fake_clock([1])
-    known = []
-    clock.on_tick.append(lambda: clock.now > 0.5 and known.append(1))
-    cycle = arm.run_cycle(expected=lambda: 1 if known else None)
-    assert (cycle.status, cycle.labels) == (DONE, [1])
-    assert cycle.ended > 0.5
-
-
-@pytest.mark.parametrize("expected,ends_after", [(lambda: 0, 0.0), (lambda: None, 1.0)])
-def test_arm_label_0_is_no_cube(expected, ends_after):
-    store, clock, arm = arm_on_fake_clock([], no_cube_grace=1.0)
-    cycle = arm.run_cycle(expected)
-    assert (cycle.status, cycle.labels) == (NO_CUBE, [])
-    assert cycle.ended - cycle.zero_since == pytest.approx(ends_after, abs=0.06)
-    assert store.values[READY] == -1  # nothing to acknowledge
-
-
-def test_arm_gives_up_after_its_timeout_or_at_shutdown():
-    _, clock, arm = arm_on_fake_clock(timeout=2.0)  # nobody serves the protocol
-    cycle = arm.run_cycle()
-    assert cycle.status == CYCLE_TIMEOUT and cycle.ended == pytest.approx(2.0)
-    _, clock, arm = arm_on_fake_clock(is_shutdown=lambda: clock.now > 0.5)
-    assert arm.run_cycle().status == SHUTDOWN
-
-
-@pytest.mark.parametrize("value,waiting", [(False, True), ("false", True), (0, True), (-1, False), ("-1", False),
-                                           (True, False), ("maybe", False), (None, False)])
-def test_arm_sees_a_cube_only_on_an_explicit_false(value, waiting):
-    store, _, arm = arm_on_fake_clock()
-    store.set(READY, value)
-    assert arm.cube_waiting() is waiting
-
-
 def test_arm_and_detector_in_real_time():
     """Both sides as they run in the nodes: two threads, real time, fast polling."""
     store = DictParamStore()
@@ -505,34 +347,6 @@ def test_arm_and_detector_in_real_time():
         stop.set()
         detector.join(5)
     assert [(c.status, c.labels) for c in cycles] == [(DONE, [2, 1]), (NO_CUBE, []), (DONE, [1])]
-
-
-# ---------------------------------------------------------------------------- event-driven waits
-def test_param_updates_never_lose_a_wake_up():
-    updates = ParamUpdates()
-    seen = updates.count
-    updates.notify()  # lands between the reads and the wait
-    assert updates.wait(seen, timeout=10.0) is True  # at once
-    assert updates.wait(updates.count, timeout=0.01) is False
-
-
-def test_waiter_polls_a_plain_store_and_waits_on_a_watched_one():
-    clock = FakeClock()
-    plain = ParamWaiter(DictParamStore(), 0.5, sleep=clock.sleep, clock=clock)
-    assert not plain.event_driven
-    plain.idle(plain.mark())
-    assert clock.now == 0.5
-    store = WatchedDictParamStore()
-    assert isinstance(store, WatchedParamStore) and not isinstance(DictParamStore(), WatchedParamStore)
-    waiter = ParamWaiter(store, 30.0)
-    waiter.watch([TAKE])
-    seen = waiter.mark()
-    store.set(TAKE, True)
-    store.set(LABEL, 1)  # not watched: no update
-    assert store.updates.count == seen + 1
-    waiter.idle(seen)  # returns at once: an update came after `seen`
-    with pytest.raises(ValueError, match="period"):
-        ParamWaiter(store, 0.0)
 
 
 class StateTimes:

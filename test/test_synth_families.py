@@ -185,3 +185,16 @@ def test_rotated_scenes_turn_faces_far():
     assert rolls.max() <= 60.5
     assert np.mean(rolls > 30) >= 0.4
     assert np.mean(rolls > 45) >= 0.15
+
+
+def test_the_families_argument_of_every_command_is_one_rule(capsys, tmp_path):
+    from cube_detect.cli import main
+
+    assert synth.parse_families(" cut, table ,,") == ("cut", "table")
+    assert synth.parse_families("") == ()
+    assert synth.parse_families("handwriting", synth.EVALUATION_FAMILIES) == ("handwriting",)
+    for command in (["train", "--out", str(tmp_path / "m")], ["robustness"]):
+        assert main(command + ["--families", "cut,nope"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error: --families: unknown family nope (known: topdown, table, "), error
+    assert "handwriting)" in error  # robustness knows the held-out family, training does not

@@ -10,7 +10,7 @@ import pytest
 
 from cube_detect.cli import main
 from cube_detect.dataset import load_split
-from cube_detect.inference import load_detector
+from cube_detect.inference import DecodeSettings, load_detector
 from cube_detect.thresholds import pick_threshold
 
 pytestmark = pytest.mark.slow
@@ -122,7 +122,7 @@ def test_export_calibrates_the_default_threshold_and_tools_use_it(trained):
     best = [float(t) for t, v in curve.items() if v == max(curve.values())]
     assert sidecar["threshold"] == min(best)  # the lowest of the best candidates
     assert load_detector(out.with_suffix(".tflite")).threshold == sidecar["threshold"]
-    assert load_detector(out.with_suffix(".tflite"), threshold=0.9).threshold == 0.9
+    assert load_detector(out.with_suffix(".tflite"), decoding=DecodeSettings(threshold=0.9)).threshold == 0.9
 
 
 def test_pick_threshold_takes_the_lowest_of_the_best_for_digits_and_the_middle_for_f1():

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 
 from cube_detect.capture import annotation_boxes
-from cube_detect.inference import load_detector
+from cube_detect.inference import DecodeSettings, load_detector
 from cube_detect.review import serve_in_thread
 from cube_detect.synth import write_dataset
 from cube_detect.voc import read_voc, write_voc
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pre_annotate(dataset: Path) -> None:
     """Replace synth's true boxes by the shipped model's guesses, with scores, as capture does."""
-    detector = load_detector(ROOT / "models" / "cube_detect.tflite", threshold=0.3)
+    detector = load_detector(ROOT / "models" / "cube_detect.tflite", decoding=DecodeSettings(threshold=0.3))
     xmls = sorted(dataset.glob("*/*.xml"))
     for index, xml in enumerate(xmls):
         image = cv2.imread(str(xml.with_suffix(".png")))

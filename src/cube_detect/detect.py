@@ -19,7 +19,7 @@ from tqdm import tqdm
 from cube_detect.errors import CubeDetectError, ImageError
 from cube_detect.files import atomic_write_text
 from cube_detect.images import read_image
-from cube_detect.inference import DEFAULT_MODEL, load_detector
+from cube_detect.inference import DEFAULT_MODEL, DecodeSettings, load_detector
 from cube_detect.visualize import draw_detections
 
 log = logging.getLogger("cube_detect.detect")
@@ -45,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the shipped model")
     parser.add_argument("--threshold", type=float, default=None,
                         help="minimum score (default: the model's calibrated threshold, in its sidecar)")
-    parser.add_argument("--max", type=int, default=4, dest="max_detections",
+    parser.add_argument("--max", type=int, default=DecodeSettings.max_cubes, dest="max_cubes",
                         help="at most N faces per image (default 4: the arm's row; raise it for other objects, "
                              "e.g. 9 on a board)")
-    parser.add_argument("--sort-axis", choices=["x", "y"], default="x")
+    parser.add_argument("--sort-axis", choices=["x", "y"], default=DecodeSettings.sort_axis)
     parser.add_argument("--backend", choices=["auto", "edgetpu", "cpu"], default="auto")
     parser.add_argument("--json", type=Path, help="write the results here instead of stdout")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated copies here")
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     images = collect_images(args.inputs)
     if not images:
         raise CubeDetectError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, args.inputs))}")
-    detector = load_detector(args.model, backend=args.backend, threshold=args.threshold,
-                             max_detections=args.max_detections, sort_axis=args.sort_axis)
+    decoding = DecodeSettings(threshold=args.threshold, max_cubes=args.max_cubes, sort_axis=args.sort_axis)
+    detector = load_detector(args.model, backend=args.backend, decoding=decoding)
     log.info("%s", detector.backend_reason)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from cube_detect.errors import CubeDetectError
-from cube_detect.inference import Detector, load_detector
+from cube_detect.inference import DecodeSettings, Detector, load_detector
 from cube_detect.visualize import draw_detections
 
 OK, BAD, INFO = "✓", "✗", "ℹ"
@@ -93,7 +93,7 @@ def probe_backend(model: Path, timeout: float = 120.0) -> Tuple[Check, str]:
 def model_checks(model: Path) -> Tuple[List[Check], Optional[Detector]]:
     """The model and its sidecar, then the backend the node would get."""
     try:
-        detector = load_detector(model, backend="cpu", max_detections=10)
+        detector = load_detector(model, backend="cpu", decoding=DecodeSettings(max_cubes=10))
     except CubeDetectError as exc:
         return [Check(BAD, "model", f"{exc} (retrain or copy the .tflite with its .json sidecar)")], None
     spec = detector.spec

@@ -15,3 +15,7 @@ class ModelError(CubeDetectError):
 
 class ImageError(CubeDetectError):
     """An image that cannot be decoded: empty, unknown encoding, wrong data size."""
+
+
+class CameraError(CubeDetectError):
+    """No image could be had: camera service missing, failing or too slow."""

@@ -23,10 +23,10 @@ from cube_detect.dataset import load_split
 from cube_detect.errors import CubeDetectError
 from cube_detect.files import atomic_write_text
 from cube_detect.images import read_image
-from cube_detect.inference import DEFAULT_MODEL, Detection, Detector, load_detector
+from cube_detect.inference import DEFAULT_MODEL, DecodeSettings, Detection, Detector, load_detector
 from cube_detect.metrics import detection_f1, pr_curves, summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
-from cube_detect.synth import EVALUATION_FAMILIES, HELDOUT_FAMILY, handwriting, render_indexed
+from cube_detect.synth import EVALUATION_FAMILIES, HELDOUT_FAMILY, handwriting, parse_families, render_indexed
 from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold, criterion_for
 from cube_detect.visualize import draw_detections
 
@@ -76,7 +76,7 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
              max_annotated: int = 40, skip_bad: bool = False, split: str = "test") -> dict:
     folders = split_dirs(Path(data), split)
     folder = folders[0] if len(folders) == 1 else Path(data)
-    detector = load_detector(model, backend="cpu", threshold=threshold, max_detections=10)
+    detector = load_detector(model, backend="cpu", decoding=DecodeSettings(threshold=threshold, max_cubes=10))
     samples = [s for f in folders for s in load_split(f, skip_bad, detector.spec.labels.values())]
     if not samples:
         raise CubeDetectError(f"{', '.join(map(str, folders))}: no labelled images")
@@ -215,17 +215,13 @@ def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_robustness(args: argparse.Namespace) -> int:
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in families if f not in EVALUATION_FAMILIES]
-    if unknown:
-        raise CubeDetectError(f"--families: unknown family {', '.join(unknown)} "
-                              f"(known: {', '.join(EVALUATION_FAMILIES)})")
+    families = parse_families(args.families, EVALUATION_FAMILIES)
     if HELDOUT_FAMILY in families:
         log.info("%s", handwriting.check_data())
     if args.count < 1:
         raise CubeDetectError(f"--count must be at least 1, got {args.count}")
     # The model's calibrated threshold unless --threshold; up to 10 faces, so mAP sees every candidate.
-    detector = load_detector(args.model, backend="cpu", threshold=args.threshold, max_detections=10)
+    detector = load_detector(args.model, backend="cpu", decoding=DecodeSettings(threshold=args.threshold, max_cubes=10))
     threshold = detector.threshold
     table = robustness(detector, args.count, families, sheet=args.sheet)
     print(format_robustness(table, threshold))

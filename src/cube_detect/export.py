@@ -22,14 +22,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from cube_detect.errors import ModelError
 from cube_detect.files import check_target, fsync_dir, unlink_quietly, write_temporary
-from cube_detect.inference import Detection, Detector, decode, make_interpreter
-from cube_detect.labels import LABELS, write_label_files
+from cube_detect.inference import DecodeSettings, Detection, Detector, decode, make_interpreter
+from cube_detect.labels import write_label_files
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec
 from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data
@@ -92,7 +92,8 @@ def tflite_detections(model_bytes: bytes, spec: ModelSpec, samples: Sequence[Sam
         handle.write(model_bytes)
         handle.flush()
         detector = Detector(make_interpreter(Path(handle.name), 2), spec, "cpu", "evaluation", Path(handle.name))
-        return [decode(*detector.raw_outputs(image), spec, threshold, 10) for image, _ in samples]
+        decoding = DecodeSettings(threshold=threshold, max_cubes=10)
+        return [decode(*detector.raw_outputs(image), spec, decoding) for image, _ in samples]
 
 
 def compile_edgetpu(model_path: Path) -> Optional[dict]:
@@ -205,6 +206,20 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
 
 
 # ----------------------------------------------------------------------------- CLI
+def run_spec(state: dict, state_path: Path) -> ModelSpec:
+    """The model spec a training run saved in its ``state.json`` (``spec``: the sidecar document).
+
+    Runs of earlier versions saved only the labels and the input size (or nothing): the rest is
+    ModelSpec's defaults, as then."""
+    saved = state.get("spec", {})
+    if "format" in saved:
+        return ModelSpec.from_dict(saved, state_path)
+    given: Dict[str, Any] = {name: int(saved[name]) for name in ("channels", "width", "height") if name in saved}
+    if "labels" in saved:
+        given["labels"] = {int(k): v for k, v in saved["labels"].items()}
+    return ModelSpec(**given)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, required=True,
                         help="training run folder (has best.keras and state.json)")
@@ -219,12 +234,10 @@ def run(args: argparse.Namespace) -> int:
     path = args.workdir / f"{args.checkpoint}.keras"
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found (train first)")
-    state = json.loads((args.workdir / "state.json").read_text())
+    state_path = args.workdir / "state.json"
+    state = json.loads(state_path.read_text())
     conf = state["config"]
-    saved = state.get("spec", {})
-    spec = ModelSpec(labels={int(k): v for k, v in saved.get("labels", LABELS).items()},
-                     channels=int(saved.get("channels", 1)), width=int(saved.get("width", 160)),
-                     height=int(saved.get("height", 120)))
+    spec = run_spec(state, state_path)
     # The run's own data again: its validation images for the float-vs-int8 figures, and up to
     # CALIBRATION_SCENES of its synthetic scenes as the converter's representative data.
     train_samples, val_samples = load_data(

@@ -1,16 +1,19 @@
 """Images in: sensor_msgs/Image -> BGR numpy array (without rospy or cv_bridge), and image files.
 
 The robot's camera service answers ``CvBridge().cv2_to_imgmsg(frame)`` with no encoding, so
-its images say ``8UC3`` (pixels are BGR, as OpenCV captured them); a grayscale camera says
-``8UC1``; other cameras in the field publish ``bgr8``, ``rgb8``, ``mono8``, ``bgra8`` or
-``rgba8``. Everything here works on any object with the message's fields (``height``,
-``width``, ``encoding``, ``step``, ``data``), so it is tested without ROS.
+its images say ``8UC3`` (pixels are BGR, as OpenCV captured them: ``ROBOT_ENCODING``); a
+grayscale camera says ``8UC1``; other cameras in the field publish the other encodings of
+``ENCODINGS``, the one table of the camera encodings we read (the detector, the capture node,
+the doctor, the simulated camera and the tests take them from it). Everything here works on any
+object with the message's fields (``height``, ``width``, ``encoding``, ``step``, ``data``), so
+it is tested without ROS.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
 
 import cv2
 import numpy as np
@@ -19,19 +22,41 @@ from cube_detect.errors import ImageError
 
 EMPTY_IMAGE_MESSAGE = "camera returned an empty image (is the camera enabled?)"
 
-# encoding -> (channels, conversion of the HxWxC pixels to HxWx3 BGR)
-_CONVERSIONS: Dict[str, Tuple[int, Callable[[np.ndarray], np.ndarray]]] = {
-    "8UC3": (3, lambda px: px),  # cv_bridge's default for an OpenCV frame: BGR
-    "bgr8": (3, lambda px: px),
-    "rgb8": (3, lambda px: px[:, :, ::-1]),
-    "bgra8": (4, lambda px: px[:, :, :3]),
-    "rgba8": (4, lambda px: px[:, :, 2::-1]),
-    "mono8": (1, lambda px: np.repeat(px, 3, axis=2)),
-    "8UC1": (1, lambda px: np.repeat(px, 3, axis=2)),
-}
 
-#: Encodings :func:`imgmsg_to_bgr` accepts.
-SUPPORTED_ENCODINGS = tuple(_CONVERSIONS)
+
+@dataclass(frozen=True)
+class Encoding:
+    """A camera encoding we read: its channels (bytes per pixel), how its HxWxC pixels become
+    HxWx3 BGR, and the ``cv2.cvtColor`` code a camera makes them with from BGR (None: BGR as is;
+    what the simulated camera serves)."""
+
+    channels: int
+    to_bgr: Callable[[np.ndarray], np.ndarray]
+    from_bgr: Optional[int]
+
+
+def _gray_to_bgr(pixels: np.ndarray) -> np.ndarray:
+    return np.repeat(pixels, 3, axis=2)
+
+
+#: What the robot's camera service sends (poppy_controllers: ``cv2_to_imgmsg`` without an
+#: encoding, cv_bridge's default for an OpenCV frame: BGR).
+ROBOT_ENCODING = "8UC3"
+#: The camera encodings :func:`imgmsg_to_bgr` reads, by their sensor_msgs/Image name.
+ENCODINGS: Dict[str, Encoding] = {
+    ROBOT_ENCODING: Encoding(3, lambda px: px, None),
+    "bgr8": Encoding(3, lambda px: px, None),
+    "rgb8": Encoding(3, lambda px: px[:, :, ::-1], cv2.COLOR_BGR2RGB),
+    "bgra8": Encoding(4, lambda px: px[:, :, :3], cv2.COLOR_BGR2BGRA),
+    "rgba8": Encoding(4, lambda px: px[:, :, 2::-1], cv2.COLOR_BGR2RGBA),
+    "mono8": Encoding(1, _gray_to_bgr, cv2.COLOR_BGR2GRAY),
+    "8UC1": Encoding(1, _gray_to_bgr, cv2.COLOR_BGR2GRAY),
+}
+#: Their names, in the table's order.
+SUPPORTED_ENCODINGS = tuple(ENCODINGS)
+#: A 16-bit camera's encoding, which the nodes cannot read: the simulated camera serves it for
+#: the doctor's test of an unreadable camera.
+UNREADABLE_ENCODING = "mono16"
 
 
 def _as_bytes(data) -> np.ndarray:
@@ -52,11 +77,11 @@ def imgmsg_to_bgr(msg) -> np.ndarray:
     if height == 0 or width == 0:
         raise ImageError(EMPTY_IMAGE_MESSAGE)
     encoding = str(msg.encoding)
-    if encoding not in _CONVERSIONS:
+    if encoding not in ENCODINGS:
         raise ImageError(
             f"image encoding {encoding!r} is not supported (supported: {', '.join(SUPPORTED_ENCODINGS)})"
         )
-    channels, convert = _CONVERSIONS[encoding]
+    channels, convert = ENCODINGS[encoding].channels, ENCODINGS[encoding].to_bgr
     row_bytes = width * channels
     step = int(msg.step)
     if step < row_bytes:

@@ -3,7 +3,8 @@
 The model adapter, as pycoral's: small functions at the model boundary, each doing one thing
 -- ``to_gray``, ``letterbox`` (pre-processing), ``make_interpreter`` (a TFLite interpreter on
 the CPU or with a delegate), ``decode`` (raw outputs -> sorted ``Detection``s in image pixels,
-used by the detector, by training's validation and by export's checks) -- and
+used by the detector, by training's validation and by export's checks, as ``DecodeSettings``
+say) -- and
 ``load_detector``, which picks the fastest backend that really works, in this order:
 
 1. pycoral with the ``_edgetpu`` model (only if pycoral is really installed and sees a TPU);
@@ -23,7 +24,7 @@ import importlib.util
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -123,6 +124,38 @@ def model_input(image: np.ndarray, spec: ModelSpec) -> Tuple[np.ndarray, float]:
 
 
 # ----------------------------------------------------------------------------- decoding
+#: Class-agnostic NMS: a box that overlaps a better one by more than this IoU is dropped.
+NMS_IOU = 0.45
+
+
+def _knob(default, doc: str):
+    """A ``DecodeSettings`` field: its default and what it means (the detector node's doc too)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How ``decode`` turns a model's outputs into detections, as one value.
+
+    Built once where the settings come from -- the detector node's parameters
+    (``cube_detect.ros.settings.DetectorSettings`` inherits these fields: each is one private
+    parameter and one ``detect.launch`` argument of the same name), the ``detect`` command's
+    flags, evaluation's own -- and handed down through ``load_detector`` and ``Detector`` to
+    ``decode``. A new decoding setting is one field here, its launch argument and its README row
+    (test/test_node_settings.py keeps the three in agreement).
+    """
+
+    threshold: Optional[float] = _knob(None, "score threshold; None: the model's own (its sidecar's threshold)")
+    max_cubes: int = _knob(4, "most faces reported per image")
+    nms_iou: float = _knob(NMS_IOU, "overlap (IoU) above which the lower-scored of two faces is dropped, "
+                                    "whatever their classes")
+    sort_axis: str = _knob("x", "x: left to right; y: top to bottom (camera mounted sideways)")
+
+    def threshold_for(self, spec: ModelSpec) -> float:
+        """The score threshold these settings mean for the model ``spec`` describes."""
+        return spec.threshold if self.threshold is None else float(self.threshold)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> List[int]:
     """Indices kept by greedy non-maximum suppression, best first."""
     if len(boxes) == 0:
@@ -133,7 +166,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> List[int
 
 
 def decode_outputs(heatmap: np.ndarray, boxes: np.ndarray, stride: int, threshold: float,
-                   max_detections: int, iou_threshold: float = 0.45):
+                   max_detections: int, iou_threshold: float = NMS_IOU):
     """Peaks of ``heatmap`` (rows, cols, classes) -> (class_index, score, box in model pixels).
 
     A peak is a cell that is the maximum of its 3x3 neighbourhood in its class channel and
@@ -156,9 +189,10 @@ def decode_outputs(heatmap: np.ndarray, boxes: np.ndarray, stride: int, threshol
     return [(int(classes[k]), float(scores[k]), tuple(float(v) for v in xyxy[k])) for k in keep]
 
 
-def decode(heatmap: np.ndarray, boxes: np.ndarray, spec: ModelSpec, threshold: float, max_detections: int,
-           scale: float = 1.0, image_size: Optional[Tuple[int, int]] = None, sort_axis: str = "x") -> List[Detection]:
-    """Dequantized outputs of one image -> ``Detection``s sorted in the arm's order.
+def decode(heatmap: np.ndarray, boxes: np.ndarray, spec: ModelSpec, settings: DecodeSettings = DecodeSettings(),
+           scale: float = 1.0, image_size: Optional[Tuple[int, int]] = None) -> List[Detection]:
+    """Dequantized outputs of one image -> ``Detection``s sorted in the arm's order, as
+    ``settings`` say (threshold None: the model's own).
 
     Boxes are divided by ``scale`` (the letterbox's model pixels per image pixel; 1 keeps model
     pixels) and, when ``image_size`` (height, width) is given, clipped to the image; a box
@@ -166,14 +200,15 @@ def decode(heatmap: np.ndarray, boxes: np.ndarray, spec: ModelSpec, threshold: f
     """
     ids = spec.class_ids
     detections = []
-    for cls, score, xyxy in decode_outputs(heatmap, boxes, spec.stride, threshold, max_detections):
+    for cls, score, xyxy in decode_outputs(heatmap, boxes, spec.stride, settings.threshold_for(spec),
+                                           settings.max_cubes, settings.nms_iou):
         box = BBox(*xyxy).scale(1.0 / scale)
         if image_size is not None:
             box = box.clip(image_size[1], image_size[0])
         if box.width < 1 or box.height < 1:
             continue
         detections.append(Detection(spec.labels[ids[cls]], ids[cls], score, box))
-    return sort_left_to_right(detections, sort_axis)
+    return sort_left_to_right(detections, settings.sort_axis)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -216,7 +251,9 @@ def _pycoral_interpreter(edgetpu_model: Path):
 def make_interpreter(model_path: Union[str, os.PathLike], num_threads: int = 1, delegate: Optional[str] = None):
     """A TFLite interpreter (LiteRT, else tflite-runtime) for ``model_path``, on the CPU or
     through the named delegate library (e.g. ``libedgetpu.so.1``, which raises RuntimeError
-    when it cannot be loaded). Not yet allocated."""
+    when it cannot be loaded). Not yet allocated. ``CUBE_DETECT_XNNPACK=0`` in the environment
+    runs the builtin kernels without the default XNNPACK delegate (what tflite-runtime 2.13 runs
+    on arm64; `make test-arm64` compares it with x86 so)."""
     Interpreter, load_delegate = _tflite_interpreter_class()
     delegates = []
     if delegate:
@@ -224,23 +261,30 @@ def make_interpreter(model_path: Union[str, os.PathLike], num_threads: int = 1, 
             delegates.append(load_delegate(delegate))
         except (ValueError, OSError) as exc:
             raise RuntimeError(f"{delegate} delegate not available ({str(exc).splitlines()[0]})") from exc
-    return Interpreter(model_path=str(model_path), experimental_delegates=delegates or None, num_threads=num_threads)
+    options = {}
+    if os.environ.get("CUBE_DETECT_XNNPACK") == "0":
+        resolvers = importlib.import_module(Interpreter.__module__).OpResolverType
+        options["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_path=str(model_path), experimental_delegates=delegates or None, num_threads=num_threads,
+                       **options)
 
 
 class Detector:
-    """A loaded model on one backend. ``detect(image)`` -> detections sorted along ``sort_axis``."""
+    """A loaded model on one backend. ``detect(image)`` -> detections, decoded as ``decoding`` says."""
 
     def __init__(self, interpreter, spec: ModelSpec, backend: str, backend_reason: str,
-                 model_path: Path, threshold: Optional[float] = None, max_detections: int = 4,
-                 sort_axis: str = "x"):
+                 model_path: Path, decoding: DecodeSettings = DecodeSettings()):
         self.interpreter, self.spec, self.model_path = interpreter, spec, model_path
         self.backend, self.backend_reason = backend, backend_reason
-        # None: the threshold export calibrated and wrote in the sidecar.
-        self.threshold = spec.threshold if threshold is None else float(threshold)
-        self.max_detections, self.sort_axis = int(max_detections), sort_axis
+        self.decoding = decoding
         interpreter.allocate_tensors()
         self._check_io()
         self.last_timing_ms: Dict[str, float] = {}
+
+    @property
+    def threshold(self) -> float:
+        """The score threshold in use: the settings', else the one export calibrated (sidecar)."""
+        return self.decoding.threshold_for(self.spec)
 
     def _check_io(self) -> None:
         inp = self.interpreter.get_input_details()
@@ -295,16 +339,16 @@ class Detector:
         into its memory, XNNPACK packs its weights), and a robot's first cycle should not be."""
         self.raw_outputs(np.full(tuple(self._input["shape"][1:]), self.spec.pad_value, np.uint8))
 
-    def detect(self, image: np.ndarray, threshold: Optional[float] = None,
-               max_detections: Optional[int] = None) -> List[Detection]:
+    def detect(self, image: np.ndarray, threshold: Optional[float] = None) -> List[Detection]:
+        """Detections in image pixels, decoded as ``decoding`` says (``threshold``: this call's own,
+        e.g. a low one for a precision-recall curve)."""
         t0 = time.perf_counter()
         boxed, scale, (h, w) = self.preprocess(image)
         t1 = time.perf_counter()
         heatmap, boxes = self.raw_outputs(boxed)
         t2 = time.perf_counter()
-        result = decode(heatmap, boxes, self.spec, self.threshold if threshold is None else threshold,
-                        self.max_detections if max_detections is None else max_detections,
-                        scale, (h, w), self.sort_axis)
+        settings = self.decoding if threshold is None else replace(self.decoding, threshold=threshold)
+        result = decode(heatmap, boxes, self.spec, settings, scale, (h, w))
         t3 = time.perf_counter()
         self.last_timing_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                                "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
@@ -316,12 +360,12 @@ def edgetpu_twin(model_path: Path) -> Path:
 
 
 def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, backend: str = "auto",
-                  threshold: Optional[float] = None, max_detections: int = 4, num_threads: int = 1,
-                  sort_axis: str = "x") -> Detector:
+                  num_threads: int = 1, decoding: DecodeSettings = DecodeSettings()) -> Detector:
     """Load a model on the best backend that works (see the module docstring).
 
     ``backend``: ``auto`` (Edge TPU if possible, else CPU), ``edgetpu`` (fail if no TPU) or
-    ``cpu``. ``threshold`` None: the model's calibrated default (its sidecar's ``threshold``).
+    ``cpu``. ``decoding``: how its detections are decoded (threshold None: the model's
+    calibrated default, its sidecar's ``threshold``).
     Raises ``ModelError`` naming the file for a missing or corrupt model, a missing or bad
     sidecar, or a labels file that does not match the model.
     """
@@ -369,7 +413,7 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
         used = edgetpu_model if name == "edgetpu" else model_path
         why_not = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         reason = f"{name} via {how} ({used.name})" + (f"; Edge TPU skipped: {why_not}" if why_not else "")
-        detector = Detector(interpreter, spec, name, reason, used, threshold, max_detections, sort_axis)
+        detector = Detector(interpreter, spec, name, reason, used, decoding)
         detector.warm_up()
         log.info("inference backend: %s", reason)
         return detector

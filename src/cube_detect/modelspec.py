@@ -2,14 +2,17 @@
 
 Training writes it, export copies it next to the ``.tflite`` file, inference reads it: one
 source of truth for labels, input size, letterboxing and the output layout, so training and
-inference cannot drift apart. No TensorFlow here.
+inference cannot drift apart. The sidecar's JSON is written and read here only
+(``to_dict``/``from_dict``, ``save``/``load``): by train (its run's ``state.json``), export,
+``evaluate --set-threshold``, inference and the tests. No TensorFlow here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -49,9 +52,8 @@ class ModelSpec:
         """Class id of each heatmap channel, in channel order."""
         return sorted(self.labels)
 
-    def to_json(self) -> str:
-        data = asdict(self)
-        extra = data.pop("extra")
+    def to_dict(self) -> Dict[str, Any]:
+        """The sidecar's document (what ``from_dict`` reads back): the fields, then ``extra``."""
         doc = {
             "format": FORMAT,
             "labels": {str(k): v for k, v in sorted(self.labels.items())},
@@ -63,8 +65,11 @@ class ModelSpec:
             "outputs": {"heatmap": "sigmoid score per class and cell, channels in label-id order",
                         "boxes": "left, top, right, bottom distances from the cell centre, in cells"},
         }
-        doc.update(extra)
-        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+        doc.update(deepcopy(self.extra))
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     def save(self, path: os.PathLike) -> None:
         atomic_write_text(path, self.to_json())
@@ -78,6 +83,13 @@ class ModelSpec:
             raise ModelError(f"{path}: model sidecar not found (export writes it beside the .tflite)") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: model sidecar is not valid JSON: {exc}") from exc
+        return cls.from_dict(doc, path)
+
+    @classmethod
+    def from_dict(cls, doc: Any, path: os.PathLike) -> ModelSpec:
+        """The spec of a sidecar document, every field validated (one ModelError naming ``path``,
+        where the document came from, and the field)."""
+        path = Path(path)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             found = doc.get("format") if isinstance(doc, dict) else None
             raise ModelError(f"{path}: not a {FORMAT} sidecar (format={found!r})")
@@ -90,7 +102,7 @@ class ModelSpec:
             pad_value=_int_field(doc, "input.pad_value", path, 0, 255, default=0),
             threshold=_number_field(doc, "threshold", path, 0.0, 1.0, default=0.5),
             model_sha256=str(doc.get("model_sha256", "")),
-            extra={k: v for k, v in doc.items() if k not in _KNOWN},
+            extra={k: deepcopy(v) for k, v in doc.items() if k not in _KNOWN},
         )
 
 

@@ -29,268 +29,24 @@ Decisions this module makes (documented in the README):
 - Parameter values may be bools, 0/1/-1 (-1 = reset / not set = false) or strings from
   ``rosparam set``; anything else is logged once per value and read as false.
 
-Both sides live here: :class:`ParameterProtocol` is the detector's, :class:`ArmController`
-the controller's (the arm's; played by the simulated controller, the bench and the tests).
-The parameter store is any :class:`ParamStore` (``get(name, default)``, ``set(name, value)``:
-``cube_detect.ros.params.RosParamStore`` on a real master, :class:`DictParamStore` in tests);
-time and shutdown are injected, so both sides run in tests on a fake clock.
-
-How the detector waits (:class:`ParamWaiter`): on a :class:`WatchedParamStore` (the ROS store:
-the master pushes every change of a subscribed parameter) a wait ends as soon as ``/takeImage``
-or ``/RobotReady`` is updated, and after ``1/rate`` s anyway: that poll is the safety net for a
-push that is late or lost (or a master that restarted). On a plain store it is a poll at
-``rate``. Either way the values decided on are read from the store, never taken from a push.
+This module is the detector's side (:class:`ParameterProtocol`); the controller's (the arm's,
+played by the simulated controller, the bench and the tests) is ``cube_detect.arm``. The
+parameters (their names, reading a flag, the store, waiting for a change) are
+``cube_detect.paramstore``: a wait ends as soon as a watched store says ``/takeImage`` or
+``/RobotReady`` was updated, and after ``1/rate`` s anyway (the safety-net poll; on a plain store
+the only way to notice). Time and shutdown are injected, so the cycle runs in tests on a fake clock.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, TypeVar, runtime_checkable
+from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
 
 from cube_detect.errors import CubeDetectError
-
-T = TypeVar("T")
-
-_TRUE_WORDS = {"true", "yes", "on"}
-_FALSE_WORDS = {"false", "no", "off"}
-
-
-def parse_bool(value: Any, name: str = "parameter") -> Optional[bool]:
-    """Read a protocol flag: True, False, or None when the parameter is not set at all.
-
-    Accepts bools, the numbers 1 / 0 / -1 (-1 is how controllers reset a parameter: false),
-    and their strings as ``rosparam set`` leaves them ("true", "True", "1", "false", "-1",
-    also "yes"/"no"/"on"/"off"). Raises ValueError naming ``name`` for anything else.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return value
-    number: Optional[float] = None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE_WORDS:
-            return True
-        if text in _FALSE_WORDS:
-            return False
-        try:
-            number = float(text)
-        except ValueError:
-            number = None
-    if number is not None and not math.isnan(number):
-        if number == 1:
-            return True
-        if number in (0, -1):
-            return False
-    raise ValueError(
-        f"parameter {name}: {value!r} is not a flag (expected true/false, 1/0, or -1 = not set)"
-    )
-
-
-def is_reset(value: Any) -> bool:
-    """True for the controllers' "reset" value -1 (as a number or a string)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return value == -1
-    if isinstance(value, str):
-        try:
-            return float(value.strip()) == -1
-        except ValueError:
-            return False
-    return False
-
-
-@dataclass(frozen=True)
-class ProtocolNames:
-    """The three parameter names; cells differ (``/robotReady`` in some scripts).
-
-    ``robot_ready_alternatives``: other names the controller may use for the handshake (the
-    detector's ``robot_ready_param:=auto``): each cycle the detector uses whichever of
-    ``robot_ready`` and these the controller has set, all of them when it has set none or
-    several (see :meth:`ParameterProtocol.resolve_handshake`). The arm's side uses ``robot_ready``.
-    """
-
-    take_image: str = "/takeImage"
-    label: str = "/label"
-    robot_ready: str = "/RobotReady"
-    robot_ready_alternatives: Tuple[str, ...] = ()
-
-    @property
-    def handshake_candidates(self) -> Tuple[str, ...]:
-        return (self.robot_ready,) + tuple(n for n in self.robot_ready_alternatives if n != self.robot_ready)
-
-
-#: The handshake's names in the wild: the course text's, and the course's own integration code's.
-ROBOT_READY_NAMES = ("/RobotReady", "/robotReady")
-
-
-class ParamStore(Protocol):
-    """Where the protocol's parameters live: the ROS parameter server, or a dict in tests."""
-
-    def get(self, name: str, default: Any = None) -> Any: ...
-
-    def set(self, name: str, value: Any) -> None: ...
-
-
-class DictParamStore:
-    """A parameter store over a dict (tests, simulations); records every write in ``writes``."""
-
-    def __init__(self, values: Optional[Dict[str, Any]] = None):
-        self.values: Dict[str, Any] = dict(values or {})
-        self.writes: List[Tuple[str, Any]] = []
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
-
-    def set(self, name: str, value: Any) -> None:
-        self.values[name] = value
-        self.writes.append((name, value))
-
-
-class ParamUpdates:
-    """A count of parameter updates that threads wait on: what wakes an event-driven wait.
-
-    Whoever learns of an update (rospy's parameter cache, a test's store) calls ``notify()``;
-    ``wait(seen, timeout)`` returns as soon as the count is no longer ``seen``. Take ``count``
-    *before* reading the parameters: an update landing between the reads and the wait then
-    ends the wait at once (no lost wake-up). ``notify()`` also wakes a waiter for shutdown; it
-    may be called from a signal handler (the lock is re-entrant).
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.RLock())
-        self._count = 0
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def notify(self) -> None:
-        with self._cond:
-            self._count += 1
-            self._cond.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> bool:
-        """True once ``count`` differs from ``seen``; False after ``timeout`` s without."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count != seen, max(timeout, 0.0))
-
-
-@runtime_checkable
-class WatchedParamStore(ParamStore, Protocol):
-    """A :class:`ParamStore` that is told when parameters change.
-
-    ``watch(names)`` subscribes those names: from then on each update of one of them notifies
-    ``updates``. A notification only means "read again": ``get`` returns the store's current
-    value (a push may arrive late, after a newer value was written).
-    """
-
-    updates: ParamUpdates
-
-    def watch(self, names: Sequence[str]) -> None: ...
-
-
-class WatchedDictParamStore(DictParamStore):
-    """A :class:`DictParamStore` whose every write notifies ``updates`` (tests, simulations).
-
-    ``silent = True`` makes writes silent: a push that never arrives, as after a master restart.
-    """
-
-    def __init__(self, values: Optional[Dict[str, Any]] = None):
-        super().__init__(values)
-        self.updates = ParamUpdates()
-        self.watched: List[str] = []
-        self.silent = False
-
-    def watch(self, names: Sequence[str]) -> None:
-        self.watched.extend(n for n in names if n not in self.watched)
-
-    def set(self, name: str, value: Any) -> None:
-        super().set(name, value)
-        if name in self.watched and not self.silent:
-            self.updates.notify()
-
-
-class ParamWaiter:
-    """How one side of the protocol waits for its parameters to change.
-
-    On a :class:`WatchedParamStore`, ``idle()`` returns as soon as a watched parameter is
-    updated, and after ``period`` s (or at ``until``) without one: the safety-net poll, for a
-    push that is lost or late. On a plain :class:`ParamStore` it is a poll: ``sleep(period)``.
-    Use: ``seen = waiter.mark()``, read the parameters, ``waiter.idle(seen)``.
-    """
-
-    def __init__(self, store: ParamStore, period: float, *, sleep: Callable[[float], Any] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
-        if period <= 0:
-            raise ValueError(f"period must be > 0 s, got {period}")
-        self.store, self.period, self.sleep, self.clock = store, float(period), sleep, clock
-        self.updates: Optional[ParamUpdates] = store.updates if isinstance(store, WatchedParamStore) else None
-
-    @property
-    def event_driven(self) -> bool:
-        return self.updates is not None
-
-    def watch(self, names: Sequence[str]) -> None:
-        """Subscribe ``names`` (nothing to do on a plain store)."""
-        if isinstance(self.store, WatchedParamStore):
-            self.store.watch(names)
-
-    def mark(self) -> int:
-        """The update count to pass to ``idle()``: take it before reading the parameters."""
-        return self.updates.count if self.updates is not None else 0
-
-    def idle(self, seen: int, until: Optional[float] = None) -> None:
-        """Until an update after ``seen``, ``period`` s, or the clock's ``until``, whichever first."""
-        if self.updates is None:
-            self.sleep(self.period)
-            return
-        timeout = self.period if until is None else min(self.period, until - self.clock())
-        if timeout > 0:
-            self.updates.wait(seen, timeout)
-
-    def wake(self) -> None:
-        """End the current ``idle()`` now (shutdown)."""
-        if self.updates is not None:
-            self.updates.notify()
-
-
-class WaitTimeout(TimeoutError):
-    """:func:`wait_for` gave up; the message says what it waited for."""
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str = "the condition", *,
-             period: float = 0.02, clock: Callable[[], float] = time.monotonic,
-             sleep: Callable[[float], Any] = time.sleep,
-             is_shutdown: Callable[[], bool] = lambda: False) -> T:
-    """The first truthy value of ``predicate()``, polled every ``period`` s (at least once).
-
-    Raises :class:`WaitTimeout` ("timed out after 10 s waiting for /RobotReady false") after
-    ``timeout`` s, or as soon as ``is_shutdown()``. ``sleep`` may be a ``Condition.wait`` (its
-    lock held by the caller): the predicate is then re-checked at every notification.
-    """
-    deadline = clock() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if is_shutdown():
-            raise WaitTimeout(f"shutting down while waiting for {what}")
-        left = deadline - clock()
-        if left <= 0:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
-        sleep(min(period, left))
-
-
-class CameraError(CubeDetectError):
-    """No image could be had: camera service missing, failing or too slow."""
+from cube_detect.paramstore import ParamStore, ParamWaiter, ProtocolNames, parse_bool
 
 
 @dataclass
@@ -340,9 +96,9 @@ class ParameterProtocol:
     image could be had. ``publish(snapshot)`` is called once per cycle that got an image.
 
     Waits end when ``/takeImage`` or the handshake (``/RobotReady``, or any of its candidates) is
-    updated, on a :class:`WatchedParamStore` (all are watched when ``run()`` starts), and every
-    ``1/rate`` s in any case: the safety-net poll there, the only way to notice a change on a
-    plain store. ``wake()`` ends a wait now.
+    updated, on a ``paramstore.WatchedParamStore`` (all are watched when ``run()`` starts), and
+    every ``1/rate`` s in any case: the safety-net poll there, the only way to notice a change on
+    a plain store. ``wake()`` ends a wait now.
     """
 
     def __init__(
@@ -421,7 +177,40 @@ class ParameterProtocol:
             except Exception:  # a side channel, like publish
                 self.log.debug("on_state(%r) failed", state, exc_info=True)
 
-    # -- the cycle ----------------------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, max_cycles: Optional[int] = None) -> int:
+        """Serve cycles until shutdown (or ``max_cycles``); returns the number of cycles run.
+
+        Parameter-server errors (master briefly unreachable) are retried after a second; they
+        never end the loop. The same error again is logged once, not every second.
+        """
+        done = 0
+        last_error = ""
+        while not self.is_shutdown() and (max_cycles is None or done < max_cycles):
+            try:
+                self._watch_flags()
+                if not self.wait_for_take_image():
+                    break
+                self.last_result = self.run_cycle()
+                done += 1
+                last_error = ""
+            except Exception as exc:
+                if self.is_shutdown():
+                    break
+                error = f"{type(exc).__name__}: {exc}"
+                if error != last_error:
+                    self.log.error("parameter protocol: %s; retrying every second", error)
+                last_error = error
+                self._pause(1.0)
+        self._set_state(STOPPED)
+        return done
+
+    def _watch_flags(self) -> None:
+        """Subscribe ``takeImage`` and every handshake candidate (on a watched store), once."""
+        if not self._watching:
+            self.waiter.watch([self.names.take_image, *self.names.handshake_candidates])
+            self._watching = True
+
     def wait_for_take_image(self) -> bool:
         """Wait until ``takeImage`` is true (True) or shutdown (False)."""
         self._set_state(WAITING_TAKE_IMAGE)
@@ -431,6 +220,27 @@ class ParameterProtocol:
                 return True
             self.waiter.idle(seen)
         return False
+
+    # -- one cycle, step by step --------------------------------------------------------------
+    def run_cycle(self) -> CycleResult:
+        """One cycle, ``takeImage`` having been seen true.
+
+        Acknowledge the request (``takeImage`` := false), grab an image and detect (with retries),
+        publish what was seen, then hand the faces over one at a time. No image, or no face: the
+        cycle ends with ``label`` := 0 and the handshake untouched.
+        """
+        self.cycle += 1
+        self._set_state(DETECTING)
+        self.store.set(self.names.take_image, False)
+        snapshot, reason = self.grab()
+        if snapshot is None:
+            return self._end_without_image(reason)
+        detections = list(snapshot.detections)
+        self._publish(snapshot)
+        note = f"; {snapshot.summary}" if snapshot.summary else ""
+        if not detections:
+            return self._end_without_faces(note)
+        return self._hand_over(detections, note)
 
     def grab(self) -> Tuple[Optional[Snapshot], str]:
         """``grab_and_detect`` with retries: (snapshot, "") or (None, why it failed)."""
@@ -453,6 +263,43 @@ class ParameterProtocol:
                     return None, "shutdown"
                 delay *= 2
         return None, f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''})"
+
+    def _end_without_image(self, reason: str) -> CycleResult:
+        """The camera gave nothing: ``label`` := 0 (unless shutting down), the handshake untouched."""
+        if self.is_shutdown():
+            return CycleResult(SHUTDOWN, error=reason)
+        self.store.set(self.names.label, 0)
+        self.log.error("cycle %d: no image, no labels: %s; %s := 0, %s untouched",
+                       self.cycle, reason, self.names.label, self.handshake_text())
+        return CycleResult(CAMERA_ERROR, error=reason)
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        try:
+            self.publish(snapshot)
+        except Exception:  # publishing is a side channel: the arm still gets its labels
+            self.log.error("cycle %d: publishing the detections failed", self.cycle, exc_info=True)
+
+    def _end_without_faces(self, note: str) -> CycleResult:
+        """Nothing to hand over: ``label`` := 0, the handshake untouched (the arm has nothing to move)."""
+        self.store.set(self.names.label, 0)
+        self.log.info("cycle %d: no cube faces found%s; %s := 0, %s untouched",
+                      self.cycle, note, self.names.label, self.handshake_text())
+        return CycleResult(NO_FACES)
+
+    def _hand_over(self, detections: Sequence[Any], note: str) -> CycleResult:
+        """Each face in order: offer its label, wait for the controller's acknowledgement."""
+        labels = [int(d.class_id) for d in detections]
+        self.log.info("cycle %d: labels %s (%s)%s", self.cycle, labels, _describe(detections), note)
+        handshake = self.resolve_handshake()
+        result = CycleResult(DONE, labels=labels)
+        for index, class_id in enumerate(labels):
+            self._offer(class_id, handshake)
+            outcome = self.wait_for_robot_ready(index, len(labels), class_id)
+            if outcome != DONE:
+                result.status = outcome
+                return result
+            result.delivered += 1
+        return result
 
     def resolve_handshake(self) -> Tuple[str, ...]:
         """The handshake parameter(s) of this cycle.
@@ -483,50 +330,14 @@ class ParameterProtocol:
         """The handshake name(s) as the log lines say them: ``/RobotReady`` or ``/RobotReady or /robotReady``."""
         return " or ".join(self.handshake or self.names.handshake_candidates)
 
-    def run_cycle(self) -> CycleResult:
-        """One cycle, ``takeImage`` having been seen true."""
-        self.cycle += 1
-        names = self.names
-        self._set_state(DETECTING)
-        self.store.set(names.take_image, False)
-        snapshot, reason = self.grab()
-        if snapshot is None:
-            if self.is_shutdown():
-                return CycleResult(SHUTDOWN, error=reason)
-            self.store.set(names.label, 0)
-            self.log.error("cycle %d: no image, no labels: %s; %s := 0, %s untouched",
-                           self.cycle, reason, names.label, self.handshake_text())
-            return CycleResult(CAMERA_ERROR, error=reason)
+    def _offer(self, class_id: int, handshake: Sequence[str]) -> None:
+        """The contract: ``label`` first, then the handshake false. A controller reads ``label``
+        once it sees the handshake false, so it never reads the previous cube's label."""
+        self.store.set(self.names.label, class_id)
+        for name in handshake:
+            self.store.set(name, False)
 
-        detections = list(snapshot.detections)
-        try:
-            self.publish(snapshot)
-        except Exception:  # publishing is a side channel: the arm still gets its labels
-            self.log.error("cycle %d: publishing the detections failed", self.cycle, exc_info=True)
-        note = f"; {snapshot.summary}" if snapshot.summary else ""
-        if not detections:
-            self.store.set(names.label, 0)
-            self.log.info("cycle %d: no cube faces found%s; %s := 0, %s untouched",
-                          self.cycle, note, names.label, self.handshake_text())
-            return CycleResult(NO_FACES)
-
-        labels = [int(d.class_id) for d in detections]
-        self.log.info("cycle %d: labels %s (%s)%s", self.cycle, labels, _describe(detections), note)
-        handshake = self.resolve_handshake()
-        result = CycleResult(DONE, labels=labels)
-        for index, class_id in enumerate(labels):
-            # The contract: /label first, then the handshake false. A controller reads /label
-            # once it sees the handshake false, so it never reads the previous cube's label.
-            self.store.set(names.label, class_id)
-            for name in handshake:
-                self.store.set(name, False)
-            outcome = self.wait_for_robot_ready(index, len(labels), class_id)
-            if outcome != DONE:
-                result.status = outcome
-                return result
-            result.delivered += 1
-        return result
-
+    # -- waiting for the controller -----------------------------------------------------------
     def wait_for_robot_ready(self, index: int, count: int, class_id: int) -> str:
         """Wait until ``RobotReady`` is true: DONE, PREEMPTED, ROBOT_TIMEOUT or SHUTDOWN.
 
@@ -534,9 +345,7 @@ class ParameterProtocol:
         (a controller that acknowledged on ``/label`` alone had its true overwritten); then an
         info line every ``wait_log_period`` s.
         """
-        names = self.names
-        handshake = self.handshake or names.handshake_candidates
-        ready_text = self.handshake_text()
+        handshake = self.handshake or self.names.handshake_candidates
         self._set_state(f"{WAITING_ROBOT_READY} {index + 1}/{count}")
         start = self.clock()
         next_log = start + self.wait_log_period
@@ -546,218 +355,61 @@ class ParameterProtocol:
             if self.is_shutdown():
                 return SHUTDOWN
             seen = self.waiter.mark()
-            acked = next((name for name in handshake if self.read_flag(name)), None)
-            if acked is not None:
-                if len(handshake) > 1 and acked != self.acknowledged_on:
-                    self.log.info("handshake: the controller acknowledges on %s", acked)
-                self.acknowledged_on = acked
+            if self._acknowledged(handshake):
                 return DONE
-            if self.read_flag(names.take_image):
-                self.log.warning("cycle %d: %s is true again while waiting for %s (cube %d/%d): "
-                                 "the controller restarted; abandoning this cycle",
-                                 self.cycle, names.take_image, ready_text, index + 1, count)
+            if self._preempted(index, count):
                 return PREEMPTED
             now = self.clock()
             waited = now - start
-            if self.robot_ready_timeout > 0 and waited >= self.robot_ready_timeout:
-                self.log.warning("cycle %d: %s still not true after %.1f s (cube %d/%d): "
-                                 "abandoning this cycle (a controller must set it true once it has seen it "
-                                 "false; one that answers on %s alone can lose its answer)",
-                                 self.cycle, ready_text, waited, index + 1, count, names.label)
+            if self._given_up(waited, index, count):
                 return ROBOT_TIMEOUT
             if now >= next_log:
-                if not warned:
-                    self.log.warning(
-                        "cycle %d: %s still not true after %.0f s (cube %d/%d, %s = %d): still waiting. "
-                        "The controller must set %s true only after it has seen it false; one that answers "
-                        "as soon as %s changes can have its true overwritten by the detector's false "
-                        "(README: the handshake contract)",
-                        self.cycle, ready_text, waited, index + 1, count, names.label, class_id,
-                        ready_text, names.label)
-                    warned = True
-                else:
-                    self.log.info("cycle %d: waiting for %s true (cube %d/%d, label %d) for %.0f s",
-                                  self.cycle, ready_text, index + 1, count, class_id, waited)
+                self._log_waiting(waited, index, count, class_id, first=not warned)
+                warned = True
                 next_log += self.wait_log_period
             self.waiter.idle(seen, until=min(next_log, give_up))
 
-    def run(self, max_cycles: Optional[int] = None) -> int:
-        """Serve cycles until shutdown (or ``max_cycles``); returns the number of cycles run.
-
-        Parameter-server errors (master briefly unreachable) are retried after a second; they
-        never end the loop. The same error again is logged once, not every second.
-        """
-        done = 0
-        last_error = ""
-        while not self.is_shutdown() and (max_cycles is None or done < max_cycles):
-            try:
-                if not self._watching:  # subscribe the flags (a watched store), once
-                    self.waiter.watch([self.names.take_image, *self.names.handshake_candidates])
-                    self._watching = True
-                if not self.wait_for_take_image():
-                    break
-                self.last_result = self.run_cycle()
-                done += 1
-                last_error = ""
-            except Exception as exc:
-                if self.is_shutdown():
-                    break
-                error = f"{type(exc).__name__}: {exc}"
-                if error != last_error:
-                    self.log.error("parameter protocol: %s; retrying every second", error)
-                last_error = error
-                self._pause(1.0)
-        self._set_state(STOPPED)
-        return done
-
-
-# ------------------------------------------------------------------------------------ the arm
-# How a cycle ended for the arm (ArmCycle.status); "" while it runs.
-NO_CUBE = "no_cube"  # /label 0 before any cube: the detector found nothing, or had no image
-CYCLE_TIMEOUT = "timeout"  # the cycle did not end within the arm's timeout
-
-
-def _is_zero_label(value: Any) -> bool:
-    """The detector's "no cube" label: 0 as a number (not False, not -1)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0
-
-
-@dataclass
-class ArmCycle:
-    """One request of the arm: the labels it took, in order, and how the cycle ended."""
-
-    number: int  # 1 for the arm's first request
-    started: float  # the arm's clock when /takeImage was set true
-    expected: Callable[[], Optional[int]] = lambda: None  # cubes in this cycle, once known
-    labels: List[Any] = field(default_factory=list)  # /label of each cube taken, in order
-    status: str = ""  # DONE, NO_CUBE, CYCLE_TIMEOUT, SHUTDOWN; "" while running
-    ended: Optional[float] = None
-    zero_since: Optional[float] = None  # when /label 0 was first seen
-
-
-class ArmController:
-    """The controller's (the arm's) side of the protocol, as the course's manipulate node plays it.
-
-    ``reset()`` sets the three parameters to -1 (what the controller does at start-up).
-    ``request()`` starts a cycle: ``/label`` := -1 (so that the detector's 0, "no cube", is seen),
-    then ``/takeImage`` := true. Each ``step()`` is one poll, at most one action: when
-    ``/RobotReady`` is false (not the -1 of a reset) it takes the cube (reads ``/label``), "moves"
-    it for ``move_time`` s, then sets ``/RobotReady`` true; it says when the cycle is over:
-
-    - **done**: as many cubes taken as ``expected()`` says the cycle has (the length of the
-      detector's ``~faces`` message, or a test's truth; None while not known yet);
-    - **no cube**: ``/label`` is 0 before any cube (nothing found, or no image: ``/RobotReady``
-      is never set false then), once ``expected()`` is known or ``no_cube_grace`` s later.
-
-    ``run_cycle()`` is ``request()`` then ``step()`` every 1/``rate`` s until the cycle is over,
-    ``timeout`` s have passed (CYCLE_TIMEOUT) or shutdown (SHUTDOWN). Event-driven callers (the
-    bench answers the detector's ``~state`` messages) use ``read_label()`` and ``cube_moved()``.
-    """
-
-    def __init__(
-        self,
-        store: ParamStore,
-        *,
-        names: ProtocolNames = ProtocolNames(),
-        rate: float = 20.0,
-        move_time: float = 0.0,
-        timeout: float = 30.0,
-        no_cube_grace: float = 1.0,
-        take_value: Any = True,
-        ready_value: Any = True,
-        sleep: Callable[[float], Any] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        is_shutdown: Callable[[], bool] = lambda: False,
-    ):
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 Hz, got {rate}")
-        self.store, self.names = store, names
-        self.period = 1.0 / float(rate)
-        self.move_time, self.timeout, self.no_cube_grace = float(move_time), float(timeout), float(no_cube_grace)
-        self.take_value, self.ready_value = take_value, ready_value  # what `rosparam set` may leave: "true"
-        self.sleep, self.clock, self.is_shutdown = sleep, clock, is_shutdown
-        self.cycle: Optional[ArmCycle] = None
-        self.requests = 0
-        self.moving_until: Optional[float] = None
-
-    def reset(self) -> None:
-        """Every protocol parameter to -1, as the course's controller does at (re)start."""
-        for name in (self.names.take_image, self.names.label, self.names.robot_ready):
-            self.store.set(name, -1)
-
-    def request(self, expected: Callable[[], Optional[int]] = lambda: None) -> ArmCycle:
-        """Ask for an image: ``/label`` := -1, ``/takeImage`` := true; the new cycle.
-
-        ``expected()``: how many cubes this cycle has, once known (None before).
-        """
-        self.moving_until = None
-        self.store.set(self.names.label, -1)
-        self.requests += 1
-        self.cycle = ArmCycle(self.requests, self.clock(), expected)
-        self.store.set(self.names.take_image, self.take_value)
-        return self.cycle
-
-    def cube_waiting(self) -> bool:
-        """Whether the detector waits for the arm: ``/RobotReady`` explicitly false (not -1)."""
-        value = self.store.get(self.names.robot_ready, None)
-        try:
-            return parse_bool(value, self.names.robot_ready) is False and not is_reset(value)
-        except ValueError:
+    def _acknowledged(self, handshake: Sequence[str]) -> bool:
+        """Whether the controller has set a handshake name true; remembers (and logs a change of)
+        the name it acknowledges on."""
+        acked = next((name for name in handshake if self.read_flag(name)), None)
+        if acked is None:
             return False
-
-    def read_label(self) -> Any:
-        """``/label``: the class id of the cube the detector hands over now."""
-        return self.store.get(self.names.label, None)
-
-    def cube_moved(self) -> None:
-        """The cube is where it goes: ``/RobotReady`` := true."""
-        self.moving_until = None
-        self.store.set(self.names.robot_ready, self.ready_value)
-
-    def take_cube(self) -> Any:
-        """Take the cube the detector waits on: its label, recorded; moving starts."""
-        label = self.read_label()
-        if self.cycle is not None:
-            self.cycle.labels.append(label)
-        if self.move_time > 0:
-            self.moving_until = self.clock() + self.move_time
-        else:
-            self.cube_moved()
-        return label
-
-    def _finish(self, status: str) -> bool:
-        assert self.cycle is not None
-        self.cycle.status, self.cycle.ended = status, self.clock()
+        if len(handshake) > 1 and acked != self.acknowledged_on:
+            self.log.info("handshake: the controller acknowledges on %s", acked)
+        self.acknowledged_on = acked
         return True
 
-    def step(self) -> bool:
-        """One poll of the parameters, at most one action; True once the current cycle is over."""
-        cycle = self.cycle
-        if cycle is None or cycle.status:
-            return True
-        now = self.clock()
-        if self.moving_until is not None:
-            if now >= self.moving_until:
-                self.cube_moved()
+    def _preempted(self, index: int, count: int) -> bool:
+        """``takeImage`` true again: the controller restarted and asks anew (logged)."""
+        if not self.read_flag(self.names.take_image):
             return False
-        if self.cube_waiting():
-            self.take_cube()
-            return False
-        count = cycle.expected()
-        if not cycle.labels and _is_zero_label(self.read_label()):
-            cycle.zero_since = now if cycle.zero_since is None else cycle.zero_since
-            if count is not None or now - cycle.zero_since >= self.no_cube_grace:
-                return self._finish(NO_CUBE)
-        elif cycle.labels and count is not None and len(cycle.labels) >= count:
-            return self._finish(DONE)
-        return False
+        self.log.warning("cycle %d: %s is true again while waiting for %s (cube %d/%d): "
+                         "the controller restarted; abandoning this cycle",
+                         self.cycle, self.names.take_image, self.handshake_text(), index + 1, count)
+        return True
 
-    def run_cycle(self, expected: Callable[[], Optional[int]] = lambda: None) -> ArmCycle:
-        """``request()``, then poll until the cycle is over, ``timeout`` s or shutdown."""
-        cycle = self.request(expected)
-        try:
-            wait_for(self.step, self.timeout, "the end of the cycle", period=self.period, clock=self.clock,
-                     sleep=self.sleep, is_shutdown=self.is_shutdown)
-        except WaitTimeout:
-            self._finish(SHUTDOWN if self.is_shutdown() else CYCLE_TIMEOUT)
-        return cycle
+    def _given_up(self, waited: float, index: int, count: int) -> bool:
+        """``robot_ready_timeout`` (when set) has passed without an acknowledgement (logged)."""
+        if not (self.robot_ready_timeout > 0 and waited >= self.robot_ready_timeout):
+            return False
+        self.log.warning("cycle %d: %s still not true after %.1f s (cube %d/%d): "
+                         "abandoning this cycle (a controller must set it true once it has seen it "
+                         "false; one that answers on %s alone can lose its answer)",
+                         self.cycle, self.handshake_text(), waited, index + 1, count, self.names.label)
+        return True
+
+    def _log_waiting(self, waited: float, index: int, count: int, class_id: int, first: bool) -> None:
+        """The first time, a warning with the handshake's contract; then an info line."""
+        names, ready_text = self.names, self.handshake_text()
+        if first:
+            self.log.warning(
+                "cycle %d: %s still not true after %.0f s (cube %d/%d, %s = %d): still waiting. "
+                "The controller must set %s true only after it has seen it false; one that answers "
+                "as soon as %s changes can have its true overwritten by the detector's false "
+                "(README: the handshake contract)",
+                self.cycle, ready_text, waited, index + 1, count, names.label, class_id,
+                ready_text, names.label)
+        else:
+            self.log.info("cycle %d: waiting for %s true (cube %d/%d, label %d) for %.0f s",
+                          self.cycle, ready_text, index + 1, count, class_id, waited)

@@ -25,7 +25,7 @@ from cube_detect.boxes import BBox
 from cube_detect.dataset import images_root, load_split
 from cube_detect.errors import CubeDetectError, DatasetError
 from cube_detect.images import read_image
-from cube_detect.inference import Detection, decode, model_input
+from cube_detect.inference import DecodeSettings, Detection, decode, model_input
 from cube_detect.metrics import GroundTruth
 from cube_detect.modelspec import ModelSpec
 from cube_detect.synth import FAMILIES, init_worker, render_indexed
@@ -167,5 +167,5 @@ def float_detections(predict: Callable, samples: Sequence[Sample], spec: ModelSp
         chunk = samples[start:start + batch_size]
         images = batch_of([s[0] for s in chunk])
         heat, boxes = (t.numpy() for t in predict(images))
-        out += [decode(h, b, spec, threshold, 10) for h, b in zip(heat, boxes)]
+        out += [decode(h, b, spec, DecodeSettings(threshold=threshold, max_cubes=10)) for h, b in zip(heat, boxes)]
     return out

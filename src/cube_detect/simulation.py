@@ -18,6 +18,7 @@ import numpy as np
 from cube_detect.boxes import sort_left_to_right
 from cube_detect.dataset import names_in
 from cube_detect.errors import DatasetError, ImageError
+from cube_detect.images import ENCODINGS, UNREADABLE_ENCODING
 from cube_detect.synth import render_indexed
 from cube_detect.voc import LabeledBox, read_voc
 
@@ -87,16 +88,12 @@ def make_scene_source(images: str = "", seed: int = 0, axis: str = "x"):
 
 
 def encode_for_camera(image_bgr: np.ndarray, encoding: str) -> np.ndarray:
-    """Pixel data a camera with ``encoding`` would send for this BGR scene (for cv2_to_imgmsg).
-    ``mono16`` (a 16-bit depth-style camera) is one our nodes cannot read: the doctor's test case."""
-    if encoding == "mono16":
+    """Pixel data a camera with ``encoding`` (one of ``images.ENCODINGS``) would send for this BGR
+    scene (for cv2_to_imgmsg). ``UNREADABLE_ENCODING`` (mono16: a 16-bit depth-style camera) is
+    one our nodes cannot read: the doctor's test case."""
+    if encoding == UNREADABLE_ENCODING:
         return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
-    conversions = {
-        "8UC3": None, "bgr8": None,
-        "rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA,
-        "mono8": cv2.COLOR_BGR2GRAY, "8UC1": cv2.COLOR_BGR2GRAY,
-    }
-    if encoding not in conversions:
-        raise ImageError(f"encoding {encoding!r} is not one of {sorted(conversions) + ['mono16']}")
-    code = conversions[encoding]
+    if encoding not in ENCODINGS:
+        raise ImageError(f"encoding {encoding!r} is not one of {sorted(ENCODINGS) + [UNREADABLE_ENCODING]}")
+    code = ENCODINGS[encoding].from_bgr
     return image_bgr.copy() if code is None else cv2.cvtColor(image_bgr, code)

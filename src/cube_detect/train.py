@@ -32,7 +32,7 @@ from cube_detect.labels import LABELS, LABELS_HELP, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data, reviewed_photos
-from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting
+from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting, parse_families
 
 log = logging.getLogger("cube_detect.train")
 
@@ -249,9 +249,8 @@ def train(cfg: TrainConfig) -> dict:
                      "finished" if state.get("finished") else "different")
         state = {"epoch": 0, "history": [], "best_mAP50": -1.0, "elapsed_s": 0.0,
                  "data": [str(d) for d in cfg.data], "settings": cfg.settings(),
-                 # what `export --workdir` needs to rebuild the model's spec
-                 "spec": {"labels": {str(k): v for k, v in spec.labels.items()}, "channels": spec.channels,
-                          "width": spec.width, "height": spec.height},
+                 # what `export --workdir` needs to rebuild the model's spec: its sidecar document
+                 "spec": spec.to_dict(),
                  "config": {
             k: str(v) if isinstance(v, (Path, tuple)) else v for k, v in vars(cfg).items() if k != "data"}}
         if init_keras is not None:
@@ -405,10 +404,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if out.suffix == ".tflite":
         out = out.with_suffix("")
     defaults: Dict[str, Any] = {**_DEFAULTS, **(FINE_TUNE_DEFAULTS if args.init else {})}
-    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise CubeDetectError(f"--families: unknown family {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    families = parse_families(args.families, FAMILIES)
     if args.init is not None and not Path(args.init).is_file():
         raise CubeDetectError(f"{args.init}: --init model not found")
     for root in args.data:

@@ -12,7 +12,7 @@ import rostest
 from cv_bridge import CvBridge
 from roslib.packages import find_node
 
-from cube_detect.protocol import CameraError
+from cube_detect.errors import CameraError
 from cube_detect.ros.camera import CameraClient
 from cube_detect.srv import GetImage
 

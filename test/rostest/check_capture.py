@@ -8,9 +8,7 @@ Tests run in name order (test_1_..., test_2_...): numbers continue from one to t
 
 import os
 import shutil
-import signal
 import subprocess
-import threading
 import time
 import unittest
 import urllib.request
@@ -22,9 +20,9 @@ import rospy
 import rostest
 from std_srvs.srv import Trigger
 
-from bench.procs import free_port
+from bench.procs import ProcessOutput, free_port
 from cube_detect.dataset import numbers_in, split_for
-from cube_detect.protocol import WaitTimeout, wait_for
+from cube_detect.paramstore import WaitTimeout, wait_for
 from cube_detect.simulation import sorted_labels
 from cube_detect.voc import read_voc
 
@@ -113,22 +111,12 @@ class CaptureNodeTest(unittest.TestCase):
             env.update(DISPLAY=":0", QT_QPA_PLATFORM="offscreen")
         args = ["roslaunch", "cube_detect", "capture.launch", f"node_name:={name}", f"dataset:={self.dataset}",
                 "annotate:=false", "preview:=true"] + list(params)
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        proc.lines = []
-        proc.reader = threading.Thread(target=lambda: proc.lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-        proc.reader.start()
-        return proc
+        return ProcessOutput(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              text=True))
 
     def stop_node(self, proc):
         """SIGINT (Ctrl-C) to roslaunch, which passes it on to the node; the node's output."""
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.reader.join(timeout=10)
-        return "".join(proc.lines)
+        return proc.stop(timeout=30)
 
     def test_5_timer_capture_and_restart_continue_numbering(self):
         before = numbers_in(self.dataset)
@@ -192,7 +180,7 @@ class CaptureNodeTest(unittest.TestCase):
             try:
                 wait_for(lambda: any(f"review page {url}" in line for line in proc.lines), 60, "the review page's URL")
             except WaitTimeout as exc:
-                raise AssertionError(f"{exc}\n{''.join(proc.lines)}") from None
+                raise AssertionError(f"{exc}\n{proc.text()}") from None
             with urllib.request.urlopen(url, timeout=10) as page:
                 self.assertEqual(page.status, 200)
             # A second one on the same port: one error line, and it captures all the same.

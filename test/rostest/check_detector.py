@@ -21,16 +21,18 @@ import rostest
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 
+from cube_detect.arm import NO_CUBE, ArmController
+from cube_detect.images import ROBOT_ENCODING, SUPPORTED_ENCODINGS
 from cube_detect.labels import NAME_TO_ID
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import DONE, NO_CUBE, ArmController, ProtocolNames, wait_for
+from cube_detect.paramstore import ProtocolNames, wait_for
+from cube_detect.protocol import DONE
 from cube_detect.ros.params import RosParamStore
 from cube_detect.srv import DetectCubes
 
 NAMES = ProtocolNames()
 TAKE, LABEL, READY = NAMES.take_image, NAMES.label, NAMES.robot_ready
 CAMERA = "/sim_camera/"
-ENCODINGS = ["8UC3", "bgr8", "rgb8", "mono8", "8UC1", "bgra8", "rgba8"]
 IDLE = "waiting_take_image"  # /detector/state between cycles
 
 
@@ -68,7 +70,7 @@ class DetectorProtocolTest(unittest.TestCase):
 
     def setUp(self):
         for name, value in (("blank", False), ("fail", False), ("empty", False), ("hold", False),
-                            ("delay", 0.0), ("encoding", "8UC3")):
+                            ("delay", 0.0), ("encoding", ROBOT_ENCODING)):
             rospy.set_param(CAMERA + name, value)
 
     # ------------------------------------------------------------------ the controller's side
@@ -190,7 +192,7 @@ class DetectorProtocolTest(unittest.TestCase):
         self.assertTrue(reference.success, reference.message)
         self.assertEqual(list(reference.ids), truth)
         rospy.set_param(CAMERA + "hold", True)
-        for encoding in ENCODINGS:
+        for encoding in SUPPORTED_ENCODINGS:
             rospy.set_param(CAMERA + "encoding", encoding)
             answer = self.detect()
             self.assertTrue(answer.success, f"{encoding}: {answer.message}")

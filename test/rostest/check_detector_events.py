@@ -33,8 +33,10 @@ from roslib.packages import find_node
 from std_msgs.msg import Bool, String
 
 from bench.procs import Process, free_port
+from cube_detect.arm import NO_CUBE, ArmController
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import DONE, NO_CUBE, ArmController, ProtocolNames, wait_for
+from cube_detect.paramstore import ProtocolNames, wait_for
+from cube_detect.protocol import DONE
 from cube_detect.ros.params import RosParamStore
 
 NAMES = ProtocolNames()

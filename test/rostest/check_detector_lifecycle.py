@@ -7,13 +7,11 @@ Starts its own detector_node processes against the simulated camera of the launc
 file, so it can watch their output and exit status.
 """
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 from pathlib import Path
@@ -25,10 +23,14 @@ from cv_bridge import CvBridge
 from roslib.packages import find_node
 from std_msgs.msg import Bool, String
 
+from bench.procs import ProcessOutput
+from cube_detect.arm import NO_CUBE, ArmController
 from cube_detect.inference import load_detector
 from cube_detect.labels import NAME_TO_ID
+from cube_detect.modelspec import ModelSpec
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import DONE, NO_CUBE, ArmController, ProtocolNames, wait_for
+from cube_detect.paramstore import ProtocolNames, wait_for
+from cube_detect.protocol import DONE
 from cube_detect.ros.params import RosParamStore
 from cube_detect.srv import GetImage
 
@@ -43,29 +45,6 @@ def start_detector(name, cwd=None, env=None, remaps=(), **params):
     args = [find_node("cube_detect", "detector_node")[0], f"__name:={name}", *remaps]
     args += [f"_{key}:={value}" for key, value in params.items()]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
-
-
-class Output:
-    """A process's output lines, read in a thread (the pipe never fills up)."""
-
-    def __init__(self, proc):
-        self.proc, self.lines = proc, []
-        self.thread = threading.Thread(target=lambda: self.lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-        self.thread.start()
-
-    def text(self):
-        return "".join(self.lines)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.thread.join(timeout=5)
-        return self.text()
 
 
 def clear_protocol_parameters():
@@ -110,9 +89,9 @@ class DetectorLifecycleTest(unittest.TestCase):
         corrupt.write_bytes(b"this is not a flatbuffer" * 10)
         # The shipped sidecar without its model_sha256 (that check would name the sidecar): the
         # flatbuffer itself is what is corrupt here.
-        sidecar = json.loads(MODEL.with_suffix(".json").read_text())
-        sidecar.pop("model_sha256", None)
-        corrupt.with_suffix(".json").write_text(json.dumps(sidecar))
+        spec = ModelSpec.load(MODEL.with_suffix(".json"))
+        spec.model_sha256 = ""
+        spec.save(corrupt.with_suffix(".json"))
         self.assert_fails_to_start("detector_corrupt", str(corrupt), model=str(corrupt))
 
     def test_labels_that_do_not_match_the_model(self):
@@ -167,7 +146,7 @@ class DetectorLifecycleTest(unittest.TestCase):
                 rospy.Subscriber(f"/{node}/labels", String, lambda m: labels.append(m.data)),
                 rospy.Subscriber(f"/{node}/classes", String, lambda m: classes.append(m.data)),
                 rospy.Subscriber(f"/{node}/ready", Bool, lambda m: ready.append(m.data))]
-        output = Output(start_detector(node, **(start_kwargs or {}), **params))
+        output = ProcessOutput(start_detector(node, **(start_kwargs or {}), **params))
         try:
             try:
                 wait_for(lambda: ready, 60, f"/{node}/ready")
@@ -225,9 +204,9 @@ class DetectorLifecycleTest(unittest.TestCase):
         2-class model whose first heatmap channel (digits: one) is id 3, the second (two) id 7."""
         custom = self.tmp / "custom.tflite"
         shutil.copy(MODEL, custom)
-        sidecar = json.loads(MODEL.with_suffix(".json").read_text())
-        sidecar["labels"] = {"3": "cube", "7": "empty"}
-        custom.with_suffix(".json").write_text(json.dumps(sidecar))
+        spec = ModelSpec.load(MODEL.with_suffix(".json"))
+        spec.labels = {3: "cube", 7: "empty"}
+        spec.save(custom.with_suffix(".json"))
         names = {1: ("cube", 3), 2: ("empty", 7)}  # digits id -> (name, id) of the custom map
         cycle, faces, labels, classes, output = self.serve_one_cycle("detector_custom", model=str(custom))
         self.assertEqual(classes, "3 cube\n7 empty")

@@ -24,8 +24,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
+from cube_detect.arm import NO_CUBE, ArmController
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import DONE, NO_CUBE, ArmController, wait_for
+from cube_detect.paramstore import wait_for
+from cube_detect.protocol import DONE
 from cube_detect.ros.params import RosParamStore
 from cube_detect.simulation import SyntheticScenes
 

@@ -26,7 +26,9 @@ import rostest
 from roslib.packages import find_node
 
 from bench.procs import Process, free_port
-from cube_detect.protocol import DONE, ArmController, ProtocolNames, wait_for
+from cube_detect.arm import ArmController
+from cube_detect.paramstore import ProtocolNames, wait_for
+from cube_detect.protocol import DONE
 from cube_detect.srv import DetectCubes
 
 HANDSHAKE = "/cell/robotReady"

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import rospy
 from sensor_msgs.msg import Image
 
-from cube_detect.protocol import CameraError
+from cube_detect.errors import CameraError
 from cube_detect.ros.settings import CAMERA_TIMEOUT_S
 from cube_detect.srv import GetImage
 

@@ -39,10 +39,10 @@ from std_srvs.srv import Trigger, TriggerResponse
 
 from cube_detect.capture import CaptureResult, CaptureSession
 from cube_detect.dataset_writer import DatasetWriter
-from cube_detect.errors import CubeDetectError
+from cube_detect.errors import CameraError, CubeDetectError
 from cube_detect.images import imgmsg_to_bgr
-from cube_detect.inference import Detector, load_detector
-from cube_detect.protocol import CameraError, ParamWaiter, parse_bool
+from cube_detect.inference import DecodeSettings, Detector, load_detector
+from cube_detect.paramstore import ParamWaiter, parse_bool
 from cube_detect.ros.camera import make_camera
 from cube_detect.ros.master import MasterWatch, exit_replaced, restart_in_place
 from cube_detect.ros.params import RosParamStore
@@ -79,7 +79,7 @@ def load_detector_or_none(model: str, threshold: float) -> Optional[Detector]:
     if note:
         rospy.loginfo("capture: ~model: %s: %s", note, path)
     try:
-        detector = load_detector(path or None, threshold=threshold or None)
+        detector = load_detector(path or None, decoding=DecodeSettings(threshold=threshold or None))
     except Exception as exc:  # ModelError, missing tflite-runtime, ...
         rospy.logwarn("capture: cannot load the model (%s%s): capturing without pre-annotation", exc,
                       f"; {note}" if note else "")

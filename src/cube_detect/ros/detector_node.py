@@ -59,6 +59,8 @@ class DetectorNode:
             raise CubeDetectError(f"~sort_axis must be x or y, got {settings.sort_axis!r}")
         if not 0.0 <= settings.threshold < 1.0:
             raise CubeDetectError(f"~threshold must be from 0 (the model's own) to below 1, got {settings.threshold:g}")
+        if not 0.0 <= settings.nms_iou <= 1.0:
+            raise CubeDetectError(f"~nms_iou must be from 0 to 1, got {settings.nms_iou:g}")
         self.settings = settings
         self.live: Optional[LiveView] = None  # the live page's view (web:=true), fed by publish/on_state
         model, model_note = resolve_user_path(settings.model)
@@ -69,10 +71,8 @@ class DetectorNode:
                 edgetpu_model_path=user_path("edgetpu_model", edgetpu) or None,
                 labels_path=user_path("labels", optional(settings.labels)) or None,
                 backend=settings.backend,
-                threshold=settings.threshold or None,  # 0: the model's calibrated threshold
-                max_detections=settings.max_cubes,
                 num_threads=settings.num_threads,
-                sort_axis=settings.sort_axis,
+                decoding=settings.decode_settings(),  # threshold 0: the model's calibrated one
             )
         except ModelError as exc:
             raise ModelError(f"{exc} ({model_note})" if model_note else str(exc)) from None

@@ -25,10 +25,10 @@ from cube_detect.doctor import (
     model_checks,
     sample_frame,
 )
-from cube_detect.errors import ImageError
+from cube_detect.errors import CameraError, ImageError
 from cube_detect.images import imgmsg_to_bgr
 from cube_detect.inference import DEFAULT_MODEL
-from cube_detect.protocol import ROBOT_READY_NAMES, CameraError, ProtocolNames
+from cube_detect.paramstore import ROBOT_READY_NAMES, ProtocolNames
 
 try:  # the ROS checks need ROS; the local ones do not
     import rosgraph

@@ -27,7 +27,7 @@ from typing import Any, Sequence, Set
 import rospy
 from rospy.impl.paramserver import get_param_server_cache
 
-from cube_detect.protocol import ParamUpdates
+from cube_detect.paramstore import ParamUpdates
 
 _stores: weakref.WeakSet[RosParamStore] = weakref.WeakSet()
 _hook_lock = threading.Lock()
@@ -69,7 +69,7 @@ def _hook_cache() -> None:
 
 
 class RosParamStore:
-    """``cube_detect.protocol.WatchedParamStore`` over rospy: get_param / set_param, and
+    """``cube_detect.paramstore.WatchedParamStore`` over rospy: get_param / set_param, and
     ``watch(names)`` for the master's pushed updates (see the module's docstring)."""
 
     def __init__(self) -> None:

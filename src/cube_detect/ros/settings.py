@@ -1,7 +1,9 @@
 """One settings table per node: its private parameters, their types, defaults and docs.
 
 Each field of a table is one private parameter ``~name`` of the node: its type, the default
-the node uses when the parameter is not set, and ``doc``. The launch files pass them as
+the node uses when the parameter is not set, and ``doc``. The detector's decoding parameters
+are inference's ``DecodeSettings`` fields, inherited (a new one is one field there). The launch
+files pass them as
 ``<arg>``s of the same names, defaults and docs, and the README's ``detect.launch`` table lists
 them (test/test_node_settings.py checks both). Nodes read a table with
 ``read_settings(Table, rospy.get_param)``, which converts each value to the field's type.
@@ -19,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
-from cube_detect.protocol import ROBOT_READY_NAMES, ProtocolNames, parse_bool
+from cube_detect.images import ROBOT_ENCODING, SUPPORTED_ENCODINGS, UNREADABLE_ENCODING
+from cube_detect.inference import DecodeSettings
+from cube_detect.paramstore import ROBOT_READY_NAMES, ProtocolNames, parse_bool
 
 S = TypeVar("S")
 
@@ -144,8 +148,13 @@ class ProtocolParams:
 
 
 @dataclass(frozen=True)
-class DetectorSettings(ProtocolParams):
-    """detector_node (detect.launch): the model, the camera and the protocol."""
+class DetectorSettings(ProtocolParams, DecodeSettings):
+    """detector_node (detect.launch): the model, the decoding, the camera and the protocol.
+
+    The decoding parameters (``max_cubes``, ``nms_iou``, ``sort_axis``, ...) are
+    ``DecodeSettings``' fields, inherited; ``threshold`` is redeclared as a number (0 = the
+    model's own), since a parameter cannot be None.
+    """
 
     robot_ready_param: str = setting(AUTO, "handshake parameter; auto = /RobotReady or /robotReady, whichever "
                                            "the controller has set")
@@ -158,8 +167,6 @@ class DetectorSettings(ProtocolParams):
     backend: str = setting("auto", "auto (Edge TPU when it works, else CPU), edgetpu or cpu")
     num_threads: int = setting(1, "CPU inference threads")
     threshold: float = setting(0.0, THRESHOLD_DOC)
-    max_cubes: int = setting(4, "most faces reported per image")
-    sort_axis: str = setting("x", "x: left to right; y: top to bottom (camera mounted sideways)")
     image_service: str = setting("/get_image", "camera service (poppy_controllers/GetImage)")
     image_topic: str = setting(NONE, IMAGE_TOPIC_DOC)
     image_max_age: float = setting(0.5, IMAGE_MAX_AGE_DOC)
@@ -175,6 +182,11 @@ class DetectorSettings(ProtocolParams):
     web_host: str = setting("127.0.0.1", "address of the live view (0.0.0.0: from a laptop, with a random "
                                          "?token= in the URL)")
     web_port: int = setting(8766, "port of the live view")
+
+    def decode_settings(self) -> DecodeSettings:
+        """The decoding parameters as inference's ``DecodeSettings`` (``threshold`` 0: None)."""
+        values = {item.name: getattr(self, item.name) for item in dataclasses.fields(DecodeSettings)}
+        return DecodeSettings(**{**values, "threshold": self.threshold or None})
 
 
 @dataclass(frozen=True)
@@ -214,8 +226,9 @@ class SimCameraSettings:
 class SimCameraFaults:
     """sim_camera, read at every call (tests change them live): how it answers."""
 
-    encoding: str = setting("8UC3", "8UC3 (the real robot), bgr8, rgb8, mono8, 8UC1, bgra8 or rgba8; "
-                                    "mono16: one the nodes cannot read")
+    encoding: str = setting(ROBOT_ENCODING, f"{ROBOT_ENCODING} (the real robot) or another of "
+                                            f"{', '.join(SUPPORTED_ENCODINGS[1:])}; {UNREADABLE_ENCODING}: "
+                                            "one the nodes cannot read")
     empty: bool = setting(False, "true: answer an empty image (camera disabled)")
     blank: bool = setting(False, "true: answer a dark 640x480 scene with no cube (truth: no labels)")
     hold: bool = setting(False, "true: answer the last served scene again (same scene, other encodings)")

@@ -25,6 +25,7 @@ from cv_bridge import CvBridge
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from cube_detect.images import ROBOT_ENCODING
 from cube_detect.ros.settings import SimCameraFaults, SimCameraSettings, read_settings
 from cube_detect.simulation import Scene, encode_for_camera, make_scene_source
 from cube_detect.srv import GetImage, GetImageResponse
@@ -78,7 +79,7 @@ class SimCamera:
                 rospy.logwarn("sim_camera: %s (its image is served without truth)", why)
         pixels = encode_for_camera(scene.image, faults.encoding)
         # Exactly the real server's call for the default: no encoding argument -> "8UC3".
-        if faults.encoding == "8UC3":
+        if faults.encoding == ROBOT_ENCODING:
             msg = self.bridge.cv2_to_imgmsg(pixels)
         else:
             msg = self.bridge.cv2_to_imgmsg(pixels, faults.encoding)

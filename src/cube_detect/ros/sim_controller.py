@@ -1,6 +1,6 @@
 """Simulated arm controller: plays the Poppy arm's side of the takeImage / label / RobotReady protocol.
 
-As the course's controller does (``cube_detect.protocol.ArmController``): resets the three
+As the course's controller does (``cube_detect.arm.ArmController``): resets the three
 parameters to -1 at start-up, then for each cycle sets ``/label`` to -1 and ``/takeImage``
 true and, for each cube, waits for ``/RobotReady`` false, reads ``/label``, "moves the cube"
 (``~move_time`` s) and sets ``/RobotReady`` true; a 0 written by the detector (no cube found, or
@@ -29,10 +29,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import rospy
 from std_msgs.msg import Bool
 
+from cube_detect.arm import NO_CUBE, ArmController
 from cube_detect.files import atomic_write_text
 from cube_detect.labels import LABELS
 from cube_detect.msg import CubeFaces
-from cube_detect.protocol import DONE, NO_CUBE, ArmController
+from cube_detect.protocol import DONE
 from cube_detect.ros.params import RosParamStore
 from cube_detect.ros.settings import SimControllerSettings, read_settings
 

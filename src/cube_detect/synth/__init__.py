@@ -46,6 +46,7 @@ from cube_detect.synth.families import (
     HELDOUT_FAMILY,
     MIXTURE,
     SIZES,
+    parse_families,
     pick_family,
     render_indexed,
     render_scene,
@@ -56,6 +57,6 @@ from cube_detect.synth.writer import add_arguments, init_worker, run, write_data
 
 __all__ = [
     "DIGIT_SOURCES", "EVALUATION_FAMILIES", "FAMILIES", "HELDOUT_FAMILY", "LABEL_VISIBLE", "MIN_VISIBLE", "MIXTURE",
-    "SIZES", "SLIVER_VISIBLE", "add_arguments", "init_worker", "pick_family", "render_indexed", "render_scene", "run",
-    "write_dataset",
+    "SIZES", "SLIVER_VISIBLE", "add_arguments", "init_worker", "parse_families", "pick_family", "render_indexed",
+    "render_scene", "run", "write_dataset",
 ]

@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from cube_detect.errors import CubeDetectError
 from cube_detect.synth.backgrounds import (
     _background,
     _background_light,
@@ -262,6 +263,16 @@ def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = Non
 HELDOUT_FAMILY = "handwriting"
 #: What the robustness suite scores: the six families (our generator's digits) and the held-out one.
 EVALUATION_FAMILIES: Tuple[str, ...] = FAMILIES + (HELDOUT_FAMILY,)
+
+
+def parse_families(text: str, known: Sequence[str] = FAMILIES) -> Tuple[str, ...]:
+    """A ``--families A,B`` argument: the names in their order ("" = none); CubeDetectError
+    naming the unknown ones and the ``known`` ones."""
+    families = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in families if name not in known]
+    if unknown:
+        raise CubeDetectError(f"--families: unknown family {', '.join(unknown)} (known: {', '.join(known)})")
+    return families
 
 
 def render_indexed(seed: int, index: int, size: Optional[Tuple[int, int]] = None,
