@@ -98,8 +98,6 @@ def _waitress() -> Any:
 
 #: Loggers that may see a request: ours (also the Flask app's), waitress's, Werkzeug's.
 _SCRUBBED_LOGGERS = (__name__, "waitress", "waitress.queue", "werkzeug")
-#: The loggable form of a URL (the capture node's name for :func:`cube_detect.webguard.scrub`).
-hide_token = scrub
 
 
 # --------------------------------------------------------------------------- web side
@@ -365,4 +363,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["ReviewUnavailable", "create_app", "serve_in_thread", "hide_token"]
+__all__ = ["ReviewUnavailable", "create_app", "serve_in_thread"]

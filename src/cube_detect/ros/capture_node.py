@@ -92,7 +92,8 @@ def start_review(dataset: Path, host: str, port: int) -> Optional[Callable[[], N
     """Serve the review page of ``dataset`` beside the capture; its stop(), or None after one
     error line (Flask missing, port taken): capturing goes on without it."""
     try:
-        from cube_detect.review import ReviewUnavailable, hide_token, serve_in_thread
+        from cube_detect.review import ReviewUnavailable, serve_in_thread
+        from cube_detect.webguard import scrub
     except ImportError as exc:  # a broken install: the page is optional
         rospy.logerr("capture: no review page (%s): capturing goes on", exc)
         return None
@@ -104,7 +105,7 @@ def start_review(dataset: Path, host: str, port: int) -> Optional[Callable[[], N
     except CubeDetectError as exc:
         rospy.logerr("capture: no review page (%s); capturing goes on", exc)
         return None
-    public = hide_token(url)
+    public = scrub(url)
     if public != url:
         # The URL with its token goes to this node's terminal only (output="screen"), once: never
         # to /rosout or a log file, where anyone reading the logs could use it.
