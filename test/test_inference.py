@@ -188,3 +188,41 @@ def test_export_removes_the_temporary_files_of_an_interrupted_export(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temporaries(out) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tflite.tmp1.tflite", "mymodel.tflite"]
+
+
+@pytest.mark.parametrize("failure", ["import", "delegate", "invoke"])
+def test_an_edgetpu_that_fails_anywhere_falls_back_to_cpu(shipped_model, tmp_path, monkeypatch, failure):
+    """pycoral whose import fails (libedgetpu missing), a delegate that raises on load, an
+    Edge TPU interpreter that raises at its first invoke: each is one reason, then the CPU."""
+    import cube_detect.inference as inference
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(shipped_model.read_bytes())
+    sidecar_path(model).write_bytes(sidecar_path(shipped_model).read_bytes())
+    inference.edgetpu_twin(model).write_bytes(shipped_model.read_bytes())  # a stand-in compiled twin
+
+    def pycoral(_path):
+        if failure == "import":
+            raise ImportError("libedgetpu.so.1: cannot open shared object file")
+        raise RuntimeError("pycoral sees no Edge TPU")
+
+    real_make = inference.make_interpreter
+
+    def make(path, num_threads=1, delegate=None):
+        if delegate and failure != "invoke":
+            raise RuntimeError(f"Failed to load delegate from {delegate}")
+        interpreter = real_make(path, num_threads)
+        if delegate:
+            def broken_invoke():
+                raise RuntimeError("Edge TPU: USB transfer error")
+            interpreter.invoke = broken_invoke
+        return interpreter
+
+    monkeypatch.setattr(inference, "_pycoral_interpreter", pycoral)
+    monkeypatch.setattr(inference, "make_interpreter", make)
+    detector = load_detector(model)
+    assert detector.backend == "cpu"
+    expected = {"import": "libedgetpu.so.1", "delegate": "Failed to load delegate", "invoke": "USB transfer error"}
+    assert expected[failure] in detector.backend_reason
+    with pytest.raises(ModelError, match="no Edge TPU backend works"):
+        load_detector(model, backend="edgetpu")
