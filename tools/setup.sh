@@ -23,6 +23,8 @@ APT_PACKAGES=(
   # Debian's handwriting fonts; workstation only, the robot never needs them
   fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-humor-sans fonts-bwht fonts-sjfonts
   fonts-yusei-magic fonts-klee
+  # `make test-arm64`: Debian arm64 roots (mmdebstrap) run under qemu-user; workstation/CI only
+  mmdebstrap qemu-user-static
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
