@@ -1,6 +1,6 @@
 """The latency part of `make bench`, in its own process (TensorFlow stays out of the ROS part).
 
-python bench/latency_job.py MODEL.tflite [--iterations N] [--peers]  -> one JSON object on stdout:
+python -m bench.latency_job MODEL.tflite [--iterations N] [--peers]  -> one JSON object on stdout:
   latency_ms.{int8_cpu, float_tflite, float_tf} (bench/latency.py; the float ones need the
   float network MODEL.keras beside the model, else they are null with a note); with --peers
   the peer detectors of bench/peers.py on the same frames (built once, then cached); a cross-check:
@@ -18,10 +18,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ as a namespace package
-
-from bench import latency  # noqa: E402
-from cube_detect.inference import Detector, load_detector, runtime_name  # noqa: E402
+from bench import latency
+from cube_detect.inference import Detector, load_detector, runtime_name
 
 
 def int8_only(model: Path, iterations: int, warmup: int = 20) -> dict:

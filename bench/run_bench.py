@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`make bench` and `make soak`: measured figures of the shipped detector, in one run each.
 
-  python bench/run_bench.py bench [--cycles 200] [--train]   -> bench/results.json
-  python bench/run_bench.py soak  [--cycles 1000]            -> bench/soak.json
+  python -m bench.run_bench bench [--cycles 200] [--train]   -> bench/results.json
+  python -m bench.run_bench soak  [--cycles 1000]            -> bench/soak.json
+(from the repository root: bench/ is a namespace package there)
 
 Both print a Markdown table and rewrite the README's "Performance" section (bench/report.py).
 Every comparison is a ratio of figures measured in the same run. A missed goal is reported, not
@@ -35,15 +36,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import rospy
 
-from cube_detect.paramstore import ProtocolNames
-from cube_detect.ros.settings import DetectorSettings
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # bench/ as a namespace package, also when run as a script
-
-from bench import report  # noqa: E402
-from bench.rosharness import (  # noqa: E402
+from bench import report
+from bench.rosharness import (
     BenchController,
     Cycle,
     RosGraph,
@@ -57,6 +51,11 @@ from bench.rosharness import (  # noqa: E402
     proc_status_kb,
     summarize_cycles,
 )
+from cube_detect.paramstore import ProtocolNames
+from cube_detect.ros.settings import DetectorSettings
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 MODEL = ROOT / "models" / "cube_detect.tflite"
 CAMERA_SEED = 4242
@@ -150,8 +149,9 @@ def run_cycles(ctrl: BenchController, count: int, pid: Optional[int], desc: str,
 
 # ----------------------------------------------------------------------------- make bench
 def measure_latency(model: Path, iterations: int, peers: bool = False) -> dict:
-    """bench/latency_job.py's figures; ``peers``: with the peer detectors (bench/peers.py)."""
-    args = [sys.executable, str(HERE / "latency_job.py"), str(model), "--iterations", str(iterations)]
+    """bench/latency_job.py's figures (``-m bench.latency_job`` from the repository root); ``peers``:
+    with the peer detectors (bench/peers.py)."""
+    args = [sys.executable, "-m", "bench.latency_job", str(model), "--iterations", str(iterations)]
     args += ["--peers"] if peers else []
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
