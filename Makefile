@@ -12,7 +12,7 @@ help:
 	@echo "make unit-fast  unit tests without the training pipeline (about 20 s)"
 	@echo "make py38     the robot side on ROS Noetic's Python 3.8 (venv from pyenv 3.8, tflite-runtime)"
 	@echo "make wheels   the robot requirements resolve to wheels on every robot platform (x86_64/arm64, Noetic/Debian 12)"
-	@echo "make test-arm64  the robot side in Debian 12 and 11 arm64 roots under qemu: detect = x86's labels (~3 min cached)"
+	@echo "make test-arm64  the robot side in Debian 12 and 11 arm64 roots under qemu: detect = x86's labels (~2 min cached)"
 	@echo "make readme-workspace  the README's own-workspace block, run as written in a temporary workspace"
 	@echo "make bench    speed/memory figures -> bench/results.json + README (TRAIN=1: also training time)"
 	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~5 min)"

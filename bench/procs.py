@@ -1,11 +1,13 @@
 """Ports and child processes, for the bench and the rostest checkers that run ROS graphs of
 their own: a free TCP port; a child in its own process group, its output in a log file,
 stopped as Ctrl-C stops it and then killed with whatever it left behind (``Process``); and a
-child whose output lines a checker reads as they come, stopped the same way (``ProcessOutput``).
+child whose output lines a checker reads as they come, stopped with Ctrl-C then SIGKILL, the
+child alone (``ProcessOutput``).
 
-Imported as ``bench.procs`` (the repository root on the path): by bench/ (run_bench.py puts it
-there), by pytest (pytest.ini's ``pythonpath``) and by the rostest checkers (their ``.test``
-file adds the package root to the test node's PYTHONPATH). No ROS here.
+Imported as ``bench.procs`` (the repository root on the path): by bench/ (its scripts run as
+modules from the repository root: ``python -m bench.run_bench``), by pytest (pytest.ini's
+``pythonpath``) and by the rostest checkers (their ``.test`` file adds the package root to the
+test node's PYTHONPATH). No ROS here.
 """
 
 from __future__ import annotations

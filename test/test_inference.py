@@ -226,3 +226,21 @@ def test_an_edgetpu_that_fails_anywhere_falls_back_to_cpu(shipped_model, tmp_pat
     assert expected[failure] in detector.backend_reason
     with pytest.raises(ModelError, match="no Edge TPU backend works"):
         load_detector(model, backend="edgetpu")
+
+
+def test_a_model_that_fails_at_its_first_cpu_inference_is_named(shipped_model, monkeypatch):
+    import cube_detect.inference as inference
+
+    real_make = inference.make_interpreter
+
+    def make(path, num_threads=1, delegate=None):
+        interpreter = real_make(path, num_threads, delegate)
+
+        def broken_invoke():
+            raise RuntimeError("Node number 3 (CONV_2D) failed to invoke")
+        interpreter.invoke = broken_invoke
+        return interpreter
+
+    monkeypatch.setattr(inference, "make_interpreter", make)
+    with pytest.raises(ModelError, match=r"cube_detect.tflite: fails at its first inference on the CPU \(Node"):
+        load_detector(shipped_model, backend="cpu")

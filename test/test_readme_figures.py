@@ -44,7 +44,7 @@ def test_families_block_marks_goals_and_last_round():
                "last_round": {"handwriting": _row(0.895, 0.63, 0.15, 0.75)}}
     block = rf.families_block(figures)
     assert "| topdown | 0.990 | 96 % | 0.70 / 0.86 | met | — |" in block
-    assert ("| **handwriting (held out)** | 0.947 | 83 % | 0.52 / 0.83 | **not met** "
+    assert ("| **handwriting (held out)** | **0.947** | **83 %** | **0.52 / 0.83** | **not met** "
             "| 0.895, 63 %, 0.15 / 0.75 |") in block
     assert "threshold 0.40" in block
 

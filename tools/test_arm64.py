@@ -314,7 +314,7 @@ def robot_tests() -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", default="bookworm,bullseye", help="comma-separated, of " + ", ".join(SUITES))
-    parser.add_argument("--no-tests", action="store_true", help="skip the unit tests in the Debian 12 root")
+    parser.add_argument("--no-tests", action="store_true", help="skip the robot-side unit tests in every root")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (frames, JSON results)")
     args = parser.parse_args(argv)
     suites = [SUITES[name] for name in args.suites.split(",") if name]

@@ -404,16 +404,19 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
         used = edgetpu_model if name == "edgetpu" else model_path
         why_not = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         reason = f"{name} via {how} ({used.name})" + (f"; Edge TPU skipped: {why_not}" if why_not else "")
+        loaded = False
         try:
             # An Edge TPU can fail at any of these: importing pycoral (libedgetpu missing),
             # loading the delegate, allocating, or the first invoke (warm_up): each falls back.
             detector = Detector(make(), spec, name, reason, used, decoding)
+            loaded = True
             detector.warm_up()
         except ModelError:
             raise
         except (RuntimeError, ValueError, OSError, ImportError) as exc:
             if name == "cpu":
-                raise ModelError(f"{model_path}: not a valid TFLite model ({str(exc).splitlines()[0]})") from exc
+                what = "fails at its first inference on the CPU" if loaded else "not a valid TFLite model"
+                raise ModelError(f"{model_path}: {what} ({str(exc).splitlines()[0]})") from exc
             skipped[how] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
         log.info("inference backend: %s", reason)
