@@ -12,7 +12,9 @@ def test_free_port_is_a_usable_port():
 
 
 def test_process_output_reads_the_lines_as_they_come_and_stop_is_ctrl_c():
-    code = ("import sys, time\nprint('ready', flush=True)\ntry:\n    time.sleep(60)\n"
+    # The child's own Ctrl-C handler: a shell's background job inherits SIGINT ignored.
+    code = ("import signal, sys, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "print('ready', flush=True)\ntry:\n    time.sleep(60)\n"
             "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n")
     output = ProcessOutput(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True))

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,8 +82,11 @@ def run_stages(stages: List[str], cwd: Path, env: Dict[str, str]) -> List[dict]:
     for stage in stages:
         print(f"readme-figures: make {stage} ...", flush=True)
         started = time.monotonic()
+        # Ctrl-C as in a terminal: started in a shell's background, this process and its children
+        # would inherit SIGINT ignored, and the tests that stop a node with Ctrl-C would not see it.
         proc = subprocess.run(["make", "--no-print-directory", stage], cwd=cwd, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         seconds = time.monotonic() - started
         result = {"stage": stage, "seconds": round(seconds, 1), "exit": proc.returncode,
                   **parse_stage(stage, proc.stdout)}
