@@ -21,15 +21,15 @@ SUMMARY
 """
 
 
-def run_runner(tmp_path: Path, tests: int, failures: int, exit_code: int) -> subprocess.CompletedProcess:
-    (tmp_path / "tests").mkdir()
+def run_runner(tmp_path: Path, tests: int, failures: int, exit_code: int, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "tests").mkdir(parents=True)
     (tmp_path / "tests" / "one.test").write_text("<launch/>\n")
     summary = SUMMARY.format(result="SUCCESS" if not failures else "FAIL", tests=tests, failures=failures)
     fake = tmp_path / "rostest"
     fake.write_text(f"#!/bin/sh\ncat <<'END'\n{summary}END\nexit {exit_code}\n")
     fake.chmod(0o755)
     env = dict(os.environ, ROSTEST=str(fake), ROSTEST_DIR=str(tmp_path / "tests"))
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "run_rostests.py")], env=env,
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "run_rostests.py"), *args], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
 
 
@@ -46,3 +46,11 @@ def test_exit_code_is_the_verdict(tmp_path, tests, failures, exit_code, verdict,
     assert proc.stdout.strip().splitlines()[-1] == total_line, proc.stdout
     if exit_code:
         assert f"FAILED ({tests} tests" in proc.stdout and f"rostest exit {exit_code}" in proc.stdout
+
+
+def test_names_as_arguments_and_an_unknown_name_is_one_line(tmp_path):
+    proc = run_runner(tmp_path / "a", 2, 0, 0, "one")
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "rostest: 2 passed, 0 failed"
+    proc = run_runner(tmp_path / "b", 2, 0, 0, "nosuch")
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stdout.strip().splitlines() == [f"rostest: no nosuch.test in {tmp_path / 'b' / 'tests'} (known: one)"]

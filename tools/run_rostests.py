@@ -3,16 +3,19 @@
 
 Exit non-zero if any rostest fails, errors, runs no test case, or exits non-zero whatever its
 summary says (a required node that crashed, a test node that never connected); the last line
-reads ``rostest: N passed, N failed``. ``ROSTESTS=camera,detector`` runs only those files;
+reads ``rostest: N passed, N failed``. ``ROSTESTS=camera,detector`` (or the names as
+arguments) runs only those files;
 ``ROSTEST=/path/to/rostest`` runs another rostest executable (the unit test's fake one).
 """
 
+import argparse
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,9 +46,19 @@ def run_one(test_file: Path):
     return max(total - bad, 0), bad
 
 
-def main() -> int:
-    wanted = [w for w in os.environ.get("ROSTESTS", "").split(",") if w]
-    files = sorted((Path(os.environ.get("ROSTEST_DIR", ROOT / "test"))).glob("*.test"))
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="only these test/NAME.test files (as ROSTESTS=NAME,NAME; default: all)")
+    args = parser.parse_args(argv)
+    wanted = args.names or [w for w in os.environ.get("ROSTESTS", "").split(",") if w]
+    folder = Path(os.environ.get("ROSTEST_DIR", ROOT / "test"))
+    files = sorted(folder.glob("*.test"))
+    unknown = sorted(set(wanted) - {f.stem for f in files})
+    if unknown:
+        print(f"rostest: no {', '.join(n + '.test' for n in unknown)} in {folder} "
+              f"(known: {', '.join(f.stem for f in files)})")
+        return 2
     if wanted:
         files = [f for f in files if f.stem in wanted]
     if not files:
