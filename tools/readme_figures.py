@@ -128,7 +128,13 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    try:
+        system = next(line.split("=", 1)[1].strip().strip('"') for line in open("/etc/os-release")
+                      if line.startswith("PRETTY_NAME="))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {system}"
 
 
 def tests_block(figures: dict) -> str:
