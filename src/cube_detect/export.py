@@ -129,19 +129,21 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     out.parent.mkdir(parents=True, exist_ok=True)
     int8 = convert(model, calibration_samples, quantize=True)
     truth = ground_truth(val_samples, spec)
-    int8_found = tflite_detections(int8, spec, val_samples)
+    chosen_on = list(photos) if photos is not None and len(photos) >= MIN_REVIEWED_PHOTOS else []
+    # One interpreter for the validation images and the photos that choose the threshold.
+    found = tflite_detections(int8, spec, list(val_samples) + chosen_on)
+    int8_found, photo_found = found[:len(val_samples)], found[len(val_samples):]
     criterion = criterion_for(spec.labels)
     spec.threshold, curve = choose_threshold(truth, int8_found, criterion)
     threshold_source = f"validation images ({len(val_samples)})"
     photo_curve = None
-    if photos is not None and len(photos) >= MIN_REVIEWED_PHOTOS:
+    if chosen_on:
         synthetic_choice = spec.threshold
-        photo_found = tflite_detections(int8, spec, photos)
-        spec.threshold, photo_curve = choose_threshold(ground_truth(photos, spec), photo_found, criterion,
+        spec.threshold, photo_curve = choose_threshold(ground_truth(chosen_on, spec), photo_found, criterion,
                                                        real_photos=True)
-        threshold_source = f"your reviewed test photos ({len(photos)})"
+        threshold_source = f"your reviewed test photos ({len(chosen_on)})"
         log.info("default threshold %.2f chosen on your %d reviewed test photos (%s %.3f there; the validation "
-                 "images' rule would pick %.2f)", spec.threshold, len(photos), criterion.replace("_", " "),
+                 "images' rule would pick %.2f)", spec.threshold, len(chosen_on), criterion.replace("_", " "),
                  photo_curve[f"{spec.threshold:.2f}"], synthetic_choice)
     elif photos is not None:
         log.info("default threshold from the validation images: only %d reviewed test photos (%d needed to "

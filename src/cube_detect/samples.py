@@ -162,10 +162,11 @@ def float_detections(predict: Callable, samples: Sequence[Sample], spec: ModelSp
                      batch_size: int = 64) -> List[List[Detection]]:
     """Run a float network (``predict(images) -> (heatmaps, boxes)`` tensors) on model-sized
     samples; detections in model pixels, decoded as on the robot."""
+    decoding = DecodeSettings(threshold=threshold, max_cubes=10)
     out = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         images = batch_of([s[0] for s in chunk])
         heat, boxes = (t.numpy() for t in predict(images))
-        out += [decode(h, b, spec, DecodeSettings(threshold=threshold, max_cubes=10)) for h, b in zip(heat, boxes)]
+        out += [decode(h, b, spec, decoding) for h, b in zip(heat, boxes)]
     return out
