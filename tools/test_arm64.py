@@ -206,11 +206,11 @@ def install_requirements(suite: Suite, root: Path) -> Path:
 
 def installed(site: Path, package: str) -> Optional[str]:
     """The version of ``package`` installed in ``site``, None when absent."""
-    name = package.replace("-", "_")
-    for info in site.glob("*.dist-info"):
-        dist, _, version = info.name[: -len(".dist-info")].partition("-")
-        if dist.lower() == name:
-            return version
+    from importlib.metadata import distributions
+
+    for dist in distributions(path=[str(site)]):
+        if dist.metadata["Name"].lower().replace("_", "-") == package:
+            return dist.version
     return None
 
 
