@@ -53,7 +53,7 @@ lint: setup
 readme-workspace: setup
 	@$(ENV) && python tools/check_readme_workspace.py
 
-# tools/readme_figures.py times these stages one by one (its test keeps the two lists equal).
+# bench/readme_figures.py times these stages one by one (its test keeps the two lists equal).
 test: setup lint py38 wheels unit rostest readme-workspace
 
 # roslaunch exits 0 whatever its required nodes do: the simulated arm's JSON summary says

@@ -7,6 +7,8 @@ python bench/report.py   # rewrites README.md between <!-- bench:start --> and <
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -58,6 +60,25 @@ def fmt_ms(stats: Optional[dict]) -> str:
     if not stats or not stats.get("n"):
         return "—"
     return f"{stats['p50']:.1f} / {stats['p95']:.1f} ms"
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    os_name = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "os": os_name, "python": platform.python_version()}
 
 
 def machine_line(data: dict) -> str:

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 import rospy
 
 from bench import report
+from bench.report import machine_info
 from bench.rosharness import (
     BenchController,
     Cycle,
@@ -66,25 +66,6 @@ PAUSES = np.random.default_rng(7)  # the arm's pause before each request
 
 
 # ----------------------------------------------------------------------------- common
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    os_name = platform.platform()
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "os": os_name, "python": platform.python_version()}
-
-
 def header(command: str) -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": command, "machine": machine_info(),

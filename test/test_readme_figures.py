@@ -1,4 +1,4 @@
-"""tools/readme_figures.py: the README's measured figures come from the commands that measure
+"""bench/readme_figures.py: the README's measured figures come from the commands that measure
 them. These tests check its parsing and blocks on real outputs' shapes, and that its stage list
 is `make test`'s."""
 
@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-import readme_figures as rf
+
+from bench import readme_figures as rf
 
 ROOT = Path(__file__).resolve().parent.parent
 
