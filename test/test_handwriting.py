@@ -3,6 +3,7 @@ installs, its held-out split, the three digit sources, and the one-line error wh
 
 import hashlib
 
+import cv2
 import numpy as np
 import pytest
 
@@ -62,6 +63,60 @@ def test_the_handwriting_family_draws_held_out_hands_only(monkeypatch):
     assert faces and len(drawn) >= faces  # every labelled face in a real hand (and some distractors)
     assert set(drawn) <= held
     assert EVALUATION_FAMILIES == FAMILIES + (HELDOUT_FAMILY,) and HELDOUT_FAMILY not in FAMILIES
+
+
+def test_a_footed_one_gets_a_flat_base_and_the_cached_glyph_is_untouched():
+    rng = np.random.default_rng(0)
+    upright = np.zeros((44, 12), np.uint8)
+    upright[2:42, 5:8] = 255  # a straight stem, 40 px high, 3 px wide
+    before = upright.copy()
+    footed = handwriting.with_foot(upright, rng)
+    assert np.array_equal(upright, before)  # glyphs() caches its masks: never drawn on in place
+    rows = np.nonzero((footed > 40).any(axis=1))[0]
+    base = footed[rows[-1] - 1] > 40
+    foot = np.nonzero(base)[0]
+    assert 0.3 * 40 <= foot.max() - foot.min() + 1 <= 0.8 * 40 + 4  # as long as the issue's French foot
+    top = footed[rows[0] + 5] > 40
+    assert np.count_nonzero(top) <= 4  # the stem above it is unchanged: still one narrow stroke
+    slanted = np.zeros((44, 30), np.uint8)
+    for y in range(2, 42):
+        slanted[y, 2 + (41 - y) * 24 // 40:5 + (41 - y) * 24 // 40] = 255
+    assert handwriting.with_foot(slanted, rng) is slanted  # with a foot it would read as a 2's base
+
+
+def test_a_warped_glyph_bends_but_stays_one_stroke():
+    two = handwriting.glyphs("two", "train")[1][0]  # a font's 2: one connected stroke
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        bent = handwriting.warped(two, rng)
+        assert not np.array_equal(bent, two)
+        count, _ = cv2.connectedComponents((bent > 127).astype(np.uint8))
+        assert count - 1 == 1  # still one stroke: moved, not torn
+        area, original = np.count_nonzero(bent > 127), np.count_nonzero(two > 127)
+        assert 0.7 * original <= area <= 1.3 * original
+        assert abs(bent.shape[0] - two.shape[0]) <= 0.2 * two.shape[0]
+
+
+def test_only_training_scenes_give_real_hands_a_foot_or_a_warp(monkeypatch):
+    made = {"with_foot": 0, "warped": 0}
+
+    def recording(name):
+        real = getattr(handwriting, name)
+
+        def record(glyph, rng):
+            made[name] += 1
+            return real(glyph, rng)
+        return record
+
+    for name in made:
+        monkeypatch.setattr(handwriting, name, recording(name))
+    for i in range(8):
+        render_indexed(5, i, family=HELDOUT_FAMILY)
+        render_indexed(5, i)
+    assert not any(made.values())  # the held-out family and the generator's scenes never get one
+    for i in range(8):
+        render_indexed(5, i, digits="mixed")
+    assert all(made.values()), made
 
 
 def test_sources_are_functions_of_seed_index_family_and_digits():

@@ -13,7 +13,9 @@ proxy for "another person's hand".
 
 A glyph becomes ink at face scale as a pen would leave it: upsampled and smoothed (no 28-px
 staircase), its stroke width set by where the smooth field is cut (thin felt pen to marker),
-slanted, rotated and stretched a little, darker or greyer where the pen ran dry.
+slanted, rotated and stretched a little, darker or greyer where the pen ran dry. Training
+scenes also bend each hand a little (:func:`warped`) and give some upright 1s a French foot
+(:func:`with_foot`); the held-out family draws its hands as they are.
 """
 
 from __future__ import annotations
@@ -209,6 +211,11 @@ MIXED_REAL_SHARE = 0.5
 FONT_SHARE = 0.35
 #: Share of unlabelled, non-blank faces that carry another hand-written digit (0, 3-6, 8, 9).
 DISTRACTOR_SHARE = 0.25
+#: In ``mixed`` scenes, the share of real-hand 1s that get a foot (:func:`with_foot`): French
+#: classroom hands often write one (docs/DOMAIN.md), MNIST's US hands and most fonts never do.
+FOOT_SHARE = 0.35
+#: In ``mixed`` scenes, the share of real-hand glyphs (labelled or not) warped by :func:`warped`.
+WARP_SHARE = 0.5
 _SOURCE: ContextVar[str] = ContextVar("cube_detect_digit_source", default="generator")
 
 
@@ -226,6 +233,50 @@ def digit_source(name: str) -> Iterator[None]:
 
 def current_source() -> str:
     return _SOURCE.get()
+
+
+def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 1's ink mask with a foot added, as a French classroom hand writes it: a flat stroke as
+    wide as the glyph's own strokes across the stem's base, 0.3 to 0.8 of the digit's height
+    long, centred on the stem or reaching mostly to the right. A slanted 1 (wider than half its
+    height) is left as it is: with a foot it reads as a 2's diagonal and base."""
+    rows = np.nonzero((glyph > 40).any(axis=1))[0]
+    if not len(rows):
+        return glyph
+    top, bottom = int(rows[0]), int(rows[-1])
+    height = bottom - top + 1
+    if glyph.shape[1] - 4 > 0.5 * height:  # _crop's 2-pixel margin on each side
+        return glyph
+    base = glyph[max(top, bottom - max(2, height // 8)):bottom + 1]
+    cols = np.nonzero((base > 40).any(axis=0))[0]
+    stem = float(cols.mean())
+    width = max(1.0, _stroke_width(glyph.astype(np.float32) / 255))
+    half = height * rng.uniform(0.15, 0.4)
+    left, right = stem - half * rng.uniform(0.6, 1.1), stem + half * rng.uniform(0.8, 1.2)
+    pad = int(math.ceil(max(0.0, -left, right - glyph.shape[1] + 1) + width))
+    out = np.pad(glyph, ((0, 0), (pad, pad)))
+    y = bottom - width / 2 + rng.normal(0, 0.01 * height)
+    def fixed(x: float) -> int:  # cv2's fixed-point coordinates (shift 4: 1/16 pixel)
+        return int(round(x * 16))
+    cv2.line(out, (fixed(left + pad), fixed(y)), (fixed(right + pad), fixed(y)), 255, max(1, int(round(width))),
+             cv2.LINE_AA, 4)
+    return _crop(out)
+
+
+def warped(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same hand on another day: the glyph's ink moved by a smooth random field (a 4x4 grid
+    of offsets of 1.5 to 4 % of its height, at most twice that, interpolated cubically), so
+    strokes bend and lengthen a little while staying joined (the elastic distortion of Simard et
+    al., 2003). Training scenes only: it multiplies 12 fonts' two glyphs and MNIST's writers."""
+    h = glyph.shape[0]
+    pad = int(math.ceil(0.1 * h))
+    glyph = np.pad(glyph, pad)  # room for ink pushed outwards
+    size_y, size_x = glyph.shape
+    amount = rng.uniform(0.015, 0.04) * h
+    grid = np.clip(rng.normal(0.0, 1.0, (2, 4, 4)), -2, 2).astype(np.float32) * np.float32(amount)
+    dx, dy = (cv2.resize(g, (size_x, size_y), interpolation=cv2.INTER_CUBIC) for g in grid)
+    xs, ys = np.meshgrid(np.arange(size_x, dtype=np.float32), np.arange(size_y, dtype=np.float32))
+    return _crop(cv2.remap(glyph, xs + dx, ys + dy, cv2.INTER_LINEAR, borderValue=0))
 
 
 def draw_real_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optional[str], cx: float, cy: float,
@@ -247,5 +298,11 @@ def draw_real_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optiona
             return False
         mnist, fonts = glyphs(label, split)
         pool = fonts if fonts and rng.random() < FONT_SHARE else mnist
-    draw_glyph(canvas, rng, pool[int(rng.integers(len(pool)))], cx, cy, height, stroke, ink)
+    glyph = pool[int(rng.integers(len(pool)))]
+    if source == "mixed":
+        if label == "one" and rng.random() < FOOT_SHARE:
+            glyph = with_foot(glyph, rng)
+        if rng.random() < WARP_SHARE:
+            glyph = warped(glyph, rng)
+    draw_glyph(canvas, rng, glyph, cx, cy, height, stroke, ink)
     return True
