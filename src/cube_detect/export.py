@@ -12,6 +12,7 @@ float-vs-int8 mAP@0.5 on the validation images.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import hashlib
 import json
@@ -32,7 +33,7 @@ from cube_detect.inference import DecodeSettings, Detection, Detector, decode, m
 from cube_detect.labels import write_label_files
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec
-from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data
+from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data, reviewed_photos
 from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold, criterion_for
 
 log = logging.getLogger("cube_detect.export")
@@ -240,13 +241,19 @@ def run(args: argparse.Namespace) -> int:
     state = json.loads(state_path.read_text())
     conf = state["config"]
     spec = run_spec(state, state_path)
-    # The run's own data again: its validation images for the float-vs-int8 figures, and up to
-    # CALIBRATION_SCENES of its synthetic scenes as the converter's representative data.
+    # The run's own data again: its validation images (same seed, families and digit source) for
+    # the float-vs-int8 figures and the threshold, up to CALIBRATION_SCENES of its synthetic scenes
+    # as the converter's representative data, and its reviewed test photos, as `train` exports.
+    # Runs saved before a setting existed had its old default (generator digits, the mixture).
+    data = [Path(d) for d in state.get("data", [])]
+    families = ast.literal_eval(conf.get("families") or "()")
     train_samples, val_samples = load_data(
-        spec, [Path(d) for d in state.get("data", [])], min(int(conf.get("synthetic", 0)), CALIBRATION_SCENES),
-        int(conf.get("validation", 300)), int(conf.get("seed", 0)))
+        spec, data, min(int(conf.get("synthetic", 0)), CALIBRATION_SCENES), int(conf.get("validation", 300)),
+        int(conf.get("seed", 0)), families=families, user_share=float(conf.get("user_share", 1 / 3)),
+        digits=conf.get("digits", "generator"))
     model = tf.keras.models.load_model(path, compile=False)
     figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
-                                training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")})
+                                training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")},
+                                photos=reviewed_photos(data, spec) if data else None)
     print(json.dumps(figures, indent=2, default=str))
     return 0

@@ -7,6 +7,7 @@ judged by exact sorted sequences (what the arm gets), other class sets by F1.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Sequence, Tuple
 
 from cube_detect.inference import Detection
@@ -23,16 +24,24 @@ THRESHOLD_CANDIDATES = tuple(round(0.15 + 0.05 * i, 2) for i in range(14))
 MIN_REVIEWED_PHOTOS = 10
 
 
-def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", real_photos: bool = False) -> float:
-    """The default threshold from a ``{"0.45": score}`` curve: a candidate with the best score. For
-    the digits' exact sequences on synthetic validation scenes, the lowest of the equally best:
-    real photos score lower than synthetic ones (real faces at 0.3-0.6 where synthetic ones score
-    0.8+), so where the curve is flat the low end keeps more real faces. For F1 (other class sets)
-    and for any curve measured on real photos (``real_photos``) the middle of the equally best,
-    so small score shifts do not fall off an edge."""
+def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", real_photos: bool = False,
+                   images: int = 0) -> float:
+    """The default threshold from a ``{"0.45": score}`` curve measured on ``images`` images.
+
+    For the digits' exact sequences on synthetic validation scenes: the lowest candidate within
+    one standard error of the best (the binomial error of a share measured on ``images`` scenes;
+    0 images: only the equally best). Real photos score lower than synthetic ones (real faces at
+    0.3-0.6 where synthetic ones score 0.8+), so where the synthetic curve cannot tell two
+    candidates apart, the lower one keeps more real faces (the "one standard error" rule of
+    model selection). For F1 (other class sets) and for any curve measured on real photos
+    (``real_photos``): the middle of the equally best, so small score shifts do not fall off an
+    edge."""
     best = max(curve.values())
+    if criterion == "exact_sequences" and not real_photos:
+        error = math.sqrt(best * (1 - best) / images) if images else 0.0
+        return min(float(t) for t, v in curve.items() if v >= best - error - 1e-9)
     top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
-    return top[0] if criterion == "exact_sequences" and not real_photos else top[len(top) // 2]
+    return top[len(top) // 2]
 
 
 def criterion_for(labels: Dict[int, str]) -> str:
@@ -49,4 +58,4 @@ def choose_threshold(truth: Sequence[GroundTruth], found: Sequence[Sequence[Dete
     and the curve."""
     score = sequence_accuracy if criterion == "exact_sequences" else detection_f1
     curve = {f"{t:.2f}": round(score(truth, found, t), 4) for t in THRESHOLD_CANDIDATES}
-    return pick_threshold(curve, criterion, real_photos), curve
+    return pick_threshold(curve, criterion, real_photos, len(truth)), curve
