@@ -62,6 +62,14 @@ GOLDEN = [
     (11, 8, 'rotated', (752, 480),
      "7b8ec42ce495126217cce3eee625e9e517041d7bdf1d587e9d4a1453248ec4ec",
      "ec8b7c744ec0662f3a0695741940cd75736bdaf8d9a72149790cb0e6feeaf2fd"),
+    # The held-out family (real hands training never sees): the README compares its figures
+    # across models and rounds, so its scenes must not move when training's hands change.
+    (424242, 26, 'handwriting', None,
+     "dbad877924d618028eaa2ad35543ffe9387109fb1c00b3cafba0165e17a64d20",
+     "865bbdf6dfb24fef7c2bcbd49bf1a85c37979c5cb36eecc4273046c0e38985d9"),
+    (3, 1, 'handwriting', (752, 480),
+     "4cd7be3482461f3be31c9d0565c5344e385fe7f5c60fa1e96acecea75795cd3b",
+     "55a41adb166ee4d84013de1b81b5e04787ae8a59990505653fdf3692f2a38d6d"),
 ]
 
 

@@ -28,9 +28,10 @@ def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", 
                    images: int = 0) -> float:
     """The default threshold from a ``{"0.45": score}`` curve measured on ``images`` images.
 
-    For the digits' exact sequences on synthetic validation scenes: the lowest candidate within
-    one standard error of the best (the binomial error of a share measured on ``images`` scenes;
-    0 images: only the equally best). Real photos score lower than synthetic ones (real faces at
+    For the digits' exact sequences on synthetic validation scenes: from the lowest of the best,
+    down through the candidates below it while they stay within one standard error of the best
+    (the binomial error of a share measured on ``images`` scenes; 0 images: only the equally
+    best), never across a dip. Real photos score lower than synthetic ones (real faces at
     0.3-0.6 where synthetic ones score 0.8+), so where the synthetic curve cannot tell two
     candidates apart, the lower one keeps more real faces (the "one standard error" rule of
     model selection). For F1 (other class sets) and for any curve measured on real photos
@@ -39,7 +40,11 @@ def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", 
     best = max(curve.values())
     if criterion == "exact_sequences" and not real_photos:
         error = math.sqrt(best * (1 - best) / images) if images else 0.0
-        return min(float(t) for t, v in curve.items() if v >= best - error - 1e-9)
+        ordered = sorted((float(t), v) for t, v in curve.items())
+        k = next(i for i, (_, v) in enumerate(ordered) if v >= best - 1e-9)
+        while k and ordered[k - 1][1] >= best - error - 1e-9:
+            k -= 1
+        return ordered[k][0]
     top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
     return top[len(top) // 2]
 

@@ -237,8 +237,8 @@ def current_source() -> str:
 
 def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A 1's ink mask with a foot added, as a French classroom hand writes it: a flat stroke as
-    wide as the glyph's own strokes across the stem's base, 0.3 to 0.8 of the digit's height
-    long, centred on the stem or reaching mostly to the right. A slanted 1 (wider than half its
+    wide as the glyph's own strokes across the stem's base, about 0.2 to 0.9 of the digit's
+    height long, centred on the stem or reaching mostly to the right. A slanted 1 (wider than half its
     height) is left as it is: with a foot it reads as a 2's diagonal and base."""
     rows = np.nonzero((glyph > 40).any(axis=1))[0]
     if not len(rows):
