@@ -247,13 +247,14 @@ def run(args: argparse.Namespace) -> int:
     # Runs saved before a setting existed had its old default (generator digits, the mixture).
     data = [Path(d) for d in state.get("data", [])]
     families = ast.literal_eval(conf.get("families") or "()")
+    skip_bad = bool(conf.get("skip_bad", False))
     train_samples, val_samples = load_data(
         spec, data, min(int(conf.get("synthetic", 0)), CALIBRATION_SCENES), int(conf.get("validation", 300)),
-        int(conf.get("seed", 0)), skip_bad=bool(conf.get("skip_bad", False)), families=families,
+        int(conf.get("seed", 0)), skip_bad=skip_bad, families=families,
         user_share=float(conf.get("user_share", 1 / 3)), digits=conf.get("digits", "generator"))
     model = tf.keras.models.load_model(path, compile=False)
     figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
                                 training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")},
-                                photos=reviewed_photos(data, spec, bool(conf.get("skip_bad", False))) if data else None)
+                                photos=reviewed_photos(data, spec, skip_bad) if data else None)
     print(json.dumps(figures, indent=2, default=str))
     return 0

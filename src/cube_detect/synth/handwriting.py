@@ -255,10 +255,8 @@ def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     left, right = stem - half * rng.uniform(0.6, 1.1), stem + half * rng.uniform(0.8, 1.2)
     pad = int(math.ceil(max(0.0, -left, right - glyph.shape[1] + 1) + width))
     out = np.pad(glyph, ((0, 0), (pad, pad)))
-    y = bottom - width / 2 + rng.normal(0, 0.01 * height)
-    def fixed(x: float) -> int:  # cv2's fixed-point coordinates (shift 4: 1/16 pixel)
-        return int(round(x * 16))
-    cv2.line(out, (fixed(left + pad), fixed(y)), (fixed(right + pad), fixed(y)), 255, max(1, int(round(width))),
+    y = round(16 * (bottom - width / 2 + rng.normal(0, 0.01 * height)))  # cv2's fixed point: 1/16 px
+    cv2.line(out, (round(16 * (left + pad)), y), (round(16 * (right + pad)), y), 255, max(1, round(width)),
              cv2.LINE_AA, 4)
     return _crop(out)
 
