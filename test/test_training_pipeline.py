@@ -138,6 +138,30 @@ def test_export_from_a_run_rebuilds_the_runs_own_validation_scenes(trained, tmp_
     assert again["threshold_source"] == sidecar["threshold_source"]
 
 
+def test_a_fine_tune_can_change_the_input_size_and_keeps_the_weights(trained, tmp_path, capsys):
+    from cube_detect.synth import render_indexed
+
+    root, data, out = trained
+    bigger = tmp_path / "bigger"
+    assert main(["train", "--init", str(out.with_suffix(".tflite")), "--input-size", "224x168", "--synthetic", "64",
+                 "--validation", "30", "--epochs", "1", "--lr", "1e-4", "--workers", "1", "--out", str(bigger),
+                 "--workdir", str(tmp_path / "run")]) == 0
+    sidecar = json.loads(bigger.with_suffix(".json").read_text())
+    assert (sidecar["input"]["width"], sidecar["input"]["height"]) == (224, 168)
+    # Two gentle steps cannot teach a fresh network: a validation mAP this high is the carried weights.
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["history"][0]["val_mAP50"] >= 0.5, state["history"]
+    detector = load_detector(bigger.with_suffix(".tflite"), backend="cpu")
+    assert detector._input["shape"][1:3].tolist() == [168, 224]
+    image, boxes = render_indexed(5, 0, family="topdown")
+    found = detector.detect(image)
+    assert sorted(d.label for d in found) == sorted(b.label for b in boxes)
+    for bad in ("224x170", "big"):
+        with pytest.raises(SystemExit):
+            main(["train", "--init", str(out.with_suffix(".tflite")), "--input-size", bad, "--out", str(bigger)])
+        assert "--input-size" in capsys.readouterr().err
+
+
 def test_pick_threshold_takes_the_lowest_within_one_standard_error_for_digits_and_the_middle_for_f1():
     curve = {"0.30": 0.94, "0.35": 0.96, "0.40": 0.9667, "0.45": 0.9667, "0.50": 0.9633, "0.55": 0.93}
     assert pick_threshold(curve) == 0.40  # no image count: the lowest of the equally best

@@ -3,7 +3,7 @@
 A small anchor-free, CenterNet-style network built only from ops the Edge TPU maps
 (CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, LOGISTIC; batch norm folds into the convolutions):
 
-  gray 160x120 -> conv 3x3/2 -> 3 depthwise-separable stages to stride 8 -> 4 residual
+  gray W x H (160x120 by default; train --input-size) -> conv 3x3/2 -> 3 depthwise-separable stages to stride 8 -> 4 residual
   depthwise 5x5 blocks (receptive field > a whole face) -> two 1x1 heads:
   heatmap (sigmoid, one channel per class) and boxes (ReLU, l/t/r/b distances in cells).
 """
@@ -57,6 +57,11 @@ def build_model(spec: ModelSpec, width: int = 1) -> keras.Model:
     boxes = layers.Conv2D(4, 1, activation="relu", name="boxes",
                           bias_initializer=keras.initializers.Constant(2.0))(x)
     return keras.Model(inputs, [heatmap, boxes], name="cube_detect")
+
+
+def network_width(model: keras.Model) -> int:
+    """The channel multiplier ``build_model`` built ``model`` with."""
+    return model.get_layer("stem_conv").filters // 16
 
 
 # ----------------------------------------------------------------------------- targets

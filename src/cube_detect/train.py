@@ -153,6 +153,9 @@ class TrainConfig:
     labels: Optional[Dict[int, str]] = None  # the classes (id -> name); None: the digits one, two
     color: bool = False  # colour (BGR) model input instead of gray
     flip: bool = False  # mirror images in augmentation (not for digits: a mirrored 2 is not a 2)
+    #: (width, height) of the network's input; None: 160x120, or the --init model's own. The network is
+    #: fully convolutional, so a fine-tune can change it: the weights carry over to the new size.
+    input_size: Optional[Tuple[int, int]] = None
 
     def settings(self) -> dict:
         """What makes two runs the same run (a checkpoint is resumed only for the same settings)."""
@@ -200,7 +203,7 @@ def train(cfg: TrainConfig) -> dict:
     import tensorflow as tf
 
     from cube_detect.export import export_checkpoint
-    from cube_detect.model import build_model, count_macs, encode_targets, make_train_step, predict_fn
+    from cube_detect.model import build_model, count_macs, encode_targets, make_train_step, network_width, predict_fn
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
@@ -220,12 +223,16 @@ def train(cfg: TrainConfig) -> dict:
         if spec.labels != labels:
             raise CubeDetectError(f"{cfg.init}: its classes ({describe(spec.labels)}) are not the data's "
                                   f"({describe(labels)}): train from scratch (without --init)")
+        if cfg.input_size is not None:
+            spec.width, spec.height = cfg.input_size
         init_keras = Path(cfg.init).with_suffix(".keras")
         if not init_keras.is_file():
             raise CubeDetectError(f"{init_keras}: --init needs the float network export writes beside "
                                   f"{Path(cfg.init).name} (NAME.keras)")
     else:
         spec = ModelSpec(labels=labels, channels=3 if cfg.color else 1)
+        if cfg.input_size is not None:
+            spec.width, spec.height = cfg.input_size
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     if cfg.synthetic and cfg.digits == "mixed":  # one clear line now, not one per rendering worker
         log.info("%s", handwriting.check_data())
@@ -255,7 +262,15 @@ def train(cfg: TrainConfig) -> dict:
             k: str(v) if isinstance(v, (Path, tuple)) else v for k, v in vars(cfg).items() if k != "data"}}
         if init_keras is not None:
             model = tf.keras.models.load_model(init_keras, compile=False)
-            log.info("fine-tuning %s", init_keras)
+            was = tuple(model.input_shape[1:3])
+            if was != (spec.height, spec.width):  # same weights, a network built for the new input size
+                resized = build_model(spec, network_width(model))
+                resized.set_weights(model.get_weights())
+                model = resized
+                log.info("fine-tuning %s at input %dx%d (it was trained at %dx%d; its weights carry over)",
+                         init_keras, spec.width, spec.height, was[1], was[0])
+            else:
+                log.info("fine-tuning %s", init_keras)
         else:
             model = build_model(spec, cfg.width)
     log.info("model: %d parameters, %.1f M multiply-adds per frame; %d train / %d validation images",
@@ -389,6 +404,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d["seed"], help="fixed seed: data, init and order")
     parser.add_argument("--width", type=int, default=d["width"],
                         help=f"channel multiplier of the network (default {d['width']}; ignored with --init)")
+    parser.add_argument("--input-size", type=parse_input_size, default=None, metavar="WxH",
+                        help="network input in pixels, multiples of 8 (default 160x120, or the --init model's "
+                             "own; with --init the weights carry over to the new size)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad data-set files instead of stopping")
     parser.add_argument("--workers", type=int, default=d["workers"],
                         help=f"processes rendering scenes (default {d['workers']})")
@@ -397,6 +415,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--out", required=True, help="model path prefix, e.g. models/mymodel -> "
                         "models/mymodel.tflite + .json + labels.txt")
+
+
+def parse_input_size(text: str) -> Tuple[int, int]:
+    """``--input-size WxH`` -> (width, height); both multiples of the network's stride, 8."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give WIDTHxHEIGHT, e.g. 224x168") from None
+    if width < 32 or height < 32 or width % 8 or height % 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be multiples of 8, at least 32")
+    return width, height
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -427,7 +456,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        epochs=args.epochs, batch_size=args.batch_size, lr=pick("lr"), seed=args.seed,
                        width=args.width, skip_bad=args.skip_bad, workers=args.workers,
                        export=not args.no_export, init=args.init, families=families, digits=args.digits,
-                       user_share=float(defaults["user_share"]), labels=labels, color=args.color, flip=args.flip)
+                       user_share=float(defaults["user_share"]), labels=labels, color=args.color, flip=args.flip,
+                       input_size=args.input_size)
 
 
 def run(args: argparse.Namespace) -> int:
