@@ -3,8 +3,9 @@
 A small anchor-free, CenterNet-style network built only from ops the Edge TPU maps
 (CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, LOGISTIC; batch norm folds into the convolutions):
 
-  gray W x H (160x120 by default; train --input-size) -> conv 3x3/2 -> 3 depthwise-separable stages to stride 8 -> 4 residual
-  depthwise 5x5 blocks (receptive field > a whole face) -> two 1x1 heads:
+  gray W x H (the sidecar's input size: 160x120 by default, train --input-size) -> conv 3x3/2
+  -> 3 depthwise-separable stages to stride 8 -> 4 residual depthwise 5x5 blocks (receptive
+  field 151 px, more than a whole face) -> two 1x1 heads:
   heatmap (sigmoid, one channel per class) and boxes (ReLU, l/t/r/b distances in cells).
 """
 
