@@ -5,7 +5,7 @@ A small anchor-free, CenterNet-style network built only from ops the Edge TPU ma
 
   gray W x H (the sidecar's input size: 160x120 by default, train --input-size) -> conv 3x3/2
   -> 3 depthwise-separable stages to stride 8 -> 4 residual depthwise 5x5 blocks (receptive
-  field 151 px, more than a whole face) -> two 1x1 heads:
+  field 151 px: a whole face, up to the largest close-ups at 224x168) -> two 1x1 heads:
   heatmap (sigmoid, one channel per class) and boxes (ReLU, l/t/r/b distances in cells).
 """
 
