@@ -26,7 +26,7 @@ runs under qemu-user (``qemu-aarch64-static -L ROOT``). Steps, one log line each
    Debian 12, the builtin kernels (``CUBE_DETECT_XNNPACK=0``) for tflite-runtime 2.13, whose
    output differs from XNNPACK by up to 10 quantization steps. Per frame: the same labels in the
    same order, each box side within a pixel or within one quantization step of the model's box
-   output, whichever is larger (for the shipped model that step is 1.5 px on a 752x480 frame: OpenCV's resize on arm64
+   output, whichever is larger (for the shipped model that step is 1.6 px on a 752x480 frame: OpenCV's resize on arm64
    rounds a few of the model's input pixels differently, which moves a box by one step now and
    then, so "within a pixel" alone would only hold on hand-picked frames);
 5. the robot-side unit tests that need no roscore (the selection of tools/py38.sh) in each root

@@ -158,9 +158,11 @@ class TrainConfig:
     input_size: Optional[Tuple[int, int]] = None
 
     def settings(self) -> dict:
-        """What makes two runs the same run (a checkpoint is resumed only for the same settings)."""
+        """What makes two runs the same run (a checkpoint is resumed only for the same settings).
+        ``input_size`` counts only when given, so a run interrupted before that flag existed resumes."""
         return {k: [str(d) for d in v] if k == "data" else str(v) if isinstance(v, (Path, tuple, dict)) else v
-                for k, v in vars(self).items() if k not in ("out", "workdir", "workers", "export")}
+                for k, v in vars(self).items()
+                if k not in ("out", "workdir", "workers", "export") and not (k == "input_size" and v is None)}
 
 
 def _save_state(workdir: Path, model, state: dict) -> None:
