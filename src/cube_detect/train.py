@@ -225,16 +225,14 @@ def train(cfg: TrainConfig) -> dict:
         if spec.labels != labels:
             raise CubeDetectError(f"{cfg.init}: its classes ({describe(spec.labels)}) are not the data's "
                                   f"({describe(labels)}): train from scratch (without --init)")
-        if cfg.input_size is not None:
-            spec.width, spec.height = cfg.input_size
         init_keras = Path(cfg.init).with_suffix(".keras")
         if not init_keras.is_file():
             raise CubeDetectError(f"{init_keras}: --init needs the float network export writes beside "
                                   f"{Path(cfg.init).name} (NAME.keras)")
     else:
         spec = ModelSpec(labels=labels, channels=3 if cfg.color else 1)
-        if cfg.input_size is not None:
-            spec.width, spec.height = cfg.input_size
+    if cfg.input_size is not None:  # from scratch, or a fine-tune at another size than its model's
+        spec.width, spec.height = cfg.input_size
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     if cfg.synthetic and cfg.digits == "mixed":  # one clear line now, not one per rendering worker
         log.info("%s", handwriting.check_data())
