@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The one-cell fine-tune proxy: the judge's "19 photos of one cell, 3 minutes, then 13 others".
 
-python -m bench.cell_proxy [--model M] [--cells 12] [--finetune failing|all|none] [--workdir DIR]
-    -> a table on stdout and DIR/cell_proxy.json (run by hand, like `make bench`; minutes per cell)
+python -m bench.cell_proxy [--model M] [--cells 12] [--finetune failing|all|none] [--workdir DIR] [--json F]
+    -> one line per cell on stdout and bench/cell_proxy.json (run by hand, like `make bench`;
+       about 15 minutes: a few seconds per cell, 2.5 minutes per fine-tune)
 
 A cell is the same few cubes seen again and again: each simulated cell draws 3 ones, 3 twos and 2
 unlabelled marks from the held-out hands (``synth.handwriting``: MNIST samples and fonts that
-training never uses), and every labelled face of its scenes is one of those glyphs, written
+training never uses; each one or two is a held-out font's with the probability the training mix
+gives fonts, ``FONT_SHARE``), and every labelled face of its scenes is one of those glyphs, written
 with the pen, slant and light of each scene. Its layouts come from one family (the cell's
 camera; cell k uses FAMILIES[(k - 1) % 6]), at 640x480. Each cell gets 19 scenes for the
 data set's ``train/``, 13 reviewed ones for its ``test/`` (the fine-tune picks its threshold on
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -44,14 +47,16 @@ def cell_family(cell: int) -> str:
 
 
 def cell_pool(cell: int) -> Dict[str, List[np.ndarray]]:
-    """The cell's cubes: a few held-out glyphs per class, drawn by the cell number."""
+    """The cell's cubes: a few held-out glyphs per class, drawn by the cell number; a one or a two
+    is a held-out font's with probability ``FONT_SHARE`` (as in the scenes), else an MNIST writer's."""
     from cube_detect.synth import handwriting
     rng = np.random.default_rng([cell, 7])
-    pool = {}
+    pool: Dict[str, List[np.ndarray]] = {}
     for label, count in GLYPHS_PER_CELL.items():
         mnist, fonts = handwriting.glyphs(label, "heldout")
-        every = list(mnist) + list(fonts)
-        pool[label] = [every[i] for i in rng.choice(len(every), count, replace=False)]
+        from_fonts = min(int((rng.random(count) < handwriting.FONT_SHARE).sum()), len(fonts)) if fonts else 0
+        pool[label] = ([fonts[i] for i in rng.choice(len(fonts), from_fonts, replace=False)]
+                       + [mnist[i] for i in rng.choice(len(mnist), count - from_fonts, replace=False)])
     return pool
 
 
@@ -84,8 +89,12 @@ def write_cell(out: Path, cell: int) -> Path:
 def judge(model: Path, data: Path) -> dict:
     from cube_detect.evaluate import evaluate
     r = evaluate(model, data)
-    return {"exact": round(r["sequence_accuracy"] * CELL_SIZES["judge"]), "mAP50": round(r["mAP50"], 3),
-            "threshold": r["threshold"], "confusions": r["confusions"]}
+    return {"exact": round(r["sequence_accuracy"] * r["images"]), "images": r["images"],
+            "mAP50": round(r["mAP50"], 3), "threshold": r["threshold"], "confusions": r["confusions"]}
+
+
+def read_all(result: dict) -> bool:
+    return result["exact"] == result["images"]
 
 
 def main() -> int:
@@ -94,32 +103,38 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=12)
     parser.add_argument("--finetune", choices=("failing", "all", "none"), default="failing",
                         help="fine-tune the cells the model misreads zero-shot (default), all, or none")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/cell_proxy"))
+    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "cell_proxy",
+                        help="the cells' data sets and fine-tunes (default runs/cell_proxy)")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "cell_proxy.json",
+                        help="the figures, rewritten after each cell (default bench/cell_proxy.json)")
     args = parser.parse_args()
-    rows: List[Dict[str, Any]] = []
+    from cube_detect.files import atomic_write_text
+    result: Dict[str, Any] = {"model": str(args.model),
+                              "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(), "cells": []}
     for cell in range(1, args.cells + 1):
         out = write_cell(args.workdir / f"cell{cell}", cell)
         row: Dict[str, Any] = {"cell": cell, "family": cell_family(cell), "zero_shot": judge(args.model, out / "judge")}
-        if args.finetune == "all" or (args.finetune == "failing" and row["zero_shot"]["exact"] < CELL_SIZES["judge"]):
+        if args.finetune == "all" or (args.finetune == "failing" and not read_all(row["zero_shot"])):
             t0 = time.time()
-            subprocess.run([sys.executable, "-m", "cube_detect", "train", "--data", str(out / "cell"),
-                            "--init", str(args.model), "--out", str(out / "ft"), "--workdir", str(out / "ftrun")],
-                           check=True, stdout=subprocess.DEVNULL)
-            row["fine_tuned"] = judge(out / "ft.tflite", out / "judge")
+            try:
+                subprocess.run([sys.executable, "-m", "cube_detect", "train", "--data", str(out / "cell"),
+                                "--init", str(args.model), "--out", str(out / "ft"), "--workdir", str(out / "ftrun")],
+                               check=True, stdout=subprocess.DEVNULL)
+                row["fine_tuned"] = judge(out / "ft.tflite", out / "judge")
+            except subprocess.CalledProcessError as exc:
+                row["fine_tune_error"] = f"train exited {exc.returncode} (its log: {out / 'ftrun'})"
             row["fine_tune_wall_s"] = round(time.time() - t0)
-        rows.append(row)
-        ft = row.get("fine_tuned")
-        print(f"cell {cell} ({row['family']}): zero-shot {row['zero_shot']['exact']}/13 "
-              f"(mAP@0.5 {row['zero_shot']['mAP50']})"
-              + (f", fine-tuned {ft['exact']}/13 (mAP@0.5 {ft['mAP50']}, threshold {ft['threshold']}, "
-                 f"{row['fine_tune_wall_s']} s)" if ft else ""), flush=True)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    result = {"model": str(args.model), "cells": rows}
-    (args.workdir / "cell_proxy.json").write_text(json.dumps(result, indent=2) + "\n")
-    zero = sum(r["zero_shot"]["exact"] == 13 for r in rows)
+        result["cells"].append(row)
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        zero, ft = row["zero_shot"], row.get("fine_tuned")
+        print(f"cell {cell} ({row['family']}): zero-shot {zero['exact']}/{zero['images']} (mAP@0.5 {zero['mAP50']})"
+              + (f", fine-tuned {ft['exact']}/{ft['images']} (mAP@0.5 {ft['mAP50']}, threshold {ft['threshold']}, "
+                 f"{row['fine_tune_wall_s']} s)" if ft else "")
+              + (f", fine-tune failed: {row['fine_tune_error']}" if "fine_tune_error" in row else ""), flush=True)
+    rows = result["cells"]
     tuned = [r for r in rows if "fine_tuned" in r]
-    print(f"zero-shot: {zero} of {len(rows)} cells read 13/13; fine-tuned: "
-          f"{sum(r['fine_tuned']['exact'] == 13 for r in tuned)} of {len(tuned)} cells read 13/13")
+    print(f"zero-shot: {sum(read_all(r['zero_shot']) for r in rows)} of {len(rows)} cells read every judging photo; "
+          f"fine-tuned: {sum(read_all(r['fine_tuned']) for r in tuned)} of {len(tuned)}; figures in {args.json}")
     return 0
 
 
