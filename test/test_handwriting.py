@@ -65,23 +65,53 @@ def test_the_handwriting_family_draws_held_out_hands_only(monkeypatch):
     assert EVALUATION_FAMILIES == FAMILIES + (HELDOUT_FAMILY,) and HELDOUT_FAMILY not in FAMILIES
 
 
-def test_a_footed_one_gets_a_flat_base_and_the_cached_glyph_is_untouched():
-    rng = np.random.default_rng(0)
+def test_a_footed_one_gets_a_flat_base_maybe_a_flag_and_the_cached_glyph_is_untouched():
     upright = np.zeros((44, 12), np.uint8)
     upright[2:42, 5:8] = 255  # a straight stem, 40 px high, 3 px wide
     before = upright.copy()
-    footed = handwriting.with_foot(upright, rng)
-    assert np.array_equal(upright, before)  # glyphs() caches its masks: never drawn on in place
-    rows = np.nonzero((footed > 40).any(axis=1))[0]
-    base = footed[rows[-1] - 1] > 40
-    foot = np.nonzero(base)[0]
-    assert 0.2 * 40 <= foot.max() - foot.min() + 1 <= 0.92 * 40 + 4  # a French foot (+ the pen's round ends)
-    top = footed[rows[0] + 5] > 40
-    assert np.count_nonzero(top) <= 4  # the stem above it is unchanged: still one narrow stroke
+    flagged = plain = 0
+    for seed in range(20):
+        footed = handwriting.with_foot(upright, np.random.default_rng(seed))
+        assert np.array_equal(upright, before)  # glyphs() caches its masks: never drawn on in place
+        rows = np.nonzero((footed > 40).any(axis=1))[0]
+        assert rows[-1] - rows[0] + 1 <= 40 + 4  # drawn within the digit's height (+ anti-aliasing)
+        foot = np.nonzero(footed[rows[-1] - 1] > 40)[0]
+        assert 0.2 * 40 <= foot.max() - foot.min() + 1 <= 0.92 * 40 + 4  # a French foot (+ the pen's round ends)
+        stem = np.nonzero(footed[rows[-1] - 12] > 40)[0]  # low on the stem, under any flag
+        assert len(stem) <= 4
+        upper = np.nonzero(footed[rows[0] + 5] > 40)[0]
+        if len(upper) <= 4:
+            plain += 1  # no flag: one narrow stroke up there
+        else:  # the flag: ink to the stem's left only, coming down from its top
+            flagged += 1
+            assert upper.max() <= stem.max() + 1 and upper.min() < stem.min() - 2  # (+1: the pen's round end)
+    assert flagged and plain, (flagged, plain)
     slanted = np.zeros((44, 30), np.uint8)
     for y in range(2, 42):
         slanted[y, 2 + (41 - y) * 24 // 40:5 + (41 - y) * 24 // 40] = 255
-    assert handwriting.with_foot(slanted, rng) is slanted  # with a foot it would read as a 2's base
+    assert handwriting.with_foot(slanted, np.random.default_rng(0)) is slanted  # it would read as a 2's base
+
+
+def test_a_looped_two_gets_its_loop_at_the_base_and_broad_pens_are_left_alone():
+    thin = [g for g in handwriting.glyphs("two", "train")[1] if handwriting._stroke_width(g / 255.0) < 0.08 * g.shape[0]]
+    assert thin  # some fonts write with a pen thin enough for a loop
+    two = thin[0]
+    before = two.copy()
+    holes = []
+    for seed in range(12):
+        looped = handwriting.with_loop(two, np.random.default_rng(seed))
+        assert np.array_equal(two, before)
+        # the top half is the same 2 (cropped again, so compare ink per row), the loop is below it
+        assert abs(looped.shape[0] - two.shape[0]) <= 2
+        half = two.shape[0] // 2
+        assert abs(int((looped[:half] > 127).sum()) - int((two[:half] > 127).sum())) <= 0.05 * (two[:half] > 127).sum()
+        assert (looped[half:] > 127).sum() > (two[half:] > 127).sum()
+        holes.append(cv2.connectedComponents((looped <= 127).astype(np.uint8))[0])
+    closed = cv2.connectedComponents((two <= 127).astype(np.uint8))[0]
+    assert max(holes) > closed  # some loops close: a new hole in the paper
+    broad = np.zeros((44, 30), np.uint8)
+    cv2.putText(broad, "2", (2, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.4, 255, 7)
+    assert handwriting.with_loop(broad, np.random.default_rng(0)) is broad
 
 
 def test_a_warped_glyph_bends_but_stays_one_stroke():
@@ -97,8 +127,8 @@ def test_a_warped_glyph_bends_but_stays_one_stroke():
         assert abs(bent.shape[0] - two.shape[0]) <= 0.2 * two.shape[0]
 
 
-def test_only_training_scenes_give_real_hands_a_foot_or_a_warp(monkeypatch):
-    made = {"with_foot": 0, "warped": 0}
+def test_only_training_scenes_give_real_hands_a_foot_a_loop_or_a_warp(monkeypatch):
+    made = {"with_foot": 0, "with_loop": 0, "warped": 0}
 
     def recording(name):
         real = getattr(handwriting, name)

@@ -211,9 +211,13 @@ MIXED_REAL_SHARE = 0.5
 FONT_SHARE = 0.35
 #: Share of unlabelled, non-blank faces that carry another hand-written digit (0, 3-6, 8, 9).
 DISTRACTOR_SHARE = 0.25
-#: In ``mixed`` scenes, the share of real-hand 1s that get a foot (:func:`with_foot`): French
-#: classroom hands often write one (docs/DOMAIN.md), MNIST's US hands and most fonts never do.
-FOOT_SHARE = 0.35
+#: In ``mixed`` scenes, the share of real-hand 1s that get a foot (:func:`with_foot`), and of
+#: those the share that also get a flag: French classroom hands often write both
+#: (docs/DOMAIN.md), MNIST's US hands and most fonts never do.
+FOOT_SHARE = 0.5
+FLAG_SHARE = 0.6
+#: In ``mixed`` scenes, the share of real-hand 2s that get the French loop (:func:`with_loop`).
+LOOP_SHARE = 0.4
 #: In ``mixed`` scenes, the share of real-hand glyphs (labelled or not) warped by :func:`warped`.
 WARP_SHARE = 0.5
 _SOURCE: ContextVar[str] = ContextVar("cube_detect_digit_source", default="generator")
@@ -236,10 +240,12 @@ def current_source() -> str:
 
 
 def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 1's ink mask with a foot added, as a French classroom hand writes it: a flat stroke as
-    wide as the glyph's own strokes across the stem's base, about 0.2 to 0.9 of the digit's
-    height long, centred on the stem or reaching mostly to the right. A slanted 1 (wider than half its
-    height) is left as it is: with a foot it reads as a 2's diagonal and base."""
+    """A 1's ink mask written as a French classroom hand writes it (docs/DOMAIN.md): a flat foot
+    across the stem's base, about 0.2 to 0.9 of the digit's height long, centred on the stem or
+    reaching mostly to the right, as wide as the glyph's own strokes (one in five up to 1.8 times
+    that); and on 60 % of them the long up-stroke flag of a European 1 (:func:`_flag`). A slanted
+    1 (wider than half its height) is left as it is: with a foot it reads as a 2's diagonal and
+    base."""
     rows = np.nonzero((glyph > 40).any(axis=1))[0]
     if not len(rows):
         return glyph
@@ -255,9 +261,58 @@ def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     left, right = stem - half * rng.uniform(0.6, 1.1), stem + half * rng.uniform(0.8, 1.2)
     pad = int(math.ceil(max(0.0, -left, right - glyph.shape[1] + 1) + width))
     out = np.pad(glyph, ((0, 0), (pad, pad)))
-    y = round(16 * (bottom - width / 2 + rng.normal(0, 0.01 * height)))  # cv2's fixed point: 1/16 px
-    cv2.line(out, (round(16 * (left + pad)), y), (round(16 * (right + pad)), y), 255, max(1, round(width)),
+    foot = width * (rng.uniform(1.0, 1.8) if rng.random() < 0.2 else 1.0)  # a pen's foot, sometimes heavier
+    y = round(16 * (bottom - foot / 2 + rng.normal(0, 0.01 * height)))  # cv2's fixed point: 1/16 px
+    cv2.line(out, (round(16 * (left + pad)), y), (round(16 * (right + pad)), y), 255, max(1, round(foot)),
              cv2.LINE_AA, 4)
+    if rng.random() < FLAG_SHARE:
+        _flag(out, top, height, width, rng)
+    return _crop(out)
+
+
+def _flag(out: np.ndarray, top: int, height: int, width: float, rng: np.random.Generator) -> None:
+    """Draw a European 1's up-stroke flag on ``out`` in place: from the stem's top, 0.2 to 0.45
+    of the digit's height long, 20 to 50 degrees down to the left."""
+    top_cols = np.nonzero((out[top:top + max(2, height // 8)] > 40).any(axis=0))[0]
+    if not len(top_cols):
+        return
+    tx, ty = float(top_cols.mean()), top + width / 2
+    length, angle = height * rng.uniform(0.2, 0.45), math.radians(rng.uniform(20, 50))
+    x1, y1 = max(0.0, tx - length * math.cos(angle)), ty + length * math.sin(angle)
+    cv2.line(out, (round(16 * tx), round(16 * ty)), (round(16 * x1), round(16 * y1)), 255, max(1, round(width)),
+             cv2.LINE_AA, 4)
+
+
+def with_loop(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 2's ink mask with the French classroom loop where its diagonal meets its base (docs/
+    DOMAIN.md): a loop 0.08 to 0.2 of the digit's height across, open or closed, sitting on the
+    base by its left end; and on a third of them the base drawn on into a long flat tail. A glyph
+    in a pen broader than 0.11 of its height is left as it is: its loop would be a blot."""
+    rows = np.nonzero((glyph > 40).any(axis=1))[0]
+    if not len(rows):
+        return glyph
+    top, bottom = int(rows[0]), int(rows[-1])
+    height = bottom - top + 1
+    width = max(1.0, _stroke_width(glyph.astype(np.float32) / 255))
+    band = glyph[max(top, bottom - max(3, height // 5)):bottom + 1]
+    cols = np.nonzero((band > 40).any(axis=0))[0]
+    if not len(cols):
+        return glyph
+    left, right = float(cols[0]), float(cols[-1])
+    if width > 0.11 * height:
+        return glyph
+    r = max(height * rng.uniform(0.08, 0.2), 1.8 * width)
+    tail = height * rng.uniform(0.2, 0.6) if rng.random() < 0.35 else 0.0
+    pad = int(math.ceil(r + width + tail))
+    out = np.pad(glyph, ((0, 0), (pad, pad)))
+    cx, cy = left + pad + r * rng.uniform(0.6, 1.2), bottom - width / 2 - r * rng.uniform(0.8, 1.1)
+    sweep, start = rng.uniform(300, 360), rng.uniform(60, 120)  # open or closed
+    cv2.ellipse(out, (round(16 * cx), round(16 * cy)), (round(16 * r * rng.uniform(0.7, 1.0)), round(16 * r)),
+                rng.uniform(-20, 20), start, start + sweep, 255, max(1, round(width)), cv2.LINE_AA, 4)
+    if tail:
+        y = round(16 * (bottom - width / 2 + rng.normal(0, 0.01 * height)))
+        cv2.line(out, (round(16 * (right + pad - width)), y), (round(16 * (right + pad + tail)), y), 255,
+                 max(1, round(width)), cv2.LINE_AA, 4)
     return _crop(out)
 
 
@@ -300,6 +355,8 @@ def draw_real_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optiona
     if source == "mixed":
         if label == "one" and rng.random() < FOOT_SHARE:
             glyph = with_foot(glyph, rng)
+        if label == "two" and rng.random() < LOOP_SHARE:
+            glyph = with_loop(glyph, rng)
         if rng.random() < WARP_SHARE:
             glyph = warped(glyph, rng)
     draw_glyph(canvas, rng, glyph, cx, cy, height, stroke, ink)
