@@ -48,6 +48,20 @@ def test_families_block_marks_goals_and_last_round():
     assert ("| **handwriting (held out)** | **0.947** | **83 %** | **0.52 / 0.83** | **not met** "
             "| 0.895, 63 %, 0.15 / 0.75 |") in block
     assert "threshold 0.40" in block
+    assert "scenes" not in block  # figures of before the larger held-out run: the table as it was
+
+
+def test_families_block_adds_the_larger_held_out_run():
+    figures = {"date": "d", "command": "python -m cube_detect robustness --count 100",
+               "robustness": {"threshold": 0.35, "families": {"handwriting": _row(0.98, 0.95, 0.69, 0.86)}},
+               "heldout_command": "python -m cube_detect robustness --count 1500 --families handwriting",
+               "heldout": {"threshold": 0.35, "families": {"handwriting": {**_row(0.973, 0.923, 0.67, 0.87),
+                                                                          "images": 1500}}}}
+    block = rf.families_block(figures)
+    assert "`python -m cube_detect robustness --count 1500 --families handwriting`" in block
+    assert "| **handwriting (held out)** | **0.980** | **95 %** | **0.69 / 0.86** | met | — |" in block
+    assert ("| **handwriting (held out), 1500 scenes** | **0.973** | **92.3 %** | **0.67 / 0.87** | **not met** | — |"
+            in block)
 
 
 def test_replace_block_keeps_the_rest_and_refuses_a_missing_block():
