@@ -209,7 +209,8 @@ def families_block(figures: dict) -> str:
              "last round: mAP@0.5, exact sequences, p10 / median |",
              "| --- | --- | --- | --- | --- | --- |"]
     rows = [(name, row, figures.get("last_round", {}).get(name)) for name, row in _families(data).items()]
-    rows += [(f"{name}, {row['images']} scenes", row, None) for name, row in _families(figures.get("heldout", {})).items()]
+    larger = _families(figures.get("heldout", {}))
+    rows += [(f"{name}, {row['images']} scenes", row, None) for name, row in larger.items()]
     for name, row, last in rows:
         last_text = (f"{last['mAP50']:.3f}, {100 * last['exact_sequences']:.0f} %, "
                      f"{last['true_score_p10']:.2f} / {last['true_score_median']:.2f}" if last else "—")

@@ -285,9 +285,10 @@ def _flag(out: np.ndarray, top: int, height: int, width: float, rng: np.random.G
 
 def with_loop(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A 2's ink mask with the French classroom loop where its diagonal meets its base (docs/
-    DOMAIN.md): a loop 0.08 to 0.2 of the digit's height across, open or closed, sitting on the
-    base by its left end; and on a third of them the base drawn on into a long flat tail. A glyph
-    in a pen broader than 0.11 of its height is left as it is: its loop would be a blot."""
+    DOMAIN.md): a loop of radius 0.08 to 0.2 of the digit's height, and at least 1.8 pen widths
+    (so most MNIST loops are a third of the digit high), open or closed, sitting on the base by
+    its left end; and on a third of them the base drawn on into a long flat tail. A glyph in a pen
+    broader than 0.11 of its height is left as it is: its loop would be a blot."""
     rows = np.nonzero((glyph > 40).any(axis=1))[0]
     if not len(rows):
         return glyph
