@@ -208,14 +208,14 @@ def families_block(figures: dict) -> str:
              "| family | mAP@0.5 | exact sequences | true-face score p10 / median | goals | "
              "last round: mAP@0.5, exact sequences, p10 / median |",
              "| --- | --- | --- | --- | --- | --- |"]
-    rows = [(name, row, figures.get("last_round", {}).get(name)) for name, row in _families(data).items()]
+    # (name, figures, last round's, decimals of the exact-sequence %: one for the larger run)
+    rows = [(name, row, figures.get("last_round", {}).get(name), 0) for name, row in _families(data).items()]
     larger = _families(figures.get("heldout", {}))
-    rows += [(f"{name}, {row['images']} scenes", row, None) for name, row in larger.items()]
-    for name, row, last in rows:
+    rows += [(f"{name}, {row['images']} scenes", row, None, 1) for name, row in larger.items()]
+    for name, row, last, decimals in rows:
         last_text = (f"{last['mAP50']:.3f}, {100 * last['exact_sequences']:.0f} %, "
                      f"{last['true_score_p10']:.2f} / {last['true_score_median']:.2f}" if last else "—")
-        exact = 100 * row["exact_sequences"]
-        cells = [f"{row['mAP50']:.3f}", f"{exact:.1f} %" if "scenes" in name else f"{exact:.0f} %",
+        cells = [f"{row['mAP50']:.3f}", f"{100 * row['exact_sequences']:.{decimals}f} %",
                  f"{row['true_score_p10']:.2f} / {row['true_score_median']:.2f}"]
         if name.startswith("handwriting"):  # the held-out family, our proxy for another person's hand: in bold
             name = "**" + name.replace("handwriting", "handwriting (held out)", 1) + "**"

@@ -239,6 +239,29 @@ def current_source() -> str:
     return _SOURCE.get()
 
 
+def _ink_rows(glyph: np.ndarray) -> Optional[Tuple[int, int]]:
+    """The first and last rows with ink, or None for a blank mask."""
+    rows = np.nonzero((glyph > 40).any(axis=1))[0]
+    return (int(rows[0]), int(rows[-1])) if len(rows) else None
+
+
+def _ink_cols(rows: np.ndarray) -> np.ndarray:
+    """The columns with ink in a band of rows."""
+    return np.nonzero((rows > 40).any(axis=0))[0]
+
+
+def _pen_width(glyph: np.ndarray) -> float:
+    return max(1.0, _stroke_width(glyph.astype(np.float32) / 255))
+
+
+def _base_stroke(out: np.ndarray, x0: float, x1: float, bottom: int, thickness: float, height: int,
+                 rng: np.random.Generator) -> None:
+    """Draw a flat stroke on ``out`` in place, resting on row ``bottom`` (a hand's line wavers by
+    about 1 % of the digit's height)."""
+    y = round(16 * (bottom - thickness / 2 + rng.normal(0, 0.01 * height)))  # cv2's fixed point: 1/16 px
+    cv2.line(out, (round(16 * x0), y), (round(16 * x1), y), 255, max(1, round(thickness)), cv2.LINE_AA, 4)
+
+
 def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A 1's ink mask written as a French classroom hand writes it (docs/DOMAIN.md): a flat foot
     across the stem's base, about 0.2 to 0.9 of the digit's height long, centred on the stem or
@@ -246,25 +269,21 @@ def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     that); and on 60 % of them the long up-stroke flag of a European 1 (:func:`_flag`). A slanted
     1 (wider than half its height) is left as it is: with a foot it reads as a 2's diagonal and
     base."""
-    rows = np.nonzero((glyph > 40).any(axis=1))[0]
-    if not len(rows):
+    ink = _ink_rows(glyph)
+    if ink is None:
         return glyph
-    top, bottom = int(rows[0]), int(rows[-1])
+    top, bottom = ink
     height = bottom - top + 1
     if glyph.shape[1] - 4 > 0.5 * height:  # _crop's 2-pixel margin on each side
         return glyph
-    base = glyph[max(top, bottom - max(2, height // 8)):bottom + 1]
-    cols = np.nonzero((base > 40).any(axis=0))[0]
-    stem = float(cols.mean())
-    width = max(1.0, _stroke_width(glyph.astype(np.float32) / 255))
+    stem = float(_ink_cols(glyph[max(top, bottom - max(2, height // 8)):bottom + 1]).mean())
+    width = _pen_width(glyph)
     half = height * rng.uniform(0.15, 0.4)
     left, right = stem - half * rng.uniform(0.6, 1.1), stem + half * rng.uniform(0.8, 1.2)
     pad = int(math.ceil(max(0.0, -left, right - glyph.shape[1] + 1) + width))
     out = np.pad(glyph, ((0, 0), (pad, pad)))
     foot = width * (rng.uniform(1.0, 1.8) if rng.random() < 0.2 else 1.0)  # a pen's foot, sometimes heavier
-    y = round(16 * (bottom - foot / 2 + rng.normal(0, 0.01 * height)))  # cv2's fixed point: 1/16 px
-    cv2.line(out, (round(16 * (left + pad)), y), (round(16 * (right + pad)), y), 255, max(1, round(foot)),
-             cv2.LINE_AA, 4)
+    _base_stroke(out, left + pad, right + pad, bottom, foot, height, rng)
     if rng.random() < FLAG_SHARE:
         _flag(out, top, height, width, rng)
     return _crop(out)
@@ -273,7 +292,7 @@ def with_foot(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _flag(out: np.ndarray, top: int, height: int, width: float, rng: np.random.Generator) -> None:
     """Draw a European 1's up-stroke flag on ``out`` in place: from the stem's top, 0.2 to 0.45
     of the digit's height long, 20 to 50 degrees down to the left."""
-    top_cols = np.nonzero((out[top:top + max(2, height // 8)] > 40).any(axis=0))[0]
+    top_cols = _ink_cols(out[top:top + max(2, height // 8)])
     if not len(top_cols):
         return
     tx, ty = float(top_cols.mean()), top + width / 2
@@ -289,19 +308,16 @@ def with_loop(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     (so most MNIST loops are a third of the digit high), open or closed, sitting on the base by
     its left end; and on a third of them the base drawn on into a long flat tail. A glyph in a pen
     broader than 0.11 of its height is left as it is: its loop would be a blot."""
-    rows = np.nonzero((glyph > 40).any(axis=1))[0]
-    if not len(rows):
+    ink = _ink_rows(glyph)
+    if ink is None:
         return glyph
-    top, bottom = int(rows[0]), int(rows[-1])
+    top, bottom = ink
     height = bottom - top + 1
-    width = max(1.0, _stroke_width(glyph.astype(np.float32) / 255))
-    band = glyph[max(top, bottom - max(3, height // 5)):bottom + 1]
-    cols = np.nonzero((band > 40).any(axis=0))[0]
-    if not len(cols):
+    width = _pen_width(glyph)
+    cols = _ink_cols(glyph[max(top, bottom - max(3, height // 5)):bottom + 1])
+    if not len(cols) or width > 0.11 * height:
         return glyph
     left, right = float(cols[0]), float(cols[-1])
-    if width > 0.11 * height:
-        return glyph
     r = max(height * rng.uniform(0.08, 0.2), 1.8 * width)
     tail = height * rng.uniform(0.2, 0.6) if rng.random() < 0.35 else 0.0
     pad = int(math.ceil(r + width + tail))
@@ -311,9 +327,7 @@ def with_loop(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cv2.ellipse(out, (round(16 * cx), round(16 * cy)), (round(16 * r * rng.uniform(0.7, 1.0)), round(16 * r)),
                 rng.uniform(-20, 20), start, start + sweep, 255, max(1, round(width)), cv2.LINE_AA, 4)
     if tail:
-        y = round(16 * (bottom - width / 2 + rng.normal(0, 0.01 * height)))
-        cv2.line(out, (round(16 * (right + pad - width)), y), (round(16 * (right + pad + tail)), y), 255,
-                 max(1, round(width)), cv2.LINE_AA, 4)
+        _base_stroke(out, right + pad - width, right + pad + tail, bottom, width, height, rng)
     return _crop(out)
 
 
