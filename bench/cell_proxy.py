@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The one-cell fine-tune proxy: the judge's "19 photos of one cell, 3 minutes, then 13 others".
 
-python -m bench.cell_proxy [--model M] [--cells 12] [--finetune failing|all|none] [--workdir DIR] [--json F]
+python -m bench.cell_proxy [--model M] [--cells 12] [--first 1] [--finetune failing|all|none] [--workdir DIR]
+                            [--json F]
     -> one line per cell on stdout and bench/cell_proxy.json (run by hand, like `make bench`;
        about 15 minutes: a few seconds per cell, 2.5 minutes per fine-tune)
 
@@ -100,7 +101,9 @@ def read_all(result: dict) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "cube_detect.tflite")
-    parser.add_argument("--cells", type=int, default=12)
+    parser.add_argument("--cells", type=int, default=12, help="the last cell (default 12)")
+    parser.add_argument("--first", type=int, default=1,
+                        help="the first cell (default 1): --first 13 --cells 24 is another 12 cells")
     parser.add_argument("--finetune", choices=("failing", "all", "none"), default="failing",
                         help="fine-tune the cells the model misreads zero-shot (default), all, or none")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "cell_proxy",
@@ -111,7 +114,7 @@ def main() -> int:
     from cube_detect.files import atomic_write_text
     result: Dict[str, Any] = {"model": str(args.model),
                               "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(), "cells": []}
-    for cell in range(1, args.cells + 1):
+    for cell in range(args.first, args.cells + 1):
         out = write_cell(args.workdir / f"cell{cell}", cell)
         row: Dict[str, Any] = {"cell": cell, "family": cell_family(cell), "zero_shot": judge(args.model, out / "judge")}
         if args.finetune == "all" or (args.finetune == "failing" and not read_all(row["zero_shot"])):

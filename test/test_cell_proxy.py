@@ -83,3 +83,13 @@ def test_the_run_judges_fine_tunes_and_records_a_failed_one(monkeypatch, tmp_pat
     assert rows[0]["fine_tuned"] == rows[0]["zero_shot"]  # the same model judged on the same photos
     assert rows[0]["zero_shot"]["images"] == 13 and 0 <= rows[0]["zero_shot"]["exact"] <= 13
     assert "fine_tuned" not in rows[1] and "train exited 1" in rows[1]["fine_tune_error"]
+
+
+def test_first_runs_other_cells_than_the_default_twelve(monkeypatch, tmp_path):
+    report = tmp_path / "cells.json"
+    monkeypatch.setattr(sys, "argv", ["cell_proxy", "--first", "13", "--cells", "13", "--finetune", "none",
+                                      "--model", str(MODEL), "--workdir", str(tmp_path / "w"), "--json", str(report)])
+    assert cell_proxy.main() == 0
+    rows = json.loads(report.read_text())["cells"]
+    assert [(r["cell"], r["family"]) for r in rows] == [(13, "topdown")] and "fine_tuned" not in rows[0]
+    assert rows[0]["zero_shot"]["images"] == 13 and (tmp_path / "w" / "cell13" / "judge").is_dir()

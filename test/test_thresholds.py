@@ -21,6 +21,21 @@ def test_on_real_photos_the_middle_of_the_best_plateau_is_taken():
     assert pick_threshold(curve, real_photos=True) == 0.30  # the user's photos: no edge to fall off
 
 
+def test_on_real_photos_a_spike_one_photo_above_its_plateau_does_not_move_the_threshold_to_its_edge():
+    # A fine-tune's 13 reviewed photos (bench.cell_proxy, cell 4): 12 of 13 from 0.35 to 0.65 and
+    # 13 at 0.70 alone. The judging photos of that cell read 12 of 13 at 0.50, 8 at 0.70.
+    cell4 = {"0.15": 0.8462, "0.20": 0.8462, "0.25": 0.8462, "0.30": 0.8462, "0.35": 0.9231, "0.40": 0.9231,
+             "0.45": 0.9231, "0.50": 0.9231, "0.55": 0.9231, "0.60": 0.9231, "0.65": 0.9231, "0.70": 1.0,
+             "0.75": 0.8462, "0.80": 0.6923}
+    assert pick_threshold(cell4, real_photos=True, images=13) == 0.50  # the middle of 0.35 .. 0.70
+    assert pick_threshold(cell4, real_photos=True) == 0.70  # no image count: only the equally best
+    # Two photos below the best is not the plateau; of two runs holding a best, the longer counts.
+    dip = {"0.30": 1.0, "0.35": 0.8462, "0.40": 1.0, "0.45": 1.0, "0.50": 0.9231, "0.55": 0.8}
+    assert pick_threshold(dip, real_photos=True, images=13) == 0.45
+    # F1 (other class sets) keeps the middle of the equally best.
+    assert pick_threshold(cell4, criterion="f1", real_photos=True, images=13) == 0.70
+
+
 def mark_reviewed(split_dir, count):
     """Accept ``count`` images of a split as a reviewer would (labelImg's verified="yes")."""
     for xml in sorted(split_dir.glob("*.xml"))[:count]:
@@ -63,7 +78,8 @@ def test_set_threshold_writes_the_best_on_reviewed_photos_and_keeps_the_model_va
     result = json.loads(report.read_text())
     sidecar = json.loads(model.with_suffix(".json").read_text())
     assert result["reviewed_images"] == result["curve_images"] == 12 < result["images"]  # the reviewed ones only
-    assert sidecar["threshold"] == result["best_threshold"] == pick_threshold(result["by_threshold"], real_photos=True)
+    assert sidecar["threshold"] == result["best_threshold"] == pick_threshold(
+        result["by_threshold"], real_photos=True, images=result["curve_images"])
     assert sidecar["model_sha256"] == sidecar_before["model_sha256"]
     assert "evaluate on" in sidecar["metrics"]["threshold_source"]
     assert load_detector(model).threshold == sidecar["threshold"]  # the pair still loads

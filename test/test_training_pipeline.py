@@ -239,7 +239,8 @@ def test_fine_tune_starts_from_an_exported_model_and_takes_its_threshold_from_re
     assert sidecar["labels"] == {"1": "one", "2": "two"}
     metrics = sidecar["metrics"]
     assert metrics["threshold_source"] == f"your reviewed test photos ({len(tests)})"
-    assert sidecar["threshold"] == pick_threshold(metrics["photos_exact_sequences_by_threshold"], real_photos=True)
+    assert sidecar["threshold"] == pick_threshold(metrics["photos_exact_sequences_by_threshold"], real_photos=True,
+                                                  images=len(tests))
     assert f"chosen on your {len(tests)} reviewed test photos" in caplog.text
     # The trained fixture's data set has no reviewed photo: the validation rule, and one line why.
     assert json.loads(out.with_suffix(".json").read_text())["metrics"]["threshold_source"].startswith("validation")

@@ -249,7 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_curve(result: dict) -> str:
-    """The exact-sequence (or F1) curve by threshold, one line, the best and the model's marked."""
+    """The exact-sequence (or F1) curve by threshold, one line, the chosen (pick_threshold) and the model's marked."""
     name = "exact sequences" if result["criterion"] == "exact_sequences" else "F1"
     cells = []
     for t, v in result["by_threshold"].items():
@@ -257,7 +257,7 @@ def format_curve(result: dict) -> str:
         mark += "<" if abs(float(t) - result["threshold"]) < 1e-9 else ""
         cells.append(f"{t}: {100 * v:.0f}{mark}")
     which = "reviewed " if result["reviewed_images"] else ""
-    return (f"{name} (%) by threshold ({result['curve_images']} {which}images; * best, < in use): "
+    return (f"{name} (%) by threshold ({result['curve_images']} {which}images; * chosen, < in use): "
             + ", ".join(cells))
 
 

@@ -8,7 +8,7 @@ judged by exact sorted sequences (what the arm gets), other class sets by F1.
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from cube_detect.inference import Detection
 from cube_detect.labels import LABELS
@@ -34,17 +34,32 @@ def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", 
     best), never across a dip. Real photos score lower than synthetic ones (real faces at
     0.3-0.6 where synthetic ones score 0.8+), so where the synthetic curve cannot tell two
     candidates apart, the lower one keeps more real faces (the "one standard error" rule of
-    model selection). For F1 (other class sets) and for any curve measured on real photos
-    (``real_photos``): the middle of the equally best, so small score shifts do not fall off an
-    edge."""
+    model selection).
+
+    For exact sequences on the user's own photos (``real_photos``): a dozen photos cannot tell
+    two candidates one photo apart, so the plateau is every candidate within one photo of the
+    best, and the threshold is the middle of the run of neighbouring candidates on that plateau
+    that holds a best one (the longest, if several do; the lower middle of an even run): a
+    lone spike one photo above its neighbours does not pull it to an edge where the photos
+    after them fall off. For F1 (other class sets): the middle of the equally best."""
     best = max(curve.values())
+    ordered = sorted((float(t), v) for t, v in curve.items())
     if criterion == "exact_sequences" and not real_photos:
         error = math.sqrt(best * (1 - best) / images) if images else 0.0
-        ordered = sorted((float(t), v) for t, v in curve.items())
         k = next(i for i, (_, v) in enumerate(ordered) if v >= best - 1e-9)
         while k and ordered[k - 1][1] >= best - error - 1e-9:
             k -= 1
         return ordered[k][0]
+    if criterion == "exact_sequences":
+        slack = 1.0 / images if images else 0.0
+        runs: List[List[Tuple[float, float]]] = [[]]
+        for t, v in ordered:
+            if v >= best - slack - 1e-9:
+                runs[-1].append((t, v))
+            elif runs[-1]:
+                runs.append([])
+        run = max((r for r in runs if any(v >= best - 1e-9 for _, v in r)), key=len)
+        return run[(len(run) - 1) // 2][0]
     top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
     return top[len(top) // 2]
 
