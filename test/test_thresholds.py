@@ -32,6 +32,12 @@ def test_on_real_photos_a_spike_one_photo_above_its_plateau_does_not_move_the_th
     # Two photos below the best is not the plateau; of two runs holding a best, the longer counts.
     dip = {"0.30": 1.0, "0.35": 0.8462, "0.40": 1.0, "0.45": 1.0, "0.50": 0.9231, "0.55": 0.8}
     assert pick_threshold(dip, real_photos=True, images=13) == 0.45
+    # Counted in photos: 14 of 15 is kept as 0.9333, a hair below 1 - 1/15, and is on the plateau.
+    fifteen = {"0.30": 1.0, "0.35": 0.9333, "0.40": 0.9333, "0.45": 0.9333, "0.50": 0.9333, "0.55": 0.8}
+    assert pick_threshold(fifteen, real_photos=True, images=15) == 0.40
+    # Of two runs as long, the lower (real faces score low).
+    twins = {"0.30": 1.0, "0.35": 1.0, "0.40": 0.8, "0.45": 1.0, "0.50": 1.0}
+    assert pick_threshold(twins, real_photos=True, images=10) == 0.30
     # F1 (other class sets) keeps the middle of the equally best.
     assert pick_threshold(cell4, criterion="f1", real_photos=True, images=13) == 0.70
 

@@ -39,7 +39,8 @@ def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", 
     For exact sequences on the user's own photos (``real_photos``): a dozen photos cannot tell
     two candidates one photo apart, so the plateau is every candidate within one photo of the
     best, and the threshold is the middle of the run of neighbouring candidates on that plateau
-    that holds a best one (the longest, if several do; the lower middle of an even run): a
+    that holds a best one (the longest, if several do, and of those the lowest; the lower middle
+    of an even run, as real faces score low; with no image count, the equally best only): a
     lone spike one photo above its neighbours does not pull it to an edge where the photos
     after them fall off. For F1 (other class sets): the middle of the equally best."""
     best = max(curve.values())
@@ -51,14 +52,17 @@ def pick_threshold(curve: Dict[str, float], criterion: str = "exact_sequences", 
             k -= 1
         return ordered[k][0]
     if criterion == "exact_sequences":
-        slack = 1.0 / images if images else 0.0
+        # In photos, not shares: the curve is rounded (14 of 15 is kept as 0.9333, below 1 - 1/15).
+        count = (lambda v: round(v * images)) if images else (lambda v: v)
+        floor = count(best) - (1 if images else 0)
         runs: List[List[Tuple[float, float]]] = [[]]
         for t, v in ordered:
-            if v >= best - slack - 1e-9:
+            if count(v) >= floor:
                 runs[-1].append((t, v))
             elif runs[-1]:
                 runs.append([])
-        run = max((r for r in runs if any(v >= best - 1e-9 for _, v in r)), key=len)
+        # The longest run holding a best candidate; of equally long ones, the lowest.
+        run = max((r for r in runs if any(count(v) == count(best) for _, v in r)), key=len)
         return run[(len(run) - 1) // 2][0]
     top = sorted(float(t) for t, v in curve.items() if v >= best - 1e-9)
     return top[len(top) // 2]
