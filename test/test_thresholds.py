@@ -3,6 +3,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 
 import pytest
@@ -65,7 +66,9 @@ def test_evaluate_prints_the_curve_and_refuses_to_set_a_threshold_from_unreviewe
     assert main(["evaluate", "--model", str(model), "--data", str(data), "--json", str(report)]) == 0
     out = capsys.readouterr().out
     result = json.loads(report.read_text())
-    assert "exact sequences (%) by threshold" in out and "0.40: " in out and "<" in out
+    assert "exact sequences (%) by threshold" in out and "0.40: " in out and "<" in out and "* chosen" in out
+    chosen = result["best_threshold"]  # the candidate --set-threshold would write is the one marked
+    assert re.search(rf"{chosen:.2f}: \d+\*", out), out
     assert set(result["by_threshold"]) >= {"0.15", "0.40", "0.80"} and result["reviewed_images"] == 0
     assert main(["evaluate", "--model", str(model), "--data", str(data), "--set-threshold"]) == 2
     assert "only 0 reviewed images" in capsys.readouterr().err
