@@ -13,7 +13,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -132,15 +132,33 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
 ROBUSTNESS_SEED = 424_242
 
 
+def zoomed_out(image: np.ndarray, boxes: Sequence[tuple], factor: float) -> Tuple[np.ndarray, List[tuple]]:
+    """The scene as a camera ``factor`` times farther away would frame it, as issue #19 measured it
+    on real photos: the image centred on a canvas ``factor`` times its size, filled with its median
+    colour, so every face is 1/``factor`` as large in the network's input. ``boxes``: (class id,
+    (x1, y1, x2, y2)), returned shifted with the image."""
+    if factor < 1.0:
+        raise ValueError(f"zoom-out factor must be at least 1, got {factor}")
+    h, w = image.shape[:2]
+    big_h, big_w = int(round(h * factor)), int(round(w * factor))
+    y0, x0 = (big_h - h) // 2, (big_w - w) // 2
+    canvas = np.empty((big_h, big_w) + image.shape[2:], image.dtype)
+    canvas[:] = np.median(image.reshape(h * w, -1), axis=0).astype(image.dtype).reshape(image.shape[2:])
+    canvas[y0:y0 + h, x0:x0 + w] = image
+    return canvas, [(c, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)) for c, b in boxes]
+
+
 def robustness(detector: Detector, count: int = 100, families: Sequence[str] = EVALUATION_FAMILIES,
-               seed: int = ROBUSTNESS_SEED, sheet: Optional[Path] = None, per_row: int = 4) -> Dict[str, dict]:
+               seed: int = ROBUSTNESS_SEED, sheet: Optional[Path] = None, per_row: int = 4,
+               zoom_out: float = 1.0) -> Dict[str, dict]:
     """The regression table: per scene family, ``count`` fixed synthetic test scenes through the
     robot's own inference (original-size images, letterbox, LiteRT, decode); mAP@0.5 and exact
     sorted sequences at the detector's threshold, and the scores of the true faces the detector
     matched (IoU >= 0.5, right class): their 10th percentile and median (a face not found at all
     counts as score 0). ``sheet``: a picture of the first ``per_row`` scenes of each family with
     the detections the arm would get. Family ``handwriting`` is the held-out one (hands training
-    never saw, layouts of all six)."""
+    never saw, layouts of all six). ``zoom_out`` > 1: every scene as a camera that much farther away
+    sees it (:func:`zoomed_out`)."""
     ids = {v: k for k, v in detector.spec.labels.items()}
     table: Dict[str, dict] = {}
     rows = []
@@ -148,12 +166,15 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
         truth, found, shown = [], [], []
         for i in tqdm(range(count), desc=family, unit="img", leave=False):
             image, boxes = render_indexed(seed, i, family=family)
-            truth.append([(ids[b.label], b.bbox) for b in boxes])
+            faces = [(ids[b.label], b.bbox) for b in boxes]
+            if zoom_out != 1.0:
+                image, faces = zoomed_out(image, faces, zoom_out)
+            truth.append(faces)
             found.append(detector.detect(image, threshold=0.05))
             if sheet is not None and i < per_row:
                 kept = [d for d in found[-1] if d.score >= detector.threshold]
-                shown.append(cv2.resize(draw_detections(image, kept, [(b.label, b.bbox) for b in boxes]), (320, 240),
-                                        interpolation=cv2.INTER_AREA))
+                shown.append(cv2.resize(draw_detections(image, kept, [(detector.spec.labels[c], b) for c, b in faces]),
+                                        (320, 240), interpolation=cv2.INTER_AREA))
         if shown:
             rows.append(_labelled_row(family, shown, per_row))
         result = summarize(truth, found, detector.spec.labels, threshold=detector.threshold)
@@ -209,6 +230,9 @@ def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", default=",".join(EVALUATION_FAMILIES),
                         help=f"comma-separated (default: all; {HELDOUT_FAMILY} = hands training never saw)")
     parser.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated one")
+    parser.add_argument("--zoom-out", type=float, default=1.0, metavar="F",
+                        help="every scene as a camera F times farther away sees it: centred on a canvas F times "
+                             "the frame, filled with its median colour (faces 1/F as large; default 1 = as rendered)")
     parser.add_argument("--json", type=Path, help="write the table here")
     parser.add_argument("--sheet", type=Path, metavar="PNG",
                         help="write a picture: the first scenes of each family with their detections")
@@ -220,14 +244,19 @@ def run_robustness(args: argparse.Namespace) -> int:
         log.info("%s", handwriting.check_data())
     if args.count < 1:
         raise CubeDetectError(f"--count must be at least 1, got {args.count}")
+    if not 1.0 <= args.zoom_out <= 4.0:
+        raise CubeDetectError(f"--zoom-out must be from 1 to 4 (times the frame), got {args.zoom_out:g}")
     # The model's calibrated threshold unless --threshold; up to 10 faces, so mAP sees every candidate.
     detector = load_detector(args.model, backend="cpu", decoding=DecodeSettings(threshold=args.threshold, max_cubes=10))
     threshold = detector.threshold
-    table = robustness(detector, args.count, families, sheet=args.sheet)
+    table = robustness(detector, args.count, families, sheet=args.sheet, zoom_out=args.zoom_out)
+    if args.zoom_out != 1.0:
+        print(f"scenes zoomed out {args.zoom_out:g}x (faces 1/{args.zoom_out:g} as large)")
     print(format_robustness(table, threshold))
     if args.json:
         atomic_write_text(args.json, json.dumps({"model": str(args.model), "threshold": threshold,
-                                                 "seed": ROBUSTNESS_SEED, "families": table}, indent=2) + "\n")
+                                                 "seed": ROBUSTNESS_SEED, "zoom_out": args.zoom_out,
+                                                 "families": table}, indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,45 @@
+"""`robustness --zoom-out`: the scenes as a camera farther away sees them (issue #19's padding test)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cube_detect.cli import main
+from cube_detect.evaluate import robustness, zoomed_out
+from cube_detect.inference import DecodeSettings, load_detector
+
+
+def test_zoomed_out_centres_the_scene_on_its_median_colour_and_shifts_the_boxes():
+    image = np.full((40, 60, 3), (10, 20, 30), np.uint8)
+    image[:12] = (200, 210, 220)  # a bright band on a mostly dark scene: the median is the dark
+    image[5:15, 10:30] = 255
+    big, faces = zoomed_out(image, [(1, (10, 5, 30, 15))], 2.0)
+    assert big.shape == (80, 120, 3)
+    np.testing.assert_array_equal(big[20:60, 30:90], image)  # centred, untouched
+    assert tuple(big[0, 0]) == (10, 20, 30) and tuple(big[-1, -1]) == (10, 20, 30)
+    assert faces == [(1, (40, 25, 60, 35))]
+    np.testing.assert_array_equal(big[25:35, 40:60], 255)  # the box still frames the same pixels
+    gray, _ = zoomed_out(image[:, :, 0], [], 1.5)
+    assert gray.shape == (60, 90)
+    with pytest.raises(ValueError, match="at least 1"):
+        zoomed_out(image, [], 0.5)
+
+
+def test_the_shipped_model_reads_scenes_zoomed_out_where_their_faces_moved(shipped_model):
+    detector = load_detector(shipped_model, backend="cpu", decoding=DecodeSettings(max_cubes=10))
+    near = robustness(detector, 6, ["topdown"])["topdown"]
+    far = robustness(detector, 6, ["topdown"], zoom_out=1.5)["topdown"]
+    assert near["faces"] == far["faces"]
+    # Boxes that did not follow the image would match nothing (mAP 0).
+    assert far["mAP50"] > 0.8 and far["true_score_median"] > 0.5, far
+
+
+def test_robustness_cli_zoom_out_is_recorded_and_bounded(shipped_model, tmp_path, capsys):
+    report = tmp_path / "far.json"
+    assert main(["robustness", "--count", "2", "--families", "topdown", "--zoom-out", "1.25",
+                 "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["zoom_out"] == 1.25
+    assert "zoomed out 1.25x" in capsys.readouterr().out
+    assert main(["robustness", "--count", "2", "--zoom-out", "0.5"]) == 2
+    assert "--zoom-out must be from 1 to 4" in capsys.readouterr().err
