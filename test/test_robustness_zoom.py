@@ -28,11 +28,17 @@ def test_zoomed_out_centres_the_scene_on_its_median_colour_and_shifts_the_boxes(
 
 def test_the_shipped_model_reads_scenes_zoomed_out_where_their_faces_moved(shipped_model):
     detector = load_detector(shipped_model, backend="cpu", decoding=DecodeSettings(max_cubes=10))
+    shapes = []
+    detect = detector.detect
+    detector.detect = lambda image, **kw: shapes.append(image.shape[:2]) or detect(image, **kw)
     near = robustness(detector, 6, ["topdown"])["topdown"]
     far = robustness(detector, 6, ["topdown"], zoom_out=1.5)["topdown"]
+    # The detector saw the 1.5x canvases (the sizes synth draws: 640x480 or 752x480).
+    assert set(shapes[:6]) <= {(480, 640), (480, 752)} and set(shapes[6:]) <= {(720, 960), (720, 1128)}
     assert near["faces"] == far["faces"]
-    # Boxes that did not follow the image would match nothing (mAP 0).
+    # Boxes that did not follow the image would match nothing (mAP 0); smaller faces score lower.
     assert far["mAP50"] > 0.8 and far["true_score_median"] > 0.5, far
+    assert far["true_score_median"] < near["true_score_median"], (near, far)
 
 
 def test_robustness_cli_zoom_out_is_recorded_and_bounded(shipped_model, tmp_path, capsys):
