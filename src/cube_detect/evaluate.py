@@ -22,7 +22,7 @@ from tqdm import tqdm
 from cube_detect.dataset import load_split
 from cube_detect.errors import CubeDetectError
 from cube_detect.files import atomic_write_text
-from cube_detect.images import read_image
+from cube_detect.images import median_colour, read_image
 from cube_detect.inference import DEFAULT_MODEL, DecodeSettings, Detection, Detector, load_detector
 from cube_detect.metrics import detection_f1, pr_curves, summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
@@ -143,7 +143,7 @@ def zoomed_out(image: np.ndarray, boxes: Sequence[tuple], factor: float) -> Tupl
     big_h, big_w = int(round(h * factor)), int(round(w * factor))
     y0, x0 = (big_h - h) // 2, (big_w - w) // 2
     canvas = np.empty((big_h, big_w) + image.shape[2:], image.dtype)
-    canvas[:] = np.rint(np.median(image.reshape(h * w, -1), axis=0)).astype(image.dtype).reshape(image.shape[2:])
+    canvas[:] = np.rint(median_colour(image)).astype(image.dtype).reshape(image.shape[2:])
     canvas[y0:y0 + h, x0:x0 + w] = image
     return canvas, [(c, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)) for c, b in boxes]
 

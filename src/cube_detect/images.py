@@ -99,6 +99,12 @@ def imgmsg_to_bgr(msg) -> np.ndarray:
     return np.array(convert(pixels), dtype=np.uint8, order="C", copy=True)
 
 
+def median_colour(image: np.ndarray) -> np.ndarray:
+    """Per-channel median of an H x W (gray: one value) or H x W x C image, as floats: the colour a
+    scene is padded with when it is shown smaller (training's far zoom-out, ``robustness --zoom-out``)."""
+    return np.median(image.reshape(image.shape[0] * image.shape[1], -1), axis=0)
+
+
 def read_image(path: os.PathLike) -> Optional[np.ndarray]:
     """An image file as an 8-bit gray, BGR or BGRA array; None when OpenCV cannot read it
     (missing, truncated, not an image) or it is not 8-bit (e.g. a 16-bit PNG)."""

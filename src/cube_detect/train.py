@@ -28,6 +28,7 @@ from tqdm import tqdm
 from cube_detect.dataset import images_root, resolve_labels
 from cube_detect.errors import CubeDetectError
 from cube_detect.files import atomic_write_text
+from cube_detect.images import median_colour
 from cube_detect.labels import LABELS, LABELS_HELP, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
@@ -72,8 +73,7 @@ def augment(sample: Sample, rng: np.random.Generator, flip: bool = False) -> Sam
         matrix = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]], np.float32)
         # Zoomed far out, the scene sits on its own median colour (as `robustness --zoom-out` reads it),
         # not on the dark border of a slight zoom.
-        border = np.median(image.reshape(-1, image.shape[2] if image.ndim == 3 else 1), axis=0) if far \
-            else int(rng.integers(0, 30))
+        border = median_colour(image) if far else int(rng.integers(0, 30))
         image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=tuple(np.broadcast_to(np.asarray(border, np.float64), (3,)).tolist()))
         if len(boxes):
