@@ -48,7 +48,7 @@ def test_far_zoom_shrinks_faces_to_its_range_on_the_scenes_median(monkeypatch):
     lo, hi = train.ZOOM_OUT_SCALE
     assert all(lo - 1e-6 <= s <= hi + 1e-6 for _, s in scaled)
     # The border is the table's colour (the median), not the mean nor a grey: on average over the
-    # draws (the jitter's noise averages out) within 1 % of the range.
+    # draws (the jitter's noise averages out) within half a percent of the range.
     assert abs(np.mean([_corner_minus_table(img) for img, _ in scaled])) < 0.005
 
 
