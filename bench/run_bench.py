@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import signal
@@ -70,6 +71,12 @@ def header(command: str) -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": command, "machine": machine_info(),
             "load_avg": {"start": [round(x, 2) for x in os.getloadavg()]}}
+
+
+def model_fields(model: Path) -> dict:
+    """Which model a run's figures are of: its path, size and sha256 (the weights, not the name)."""
+    return {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
+            "model_bytes": model.stat().st_size, "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -141,7 +148,7 @@ def measure_latency(model: Path, iterations: int, peers: bool = False) -> dict:
 
 
 def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: bool = False,
-                sweep_cycles: int = 100) -> dict:
+                sweep_cycles: int = 100, model: Path = MODEL) -> dict:
     out: dict = {}
     graph = RosGraph(log_dir, use_existing_master=running_master)
     try:
@@ -155,7 +162,7 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         for run in range(ready_runs):
             if proc is not None:
                 proc.stop()
-            proc, seconds = start_detector(graph, ctrl, name=f"detect{run}")
+            proc, seconds = start_detector(graph, ctrl, name=f"detect{run}", model=model.resolve())
             ready.append(round(seconds, 3))
             pid = node_pid("/detector")
             node_start.append(process_start_after(pid, proc))
@@ -196,7 +203,8 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         for rate in SWEEP_RATES:
             if proc is not None:
                 proc.stop()
-            proc, _ = start_detector(graph, ctrl, name=f"detect_rate{rate:g}", rate=rate)
+            proc, _ = start_detector(graph, ctrl, name=f"detect_rate{rate:g}", rate=rate,
+                                     model=model.resolve())
             pid = node_pid("/detector")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)
             swept = run_cycles(ctrl, sweep_cycles, pid, f"cycles at rate {rate:g} Hz", show=False)
@@ -266,8 +274,7 @@ def previous_training(path: Path) -> dict:
 def cmd_bench(args) -> int:
     results = header("make bench" + (" TRAIN=1" if args.train else ""))
     model = Path(args.model)
-    results["model"] = str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model)
-    results["model_bytes"] = model.stat().st_size
+    results.update(model_fields(model))
     log(f"model {results['model']}: {results['model_bytes']:,} bytes; load average {os.getloadavg()[0]:.2f}")
 
     log(f"latency: int8 TFLite vs float TFLite vs float TF, 1 thread, {args.iterations} frames each"
@@ -288,7 +295,7 @@ def cmd_bench(args) -> int:
         log(f"ROS: roscore on a free port, sim_camera, detect.launch x{args.ready_runs}, {args.cycles} cycles "
             f"(logs in {tmp} while it runs)")
         results.update(measure_ros(args.cycles, args.ready_runs, Path(tmp), args.use_running_master,
-                                   sweep_cycles=max(args.cycles // 2, 10)))
+                                   sweep_cycles=max(args.cycles // 2, 10), model=model))
         results["load_avg"]["end"] = [round(x, 2) for x in os.getloadavg()]  # before our own training
         if args.train:
             results["train"] = dict(measure_training(Path(tmp)), date=results["date"])
@@ -455,6 +462,7 @@ def drill_robot_ready_timeout(graph: RosGraph, timeout_s: float) -> dict:
 
 def cmd_soak(args) -> int:
     data = header("make soak" + ("" if args.cycles == 1000 else f" SOAK_CYCLES={args.cycles}"))
+    data.update(model_fields(MODEL))  # detect.launch's default model, which the soak runs
     started = time.monotonic()
     failures: List[str] = []
     with tempfile.TemporaryDirectory(prefix="cube_detect_soak_") as tmp:
@@ -544,7 +552,8 @@ def main(argv=None) -> int:
     b.add_argument("--ready-runs", type=int, default=3, help="detect.launch starts timed (median; default 3)")
     b.add_argument("--train", action="store_true", help="also train from scratch (9 min) for minutes to mAP50 0.95")
     b.add_argument("--no-peers", action="store_true", help="skip the peer detectors (bench/peers.py)")
-    b.add_argument("--model", default=str(MODEL))
+    b.add_argument("--model", default=str(MODEL),
+                   help="the model timed, alone and in the node's cycles (default the shipped one)")
     b.add_argument("--out", type=Path, default=HERE / "results.json")
     b.add_argument("--no-readme", action="store_true", help="do not rewrite the README section")
     s = sub.add_parser("soak", help="1000 cycles and fault drills -> bench/soak.json")

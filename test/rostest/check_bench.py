@@ -8,6 +8,7 @@ latency job on 5 frames, and the README section written between its markers. Ass
 completed, never a timing or a goal.
 """
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -37,8 +38,12 @@ class BenchSmokeTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_1_bench_cycles_ready_and_memory(self):
+        model = self.tmp / "copy.tflite"  # bench --model M: the node's cycles run M, not the shipped model
+        shutil.copy(MODEL, model)
+        shutil.copy(MODEL.with_suffix(".json"), model.with_suffix(".json"))
         out = run_bench.measure_ros(cycles=5, ready_runs=1, log_dir=self.tmp / "bench", running_master=True,
-                                    sweep_cycles=3)
+                                    sweep_cycles=3, model=model)
+        self.assertEqual(rospy.get_param("/detector/model"), str(model.resolve()))
         self.assertEqual(out["cycles"]["cycles"], 5)
         self.assertEqual(out["cycles"]["completed"], 5, out["cycles"])
         self.assertEqual(out["cycle_ms"]["n"], 5)
@@ -72,6 +77,7 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual((data["soak"]["cycles"], data["soak"]["completed"]), (5, 5))
         self.assertEqual(data["soak"]["correct"] + data["soak"]["wrong"], 5)
         self.assertTrue(data["no_hang"])
+        self.assertEqual(data["model_sha256"], hashlib.sha256(MODEL.read_bytes()).hexdigest())  # what it ran
         self.assertEqual(set(data["rss"]), {"window_cycles", "first_mb", "last_mb", "growth", "pass", "peak_mb"})
         (drill,) = data["drills"]
         self.assertTrue(drill["ok"], drill)
