@@ -92,10 +92,18 @@ def machine_line(data: dict) -> str:
             f"{m.get('cores', '?')} cores, {m.get('os', '')}{load_txt}")
 
 
+def model_line(r: dict) -> str:
+    """"; model PATH (sha256 0123abcd)" for a run's header, from the fields run_bench writes."""
+    if not r.get("model"):
+        return ""
+    sha = r.get("model_sha256")
+    return f"; model `{r['model']}`" + (f" (sha256 {sha[:8]}…)" if sha else "")
+
+
 def bench_table(r: dict) -> str:
     lat = r.get("latency_ms", {})
     lines = [
-        f"**`make bench`** ({machine_line(r)}; `{r.get('command', 'make bench')}`)",
+        f"**`make bench`** ({machine_line(r)}; `{r.get('command', 'make bench')}`{model_line(r)})",
         "",
         "| figure | p50 / p95 | notes |",
         "| --- | --- | --- |",
@@ -183,7 +191,7 @@ def soak_table(s: dict) -> str:
     main = s.get("soak", {})
     rss = s.get("rss", {})
     lines = [
-        f"**`make soak`** ({machine_line(s)}; `{s.get('command', 'make soak')}`)",
+        f"**`make soak`** ({machine_line(s)}; `{s.get('command', 'make soak')}`{model_line(s)})",
         "",
         "| figure | value |",
         "| --- | --- |",

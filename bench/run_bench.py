@@ -24,6 +24,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,16 @@ def model_fields(model: Path) -> dict:
     """Which model a run's figures are of: its path, size and sha256 (the weights, not the name)."""
     return {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
             "model_bytes": model.stat().st_size, "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+
+
+def node_model(proc, timeout: float = 5.0) -> Optional[str]:
+    """The model a started detector says it loaded (its "detector: model PATH, backend ..." line)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        match = re.search(r"detector: model (.+?), backend ", proc.output())
+        if match or time.monotonic() > deadline:
+            return match.group(1) if match else None
+        time.sleep(0.1)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -149,6 +160,9 @@ def measure_latency(model: Path, iterations: int, peers: bool = False) -> dict:
 
 def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: bool = False,
                 sweep_cycles: int = 100, model: Path = MODEL) -> dict:
+    """The node's figures (ready time, timed cycles, memory, the rate sweep) with ``model`` (an
+    absolute path: roslaunch resolves a relative one against its own folder); ``node_models``:
+    the model each started detector said it loaded."""
     out: dict = {}
     graph = RosGraph(log_dir, use_existing_master=running_master)
     try:
@@ -162,7 +176,8 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         for run in range(ready_runs):
             if proc is not None:
                 proc.stop()
-            proc, seconds = start_detector(graph, ctrl, name=f"detect{run}", model=model.resolve())
+            proc, seconds = start_detector(graph, ctrl, name=f"detect{run}", model=model)
+            out.setdefault("node_models", []).append(node_model(proc))
             ready.append(round(seconds, 3))
             pid = node_pid("/detector")
             node_start.append(process_start_after(pid, proc))
@@ -203,8 +218,8 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
         for rate in SWEEP_RATES:
             if proc is not None:
                 proc.stop()
-            proc, _ = start_detector(graph, ctrl, name=f"detect_rate{rate:g}", rate=rate,
-                                     model=model.resolve())
+            proc, _ = start_detector(graph, ctrl, name=f"detect_rate{rate:g}", rate=rate, model=model)
+            out["node_models"].append(node_model(proc))
             pid = node_pid("/detector")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)
             swept = run_cycles(ctrl, sweep_cycles, pid, f"cycles at rate {rate:g} Hz", show=False)
@@ -272,8 +287,9 @@ def previous_training(path: Path) -> dict:
 
 
 def cmd_bench(args) -> int:
-    results = header("make bench" + (" TRAIN=1" if args.train else ""))
-    model = Path(args.model)
+    model = Path(args.model).resolve()
+    results = header("make bench" + (" TRAIN=1" if args.train else "")
+                     + ("" if model == MODEL.resolve() else f" --model {args.model}"))
     results.update(model_fields(model))
     log(f"model {results['model']}: {results['model_bytes']:,} bytes; load average {os.getloadavg()[0]:.2f}")
 
@@ -431,7 +447,7 @@ def drill_robot_ready_timeout(graph: RosGraph, timeout_s: float) -> dict:
     names = ProtocolNames(take_image="/drill/takeImage", label="/drill/label", robot_ready="/drill/RobotReady")
     ctrl = BenchController(node="/detector_rrt", names=names)
     ctrl.reset_parameters()
-    launch, ready_s = start_detector(graph, ctrl, name="detect_rrt", node_name="detector_rrt",
+    launch, ready_s = start_detector(graph, ctrl, name="detect_rrt", node_name="detector_rrt", model=MODEL.resolve(),
                                      robot_ready_timeout=timeout_s, take_image_param=names.take_image,
                                      label_param=names.label, robot_ready_param=names.robot_ready)
     try:
@@ -462,7 +478,7 @@ def drill_robot_ready_timeout(graph: RosGraph, timeout_s: float) -> dict:
 
 def cmd_soak(args) -> int:
     data = header("make soak" + ("" if args.cycles == 1000 else f" SOAK_CYCLES={args.cycles}"))
-    data.update(model_fields(MODEL))  # detect.launch's default model, which the soak runs
+    data.update(model_fields(MODEL))  # the model the soak's detectors are started with
     started = time.monotonic()
     failures: List[str] = []
     with tempfile.TemporaryDirectory(prefix="cube_detect_soak_") as tmp:
@@ -473,7 +489,8 @@ def cmd_soak(args) -> int:
             ctrl = BenchController()
             ctrl.reset_parameters()
             rospy.wait_for_service("/get_image", timeout=60)
-            launch, ready_s = start_detector(graph, ctrl)
+            launch, ready_s = start_detector(graph, ctrl, model=MODEL.resolve())
+            data["node_model"] = node_model(launch)
             pid = node_pid("/detector")
             log(f"soak: detector ready in {ready_s:.2f} s (pid {pid}); {args.cycles} cycles")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)

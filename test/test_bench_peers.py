@@ -40,3 +40,10 @@ def test_peer_rows_and_goals():
     results["goals"] = report.goals(results)
     assert "| cycle p95 (takeImage → labels), default 20 Hz poll | 66.0 ms | ≤ 65 ms | **FAIL** |" in \
         report.bench_table(results)
+
+
+def test_a_run_header_names_its_model_and_its_sha256_when_recorded():
+    run = {"model": "models/cube_detect.tflite", "model_sha256": "0a3444a1" + "0" * 56}
+    assert report.model_line(run) == "; model `models/cube_detect.tflite` (sha256 0a3444a1…)"
+    assert report.model_line({"model": "models/x.tflite"}) == "; model `models/x.tflite`"  # a run before the field
+    assert report.model_line({}) == ""
