@@ -160,10 +160,11 @@ def measure_latency(model: Path, iterations: int, peers: bool = False) -> dict:
 
 def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: bool = False,
                 sweep_cycles: int = 100, model: Path = MODEL) -> dict:
-    """The node's figures (ready time, timed cycles, memory, the rate sweep) with ``model`` (an
-    absolute path: roslaunch resolves a relative one against its own folder); ``node_models``:
-    the model each started detector said it loaded."""
-    out: dict = {}
+    """The node's figures (ready time, timed cycles, memory, the rate sweep) with ``model`` (made
+    absolute here: the node would resolve a relative one against the folder roslaunch runs in);
+    ``node_models``: the model each started detector said it loaded."""
+    model = Path(model).resolve()
+    out: dict = {"node_models": []}
     graph = RosGraph(log_dir, use_existing_master=running_master)
     try:
         init_rospy()
@@ -177,7 +178,7 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
             if proc is not None:
                 proc.stop()
             proc, seconds = start_detector(graph, ctrl, name=f"detect{run}", model=model)
-            out.setdefault("node_models", []).append(node_model(proc))
+            out["node_models"].append(node_model(proc))
             ready.append(round(seconds, 3))
             pid = node_pid("/detector")
             node_start.append(process_start_after(pid, proc))
@@ -288,8 +289,8 @@ def previous_training(path: Path) -> dict:
 
 def cmd_bench(args) -> int:
     model = Path(args.model).resolve()
-    results = header("make bench" + (" TRAIN=1" if args.train else "")
-                     + ("" if model == MODEL.resolve() else f" --model {args.model}"))
+    results = header(("make bench" + (" TRAIN=1" if args.train else "")) if model == MODEL.resolve() else
+                     "python -m bench.run_bench bench" + (" --train" if args.train else "") + f" --model {args.model}")
     results.update(model_fields(model))
     log(f"model {results['model']}: {results['model_bytes']:,} bytes; load average {os.getloadavg()[0]:.2f}")
 
@@ -320,6 +321,8 @@ def cmd_bench(args) -> int:
     if results["load_avg"]["start"][0] > (os.cpu_count() or 1) * 0.5:
         notes.append(f"the machine was busy (1-min load average {results['load_avg']['start'][0]:.1f} at start, "
                      f"{results['load_avg']['end'][0]:.1f} at end, {os.cpu_count()} cores): latencies are pessimistic")
+    if set(results["node_models"]) != {str(model)}:
+        notes.append(f"the node's cycles did not all run {model}: the detectors said {results['node_models']}")
     results["notes"] = notes
     results["goals"] = report.goals(results)
     write_json(args.out, results)
@@ -491,6 +494,8 @@ def cmd_soak(args) -> int:
             rospy.wait_for_service("/get_image", timeout=60)
             launch, ready_s = start_detector(graph, ctrl, model=MODEL.resolve())
             data["node_model"] = node_model(launch)
+            if data["node_model"] != str(MODEL.resolve()):
+                failures.append(f"the soak's detector loaded {data['node_model']}, not {MODEL.resolve()}")
             pid = node_pid("/detector")
             log(f"soak: detector ready in {ready_s:.2f} s (pid {pid}); {args.cycles} cycles")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)
