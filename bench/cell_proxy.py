@@ -112,8 +112,11 @@ def main() -> int:
                         help="the figures, rewritten after each cell (default bench/cell_proxy.json)")
     args = parser.parse_args()
     from cube_detect.files import atomic_write_text
-    result: Dict[str, Any] = {"model": str(args.model),
-                              "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(), "cells": []}
+    model = args.model.resolve()
+    result: Dict[str, Any] = {"command": " ".join(["python -m bench.cell_proxy", *sys.argv[1:]]),
+                              "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
+                              "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+                              "first": args.first, "last": args.cells, "finetune": args.finetune, "cells": []}
     for cell in range(args.first, args.cells + 1):
         out = write_cell(args.workdir / f"cell{cell}", cell)
         row: Dict[str, Any] = {"cell": cell, "family": cell_family(cell), "zero_shot": judge(args.model, out / "judge")}

@@ -90,6 +90,11 @@ def test_first_runs_other_cells_than_the_default_twelve(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["cell_proxy", "--first", "13", "--cells", "13", "--finetune", "none",
                                       "--model", str(MODEL), "--workdir", str(tmp_path / "w"), "--json", str(report)])
     assert cell_proxy.main() == 0
-    rows = json.loads(report.read_text())["cells"]
+    result = json.loads(report.read_text())
+    assert result["command"] == ("python -m bench.cell_proxy --first 13 --cells 13 --finetune none --model "
+                                 f"{MODEL} --workdir {tmp_path / 'w'} --json {report}")
+    assert (result["model"], result["first"], result["last"], result["finetune"]) == (
+        "models/cube_detect.tflite", 13, 13, "none")  # what ran, as the repository names it
+    rows = result["cells"]
     assert [(r["cell"], r["family"]) for r in rows] == [(13, "topdown")] and "fine_tuned" not in rows[0]
     assert rows[0]["zero_shot"]["images"] == 13 and (tmp_path / "w" / "cell13" / "judge").is_dir()
