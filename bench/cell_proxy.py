@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -113,7 +114,7 @@ def main() -> int:
     args = parser.parse_args()
     from cube_detect.files import atomic_write_text
     model = args.model.resolve()
-    result: Dict[str, Any] = {"command": " ".join(["python -m bench.cell_proxy", *sys.argv[1:]]),
+    result: Dict[str, Any] = {"command": shlex.join(["python", "-m", "bench.cell_proxy", *sys.argv[1:]]),
                               "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
                               "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
                               "first": args.first, "last": args.cells, "finetune": args.finetune, "cells": []}

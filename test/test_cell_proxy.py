@@ -98,3 +98,21 @@ def test_first_runs_other_cells_than_the_default_twelve(monkeypatch, tmp_path):
     rows = result["cells"]
     assert [(r["cell"], r["family"]) for r in rows] == [(13, "topdown")] and "fine_tuned" not in rows[0]
     assert rows[0]["zero_shot"]["images"] == 13 and (tmp_path / "w" / "cell13" / "judge").is_dir()
+
+
+def test_a_relative_model_is_recorded_as_the_repository_names_it(monkeypatch, tmp_path):
+    report = tmp_path / "cells.json"
+    monkeypatch.chdir(MODEL.parents[1])
+    monkeypatch.setattr(sys, "argv", ["cell_proxy", "--first", "2", "--cells", "2", "--finetune", "none",
+                                      "--model", "models/cube_detect.tflite", "--workdir", str(tmp_path / "w"),
+                                      "--json", str(report)])
+    assert cell_proxy.main() == 0
+    result = json.loads(report.read_text())
+    assert result["model"] == "models/cube_detect.tflite" and "--model models/cube_detect.tflite" in result["command"]
+    outside = tmp_path / "copy.tflite"
+    for suffix in (".tflite", ".json", ".labels.txt"):
+        shutil.copy(MODEL.with_suffix(suffix), outside.with_suffix(suffix))
+    monkeypatch.setattr(sys, "argv", ["cell_proxy", "--first", "2", "--cells", "2", "--finetune", "none",
+                                      "--model", str(outside), "--workdir", str(tmp_path / "w"), "--json", str(report)])
+    assert cell_proxy.main() == 0
+    assert json.loads(report.read_text())["model"] == str(outside)  # outside the repository: its whole path

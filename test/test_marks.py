@@ -35,7 +35,7 @@ def test_leaving_marks_out_changes_only_the_marks(scenes):
             ys, xs = np.nonzero(changed)
             assert len(ys), i
             # the marks' ink: a few faces' worth of pixels, not the scene (a draw out of step changes ~all)
-            assert (ys.ptp() + 1) * (xs.ptp() + 1) < 0.25 * changed.size, i
+            assert (np.ptp(ys) + 1) * (np.ptp(xs) + 1) < 0.25 * changed.size, i
         else:
             assert np.array_equal(left_out, image), i
     assert set(met) == {"blank", *marks.KINDS}, met  # every kind met in these scenes
