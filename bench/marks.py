@@ -137,6 +137,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     from cube_detect.files import atomic_write_text
+    from cube_detect.synth import EVALUATION_FAMILIES
+
+    if args.family not in EVALUATION_FAMILIES:
+        parser.error(f"--family {args.family}: not a robustness family (one of {', '.join(EVALUATION_FAMILIES)})")
+    if not args.model.is_file():
+        parser.error(f"--model {args.model}: model file not found")
 
     model = args.model.resolve()
     started = time.time()

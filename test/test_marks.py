@@ -84,6 +84,17 @@ def test_an_unknown_kind_is_named():
         marks.render(0, "handwriting", ("ink",))
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["--family", "kitchen"], "--family kitchen: not a robustness family (one of topdown, "),
+    (["--model", "nowhere.tflite"], "--model nowhere.tflite: model file not found"),
+])
+def test_bad_arguments_are_one_line_naming_them(argv, line, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        marks.main([*argv, "--json", str(tmp_path / "m.json")])
+    assert exit_.value.code == 2 and line in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_the_run_reads_as_robustness_does(tmp_path):
     out = tmp_path / "marks.json"
     assert marks.main(["--count", "80", "--json", str(out)]) == 0
