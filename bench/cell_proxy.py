@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import shlex
 import shutil
@@ -36,6 +35,8 @@ from typing import Any, Dict, List
 from unittest import mock
 
 import numpy as np
+
+from bench import report
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL_SEEDS = {"train": 901, "test": 902, "judge": 903}
@@ -115,8 +116,7 @@ def main() -> int:
     from cube_detect.files import atomic_write_text
     model = args.model.resolve()
     result: Dict[str, Any] = {"command": shlex.join(["python", "-m", "bench.cell_proxy", *sys.argv[1:]]),
-                              "model": str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model),
-                              "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+                              **report.model_fields(model),
                               "first": args.first, "last": args.cells, "finetune": args.finetune, "cells": []}
     for cell in range(args.first, args.cells + 1):
         out = write_cell(args.workdir / f"cell{cell}", cell)

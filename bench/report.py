@@ -6,6 +6,7 @@ python bench/report.py   # rewrites README.md between <!-- bench:start --> and <
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -90,6 +91,13 @@ def machine_line(data: dict) -> str:
                 if start[0] is not None and end[0] is not None else "")
     return (f"{data.get('date', '?')[:16].replace('T', ' ')} UTC, {m.get('cpu', '?')}, "
             f"{m.get('cores', '?')} cores, {m.get('os', '')}{load_txt}")
+
+
+def model_fields(model: Path) -> dict:
+    """Which model a run's figures are of: its path (as the repository names it, else whole), size and
+    sha256 (the weights, not the name). ``model``: an absolute path."""
+    return {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
+            "model_bytes": model.stat().st_size, "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
 
 
 def model_line(r: dict) -> str:

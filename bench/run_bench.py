@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -59,7 +58,7 @@ from cube_detect.ros.settings import DetectorSettings
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-MODEL = ROOT / "models" / "cube_detect.tflite"
+MODEL = (ROOT / "models" / "cube_detect.tflite").resolve()
 CAMERA_SEED = 4242
 #: The safety-net rates the cycle is also timed at (besides detect.launch's default): 1 Hz, where
 #: the master's push alone serves /takeImage, and 50 Hz, what the 40 ms goal would take.
@@ -72,12 +71,6 @@ def header(command: str) -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": command, "machine": machine_info(),
             "load_avg": {"start": [round(x, 2) for x in os.getloadavg()]}}
-
-
-def model_fields(model: Path) -> dict:
-    """Which model a run's figures are of: its path, size and sha256 (the weights, not the name)."""
-    return {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
-            "model_bytes": model.stat().st_size, "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
 
 
 def node_model(proc, timeout: float = 5.0) -> Optional[str]:
@@ -289,9 +282,9 @@ def previous_training(path: Path) -> dict:
 
 def cmd_bench(args) -> int:
     model = Path(args.model).resolve()
-    results = header(("make bench" + (" TRAIN=1" if args.train else "")) if model == MODEL.resolve() else
+    results = header(("make bench" + (" TRAIN=1" if args.train else "")) if model == MODEL else
                      "python -m bench.run_bench bench" + (" --train" if args.train else "") + f" --model {args.model}")
-    results.update(model_fields(model))
+    results.update(report.model_fields(model))
     log(f"model {results['model']}: {results['model_bytes']:,} bytes; load average {os.getloadavg()[0]:.2f}")
 
     log(f"latency: int8 TFLite vs float TFLite vs float TF, 1 thread, {args.iterations} frames each"
@@ -450,7 +443,7 @@ def drill_robot_ready_timeout(graph: RosGraph, timeout_s: float) -> dict:
     names = ProtocolNames(take_image="/drill/takeImage", label="/drill/label", robot_ready="/drill/RobotReady")
     ctrl = BenchController(node="/detector_rrt", names=names)
     ctrl.reset_parameters()
-    launch, ready_s = start_detector(graph, ctrl, name="detect_rrt", node_name="detector_rrt", model=MODEL.resolve(),
+    launch, ready_s = start_detector(graph, ctrl, name="detect_rrt", node_name="detector_rrt", model=MODEL,
                                      robot_ready_timeout=timeout_s, take_image_param=names.take_image,
                                      label_param=names.label, robot_ready_param=names.robot_ready)
     try:
@@ -481,7 +474,7 @@ def drill_robot_ready_timeout(graph: RosGraph, timeout_s: float) -> dict:
 
 def cmd_soak(args) -> int:
     data = header("make soak" + ("" if args.cycles == 1000 else f" SOAK_CYCLES={args.cycles}"))
-    data.update(model_fields(MODEL))  # the model the soak's detectors are started with
+    data.update(report.model_fields(MODEL))  # the model the soak's detectors are started with
     started = time.monotonic()
     failures: List[str] = []
     with tempfile.TemporaryDirectory(prefix="cube_detect_soak_") as tmp:
@@ -492,10 +485,10 @@ def cmd_soak(args) -> int:
             ctrl = BenchController()
             ctrl.reset_parameters()
             rospy.wait_for_service("/get_image", timeout=60)
-            launch, ready_s = start_detector(graph, ctrl, model=MODEL.resolve())
+            launch, ready_s = start_detector(graph, ctrl, model=MODEL)
             data["node_model"] = node_model(launch)
-            if data["node_model"] != str(MODEL.resolve()):
-                failures.append(f"the soak's detector loaded {data['node_model']}, not {MODEL.resolve()}")
+            if data["node_model"] != str(MODEL):
+                failures.append(f"the soak's detector loaded {data['node_model']}, not {MODEL}")
             pid = node_pid("/detector")
             log(f"soak: detector ready in {ready_s:.2f} s (pid {pid}); {args.cycles} cycles")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)
