@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Union
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -93,10 +93,19 @@ def machine_line(data: dict) -> str:
             f"{m.get('cores', '?')} cores, {m.get('os', '')}{load_txt}")
 
 
+def repo_path(path: Optional[Union[str, Path]]) -> Optional[str]:
+    """An absolute path as the repository names it (relative to its root), else whole; None stays None.
+    The committed JSON files then name no machine's checkout."""
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p.relative_to(ROOT) if p.is_absolute() and p.is_relative_to(ROOT) else p)
+
+
 def model_fields(model: Path) -> dict:
-    """Which model a run's figures are of: its path (as the repository names it, else whole), size and
-    sha256 (the weights, not the name). ``model``: an absolute path."""
-    return {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
+    """Which model a run's figures are of: its path (``repo_path``), size and sha256 (the weights,
+    not the name). ``model``: an absolute path."""
+    return {"model": repo_path(model),
             "model_bytes": model.stat().st_size, "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
 
 

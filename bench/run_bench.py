@@ -171,7 +171,7 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
             if proc is not None:
                 proc.stop()
             proc, seconds = start_detector(graph, ctrl, name=f"detect{run}", model=model)
-            out["node_models"].append(node_model(proc))
+            out["node_models"].append(report.repo_path(node_model(proc)))
             ready.append(round(seconds, 3))
             pid = node_pid("/detector")
             node_start.append(process_start_after(pid, proc))
@@ -213,7 +213,7 @@ def measure_ros(cycles: int, ready_runs: int, log_dir: Path, running_master: boo
             if proc is not None:
                 proc.stop()
             proc, _ = start_detector(graph, ctrl, name=f"detect_rate{rate:g}", rate=rate, model=model)
-            out["node_models"].append(node_model(proc))
+            out["node_models"].append(report.repo_path(node_model(proc)))
             pid = node_pid("/detector")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)
             swept = run_cycles(ctrl, sweep_cycles, pid, f"cycles at rate {rate:g} Hz", show=False)
@@ -314,7 +314,7 @@ def cmd_bench(args) -> int:
     if results["load_avg"]["start"][0] > (os.cpu_count() or 1) * 0.5:
         notes.append(f"the machine was busy (1-min load average {results['load_avg']['start'][0]:.1f} at start, "
                      f"{results['load_avg']['end'][0]:.1f} at end, {os.cpu_count()} cores): latencies are pessimistic")
-    if set(results["node_models"]) != {str(model)}:
+    if set(results["node_models"]) != {report.repo_path(model)}:
         notes.append(f"the node's cycles did not all run {model}: the detectors said {results['node_models']}")
     results["notes"] = notes
     results["goals"] = report.goals(results)
@@ -486,8 +486,8 @@ def cmd_soak(args) -> int:
             ctrl.reset_parameters()
             rospy.wait_for_service("/get_image", timeout=60)
             launch, ready_s = start_detector(graph, ctrl, model=MODEL)
-            data["node_model"] = node_model(launch)
-            if data["node_model"] != str(MODEL):
+            data["node_model"] = report.repo_path(node_model(launch))
+            if data["node_model"] != report.repo_path(MODEL):
                 failures.append(f"the soak's detector loaded {data['node_model']}, not {MODEL}")
             pid = node_pid("/detector")
             log(f"soak: detector ready in {ready_s:.2f} s (pid {pid}); {args.cycles} cycles")

@@ -47,3 +47,12 @@ def test_a_run_header_names_its_model_and_its_sha256_when_recorded():
     assert report.model_line(run) == "; model `models/cube_detect.tflite` (sha256 0a3444a1…)"
     assert report.model_line({"model": "models/x.tflite"}) == "; model `models/x.tflite`"  # a run before the field
     assert report.model_line({}) == ""
+
+
+def test_committed_figures_name_paths_as_the_repository_does(tmp_path):
+    """The JSON files `make bench` and `make soak` commit name no machine's checkout."""
+    assert report.repo_path(report.ROOT / "models" / "cube_detect.tflite") == "models/cube_detect.tflite"
+    assert report.repo_path(str(report.ROOT / "models" / "cube_detect.tflite")) == "models/cube_detect.tflite"
+    assert report.repo_path(tmp_path / "m.tflite") == str(tmp_path / "m.tflite")  # outside: whole
+    assert report.repo_path(None) is None  # a detector that never said which model it loaded
+    assert report.model_fields(report.ROOT / "models" / "cube_detect.tflite")["model"] == "models/cube_detect.tflite"
