@@ -15,7 +15,7 @@ help:
 	@echo "make test-arm64  the robot side in Debian 12 and 11 arm64 roots under qemu: detect = x86's labels (~2 min cached)"
 	@echo "make readme-workspace  the README's own-workspace block, run as written in a temporary workspace"
 	@echo "make bench    speed/memory figures -> bench/results.json + README (TRAIN=1: also training time)"
-	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~5 min)"
+	@echo "make soak     1000 protocol cycles + fault drills -> bench/soak.json + README (~4 min)"
 	@echo "make lint     catkin_lint --strict, ruff and mypy (settings in pyproject.toml)"
 	@echo "make clean    remove .venv, the catkin workspace and caches"
 
