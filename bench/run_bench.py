@@ -315,7 +315,8 @@ def cmd_bench(args) -> int:
         notes.append(f"the machine was busy (1-min load average {results['load_avg']['start'][0]:.1f} at start, "
                      f"{results['load_avg']['end'][0]:.1f} at end, {os.cpu_count()} cores): latencies are pessimistic")
     if set(results["node_models"]) != {report.repo_path(model)}:
-        notes.append(f"the node's cycles did not all run {model}: the detectors said {results['node_models']}")
+        notes.append(f"the node's cycles did not all run {report.repo_path(model)}: "
+                     f"the detectors said {results['node_models']}")
     results["notes"] = notes
     results["goals"] = report.goals(results)
     write_json(args.out, results)
@@ -488,7 +489,7 @@ def cmd_soak(args) -> int:
             launch, ready_s = start_detector(graph, ctrl, model=MODEL)
             data["node_model"] = report.repo_path(node_model(launch))
             if data["node_model"] != report.repo_path(MODEL):
-                failures.append(f"the soak's detector loaded {data['node_model']}, not {MODEL}")
+                failures.append(f"the soak's detector loaded {data['node_model']}, not {report.repo_path(MODEL)}")
             pid = node_pid("/detector")
             log(f"soak: detector ready in {ready_s:.2f} s (pid {pid}); {args.cycles} cycles")
             run_cycles(ctrl, 3, pid, "warm-up", show=False)

@@ -78,8 +78,9 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual((data["soak"]["cycles"], data["soak"]["completed"]), (5, 5))
         self.assertEqual(data["soak"]["correct"] + data["soak"]["wrong"], 5)
         self.assertTrue(data["no_hang"])
-        # the detector loaded the model hashed, named as the repository names it
-        self.assertEqual(data["node_model"], report.repo_path(MODEL.resolve()))
+        # the detector loaded the model hashed, named as the repository names it (the workspace's
+        # package is a symlink to the checkout, tools/setup.sh)
+        self.assertEqual(data["node_model"], "models/cube_detect.tflite")
         self.assertEqual(data["model_sha256"], hashlib.sha256(MODEL.read_bytes()).hexdigest())
         self.assertEqual(set(data["rss"]), {"window_cycles", "first_mb", "last_mb", "growth", "pass", "peak_mb"})
         (drill,) = data["drills"]
