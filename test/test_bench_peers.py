@@ -59,7 +59,7 @@ def test_committed_figures_name_paths_as_the_repository_does(tmp_path):
     assert report.repo_path(tmp_path / "m.tflite") == str(tmp_path / "m.tflite")  # outside: whole
     assert report.repo_path(None) is None  # a detector that never said which model it loaded
     assert report.model_fields(report.ROOT / "models" / "cube_detect.tflite")["model"] == "models/cube_detect.tflite"
-    for name in ("results.json", "soak.json", "marks.json"):  # cell_proxy*.json predate model_fields
+    for name in ("results.json", "soak.json", "marks.json", "hands.json"):  # cell_proxy*.json predate model_fields
         data = json.loads((report.ROOT / "bench" / name).read_text())
         named = [data.get("model"), data.get("node_model"), *data.get("node_models", [])]
         assert not any(Path(p).is_absolute() for p in named if p), (name, named)
