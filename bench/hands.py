@@ -2,22 +2,25 @@
 """Which held-out hands the model misreads: the ``handwriting`` family's errors by the glyph that wrote each face.
 
 python -m bench.hands [--model M] [--count 3000] [--threshold T] [--json bench/hands.json] [--sheet PNG]
-    -> a table on stdout and bench/hands.json (run by hand, like `make bench`; about a minute
-       for 3000 scenes here); --sheet draws the misread faces, grouped by hand
+    -> a table on stdout and bench/hands.json (run by hand, like `make bench`; under a minute
+       for 3000 scenes here); --sheet draws the misread faces (PNG or JPEG), grouped by hand
 
 The robustness suite's held-out scenes (``robustness``'s seed) are rendered as ``robustness``
 renders them while noting which glyph inked each labelled face: a held-out font's digit
 (:data:`~cube_detect.synth.handwriting.HELDOUT_FONTS`) or an MNIST sample (named by its index in
 the package's ``1.json`` / ``2.json``; every fifth one is held out). Recording changes no pixel and
-no random draw. Each labelled face is then scored at the model's default threshold as the exact
-sequences count it: read right (a detection of its class, IoU >= 0.5, above every other class's
-there), read as the other class, or not found. Scenes misread only through detections on no
-labelled face (an unlabelled cube's mark, an object) are ``bench.marks``'s subject, not this one.
+no random draw. Each labelled face is then scored at the model's default threshold (or
+``--threshold``) from the detections on it, matched as the true-face scores of ``robustness`` are
+(IoU >= 0.5): read right (its class scores highest there), read as the other class, or not found.
+That is a face's view, not the exact sequences' (which compare the sorted labels of every
+detection): a second, lower detection of the other class on a face read right, or a right one
+placed with IoU under 0.5, is not counted here. Scenes misread only through detections on no
+labelled face (an unlabelled cube's mark, an object) are ``bench.marks``'s subject.
 
 What it cannot tell: whether a person would read a misread glyph as its label (MNIST keeps a few
 digits that look like the other class), and whether real people's hands are spread over the
-glyphs as these scenes spread them (each held-out font writes about a third of its digit's faces
-between the three fonts, each MNIST sample a handful).
+glyphs as these scenes spread them (each held-out font writes about a third of its digit's font
+faces, each MNIST sample a handful).
 """
 
 from __future__ import annotations
@@ -151,9 +154,10 @@ def measure(model: Path, count: int, sheet: Optional[Path] = None, sheet_max: in
         tiles = [t for _, t in misread[:sheet_max]]
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 8)
         Path(sheet).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(sheet), np.vstack([np.hstack(tiles[k:k + 8]) for k in range(0, len(tiles), 8)]),
-                    [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return {"seed": ROBUSTNESS_SEED, "threshold": threshold, "scenes": count,
+        jpeg = [cv2.IMWRITE_JPEG_QUALITY, 80] if Path(sheet).suffix.lower() in (".jpg", ".jpeg") else []
+        if not cv2.imwrite(str(sheet), np.vstack([np.hstack(tiles[k:k + 8]) for k in range(0, len(tiles), 8)]), jpeg):
+            raise OSError(f"--sheet {sheet}: OpenCV could not write it")
+    return {"seed": ROBUSTNESS_SEED, "threshold": threshold, "count": count,
             "faces": sum(r["faces"] for r in hands.values()), "misread_faces": total,
             "by_kind": {k: dict(c) for k, c in sorted(kinds.items())},
             "mnist_samples_used": sum(h.startswith("MNIST") for h in hands),
@@ -183,7 +187,7 @@ def _tile(image: np.ndarray, box, captions: Tuple[str, str, str]) -> np.ndarray:
 
 
 def table(result: Dict[str, Any], rows: int = 12) -> str:
-    lines = [f"{result['scenes']} held-out scenes, {result['faces']} labelled faces, threshold "
+    lines = [f"{result['count']} held-out scenes, {result['faces']} labelled faces, threshold "
              f"{result['threshold']:.2f}: {result['misread_faces']} misread "
              f"({result['mnist_samples_misread']} of the {result['mnist_samples_used']} MNIST samples used "
              "misread at least once)"]
@@ -215,6 +219,8 @@ def main(argv=None) -> int:
         parser.error(f"--count {args.count}: at least one scene")
     if args.threshold is not None and not 0 < args.threshold < 1:
         parser.error(f"--threshold {args.threshold}: a score between 0 and 1")
+    if args.sheet is not None and args.sheet.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        parser.error(f"--sheet {args.sheet}: a .png or .jpg file")
     model = args.model.resolve()
     started = time.time()
     result = {"command": shlex.join(["python", "-m", "bench.hands", *argv]), **report.model_fields(model),
