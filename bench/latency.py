@@ -45,11 +45,26 @@ def time_loop(fn, images, warmup: int, iterations: int):
     return out
 
 
+def without_reader(detector, images, warmup: int, iterations: int) -> dict:
+    """The same detector without its face reader, on the same frames (the float figures below
+    have no reader either): ``int8_cpu_without_reader`` and the reader's share."""
+    if detector.reader is None:
+        return {}
+    reader = detector.reader
+    detector.reader = None
+    try:
+        alone = percentiles(time_loop(detector.detect, images, warmup, iterations))
+    finally:
+        detector.reader = reader
+    return {"int8_cpu_without_reader": alone}
+
+
 def measure(model_path: Path, keras_path: Path, iterations: int = 300, warmup: int = 20) -> dict:
     images = frames()
     detector = load_detector(model_path, backend="cpu", num_threads=1)
     spec = detector.spec
     results = {"int8_cpu": percentiles(time_loop(detector.detect, images, warmup, iterations))}
+    results.update(without_reader(detector, images, warmup, iterations))
 
     import tensorflow as tf
 

@@ -25,7 +25,8 @@ from cube_detect.inference import Detector, load_detector, runtime_name
 def int8_only(model: Path, iterations: int, warmup: int = 20) -> dict:
     detector = load_detector(model, backend="cpu", num_threads=1)
     images = latency.frames()
-    return {"int8_cpu": latency.percentiles(latency.time_loop(detector.detect, images, warmup, iterations))}
+    return {"int8_cpu": latency.percentiles(latency.time_loop(detector.detect, images, warmup, iterations)),
+            **latency.without_reader(detector, images, warmup, iterations)}
 
 
 def int8_on_tf_interpreter(model: Path, iterations: int, warmup: int = 20) -> dict:
@@ -38,7 +39,7 @@ def int8_on_tf_interpreter(model: Path, iterations: int, warmup: int = 20) -> di
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         interp = tf.lite.Interpreter(model_path=str(model), num_threads=1)
-    detector = Detector(interp, reference.spec, "cpu", "tf.lite.Interpreter", model)
+    detector = Detector(interp, reference.spec, "cpu", "tf.lite.Interpreter", model, reader=reference.reader)
     images = latency.frames()
     same = all([d.class_id for d in detector.detect(im)] == [d.class_id for d in reference.detect(im)]
                for im in images)

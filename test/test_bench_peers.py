@@ -33,7 +33,7 @@ def test_peer_rows_and_goals():
     assert report.PEERS == peers.PEERS
     results["goals"] = report.goals(results)
     assert [g["key"] for g in results["goals"]] == ["latency_ms.int8_cpu.p50", "cycle_ms.p95", "ready_s",
-                                                    "model_bytes"]
+                                                    "model_total_bytes"]
     table = report.bench_table(results)
     assert f"| peer `{peers.SSD}`: SSD MobileNet V2 300×300" in table and "ours is 5.0× faster" in table
     assert "**lower bound**" in table and f"| speed-up vs `{peers.FRCNN}` (peer median / ours; at least: " in table
@@ -50,6 +50,15 @@ def test_a_run_header_names_its_model_and_its_sha256_when_recorded():
     assert report.model_line(run) == "; model `models/cube_detect.tflite` (sha256 0a3444a1…)"
     assert report.model_line({"model": "models/x.tflite"}) == "; model `models/x.tflite`"  # a run before the field
     assert report.model_line({}) == ""
+    run["reader_sha256"] = "77322f1b" + "0" * 56
+    assert report.model_line(run) == "; model `models/cube_detect.tflite` (sha256 0a3444a1…; its face reader 77322f1b…)"
+
+
+def test_a_models_fields_count_its_face_reader():
+    fields = report.model_fields(report.ROOT / "models" / "cube_detect.tflite")
+    reader = report.ROOT / "models" / "cube_detect_reader.tflite"
+    assert fields["reader_bytes"] == reader.stat().st_size
+    assert fields["model_total_bytes"] == fields["model_bytes"] + fields["reader_bytes"] < 1024 * 1024
 
 
 def test_committed_figures_name_paths_as_the_repository_does(tmp_path):

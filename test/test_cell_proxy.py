@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from bench import cell_proxy  # the repository root is on pytest.ini's pythonpath
+from cube_detect.reader import reader_path
 from cube_detect.synth import FAMILIES, handwriting
 from cube_detect.voc import read_voc
 
@@ -70,6 +71,7 @@ def test_the_run_judges_fine_tunes_and_records_a_failed_one(monkeypatch, tmp_pat
             raise subprocess.CalledProcessError(1, argv)
         for suffix in (".tflite", ".json", ".labels.txt"):
             shutil.copy(MODEL.with_suffix(suffix), out.with_suffix(suffix))
+        shutil.copy(reader_path(MODEL), out.parent)  # the sidecar names it
 
     monkeypatch.setattr(subprocess, "run", fake_train)
     report = tmp_path / "cells.json"
@@ -112,6 +114,7 @@ def test_a_relative_model_is_recorded_as_the_repository_names_it(monkeypatch, tm
     outside = tmp_path / "copy.tflite"
     for suffix in (".tflite", ".json", ".labels.txt"):
         shutil.copy(MODEL.with_suffix(suffix), outside.with_suffix(suffix))
+    shutil.copy(reader_path(MODEL), tmp_path)  # the sidecar names it
     monkeypatch.setattr(sys, "argv", ["cell_proxy", "--first", "2", "--cells", "2", "--finetune", "none",
                                       "--model", str(outside), "--workdir", str(tmp_path / "w"), "--json", str(report)])
     assert cell_proxy.main() == 0

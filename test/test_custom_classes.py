@@ -77,6 +77,8 @@ def test_custom_classes_train_export_evaluate_detect(tmp_path):
     # `export --workdir` rebuilds the same class set and input from the run (not the digits)
     assert main(["export", "--workdir", str(tmp_path / "run"), "--out", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["labels"] == sidecar["labels"]
+    # A face reader learns from the synthetic digit scenes: one line, before any work.
+    assert main(["train-reader", "--model", str(out.with_suffix(".tflite")), "--out", str(tmp_path / "r")]) == 2
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(out.with_suffix(".tflite")), "--data", str(project),
                  "--json", str(report)]) == 0

@@ -375,3 +375,22 @@ def test_check_does_not_import_tensorflow(tiny_models):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_check_of_a_model_checks_the_face_reader_its_sidecar_names(shipped_model, tiny_models, tmp_path, capsys):
+    import shutil
+
+    shipped = shipped_model
+    json_path = tmp_path / "report.json"
+    assert cli.main(["check", str(shipped), "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert "face reader named by the sidecar (cube_detect_reader.tflite):" in out
+    assert out.strip().splitlines()[-1] == "OK: all 11 ops would map to the Edge TPU"
+    data = json.loads(json_path.read_text())
+    assert data["ok"] is True and data["reader"]["ok"] is True and data["reader"]["mapped_ops"] == 11
+    # The same model whose reader would not map: the model maps, the check fails on the reader.
+    for name in ("cube_detect.tflite", "cube_detect.json"):
+        shutil.copy(shipped.with_name(name), tmp_path / name)
+    shutil.copy(tiny_models["hard_swish"], tmp_path / "cube_detect_reader.tflite")
+    assert cli.main(["check", str(tmp_path / "cube_detect.tflite")]) == 1
+    assert "REFUSED: first refused op" in capsys.readouterr().out.strip().splitlines()[-1]

@@ -11,6 +11,7 @@ import pytest
 
 from cube_detect.inference import load_detector
 from cube_detect.modelspec import sidecar_path
+from cube_detect.reader import reader_path
 
 FAKE_COMPILER = """#!/bin/sh
 # Stand-in for edgetpu_compiler 16: `-s -o OUTDIR MODEL` writes OUTDIR/<stem>_edgetpu.tflite.
@@ -27,6 +28,7 @@ def model_copy(shipped_model, tmp_path):
     model = tmp_path / "m.tflite"
     shutil.copy(shipped_model, model)
     shutil.copy(sidecar_path(shipped_model), sidecar_path(model))
+    shutil.copy(reader_path(shipped_model), tmp_path)  # the sidecar names it
     return model
 
 

@@ -187,3 +187,28 @@ def test_a_corrupt_digit_file_names_itself(monkeypatch, tmp_path, fresh_caches):
     monkeypatch.setenv("CUBE_DETECT_DATA", str(tmp_path))
     with pytest.raises(CubeDetectError, match=r"1.json: 3 values, not a whole number of 28x28 digits"):
         handwriting.mnist_digit(1)
+
+
+def test_real_share_makes_every_labelled_face_a_real_hand_with_the_same_layout():
+    """``train-reader``'s all-real scenes: the same scene (boxes, light) with real hands on every face."""
+    image, boxes = render_indexed(5, 3, digits="mixed")
+    with handwriting.real_share(1.0):
+        real, real_boxes = render_indexed(5, 3, digits="mixed")
+    assert [(b.label, tuple(b.bbox)) for b in boxes] == [(b.label, tuple(b.bbox)) for b in real_boxes]
+    assert not np.array_equal(image, real)  # the generator's faces are now written by real hands
+    assert np.array_equal(image, render_indexed(5, 3, digits="mixed")[0])  # and the share is back
+
+
+def test_the_shipped_model_with_its_reader_reads_the_held_out_hands(shipped_model):
+    from cube_detect.inference import DecodeSettings, load_detector
+    from cube_detect.metrics import sequence_accuracy
+
+    detector = load_detector(shipped_model, decoding=DecodeSettings(max_cubes=10))
+    assert detector.reader is not None
+    ids = {v: k for k, v in detector.spec.labels.items()}
+    truth, found = [], []
+    for i in range(60):
+        image, boxes = render_indexed(424_242, i, family=HELDOUT_FAMILY)
+        truth.append([(ids[b.label], b.bbox) for b in boxes])
+        found.append(detector.detect(image))
+    assert sequence_accuracy(truth, found, detector.threshold) >= 0.85

@@ -19,6 +19,7 @@ from cube_detect.inference import (
     to_gray,
 )
 from cube_detect.modelspec import ModelSpec, sidecar_path
+from cube_detect.reader import reader_path
 
 
 def test_to_gray_accepts_gray_bgr_bgra_and_rejects_empty():
@@ -130,6 +131,7 @@ def test_sidecar_with_wrong_label_count_is_refused(shipped_model, tmp_path):
     model.write_bytes(shipped_model.read_bytes())
     spec = ModelSpec.load(sidecar_path(shipped_model))
     spec.labels = {1: "one", 2: "two", 3: "three"}
+    spec.reader = None  # (its classes would not match either: test_reader.py)
     spec.save(sidecar_path(model))
     with pytest.raises(ModelError, match="3 labels"):
         load_detector(model)
@@ -172,6 +174,8 @@ def test_a_sidecar_beside_another_model_is_refused(shipped_model, tmp_path):
     spec = ModelSpec.load(sidecar_path(shipped_model))
     spec.model_sha256 = "0" * 64
     spec.save(sidecar_path(model))
+    shipped_reader = reader_path(shipped_model)
+    model.with_name(shipped_reader.name).write_bytes(shipped_reader.read_bytes())  # the sidecar names it
     with pytest.raises(ModelError, match="m.json: describes another model than m.tflite"):
         load_detector(model)
     spec.model_sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
@@ -199,6 +203,8 @@ def test_an_edgetpu_that_fails_anywhere_falls_back_to_cpu(shipped_model, tmp_pat
     model = tmp_path / "m.tflite"
     model.write_bytes(shipped_model.read_bytes())
     sidecar_path(model).write_bytes(sidecar_path(shipped_model).read_bytes())
+    shipped_reader = reader_path(shipped_model)
+    model.with_name(shipped_reader.name).write_bytes(shipped_reader.read_bytes())  # the sidecar names it
     inference.edgetpu_twin(model).write_bytes(shipped_model.read_bytes())  # a stand-in compiled twin
 
     def pycoral(_path):

@@ -64,6 +64,22 @@ def test_families_block_adds_the_larger_held_out_run():
             in block)
 
 
+def test_families_block_compares_with_a_named_baseline_row_by_row():
+    figures = {"date": "d", "command": "python -m cube_detect robustness --count 100",
+               "robustness": {"threshold": 0.5, "families": {"handwriting": _row(0.98, 0.96, 0.8, 0.9)}},
+               "heldout_command": "python -m cube_detect robustness --count 1500 --families handwriting",
+               "heldout": {"threshold": 0.5, "families": {"handwriting": {**_row(0.984, 0.951, 0.81, 0.9),
+                                                                         "images": 1500}}},
+               "last_round": {"handwriting": _row(0.895, 0.63, 0.15, 0.75)},
+               "baseline": {"name": "stage 13 alone", "families": {"handwriting": _row(0.977, 0.92, 0.69, 0.86)},
+                            "heldout": {"handwriting": {**_row(0.982, 0.931, 0.65, 0.86), "images": 1500}}}}
+    block = rf.families_block(figures)
+    assert "| stage 13 alone: mAP@0.5, exact sequences, p10 / median |" in block
+    assert "| met | 0.977, 92 %, 0.69 / 0.86 |" in block and "0.895" not in block
+    assert "| **handwriting (held out), 1500 scenes** | **0.984** | **95.1 %** | **0.81 / 0.90** | met " \
+           "| 0.982, 93.1 %, 0.65 / 0.86 |" in block
+
+
 def test_replace_block_keeps_the_rest_and_refuses_a_missing_block():
     text = "a\n<!-- tests:start -->\nold\n<!-- tests:end -->\nb\n"
     assert rf.replace_block(text, "tests", "new") == "a\n<!-- tests:start -->\nnew\n<!-- tests:end -->\nb\n"

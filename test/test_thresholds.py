@@ -55,8 +55,10 @@ def photos(tmp_path_factory):
     assert main(["synth", "--out", str(root / "data"), "--count", "60", "--seed", "77", "--test-share", "0.5"]) == 0
     model = root / "model" / "m.tflite"
     model.parent.mkdir()
+    for suffix in (".tflite", ".json", "_reader.tflite"):  # the sidecar names the reader
+        shutil.copy(ROOT / "models" / f"cube_detect{suffix}", model.parent / f"cube_detect{suffix}")
     for suffix in (".tflite", ".json"):
-        shutil.copy(ROOT / "models" / f"cube_detect{suffix}", model.with_suffix(suffix))
+        (model.parent / f"cube_detect{suffix}").rename(model.with_suffix(suffix))
     return root / "data", model
 
 

@@ -251,3 +251,62 @@ def test_fine_tune_starts_from_an_exported_model_and_takes_its_threshold_from_re
     # The trained fixture's data set has no reviewed photo: the validation rule, and one line why.
     assert json.loads(out.with_suffix(".json").read_text())["metrics"]["threshold_source"].startswith("validation")
     assert main(["train", "--init", str(tmp_path / "missing.tflite"), "--out", str(tuned)]) == 2
+
+
+def test_train_reader_adds_a_reader_and_a_fine_tune_keeps_it(trained, tmp_path, caplog):
+    """``train-reader`` on the tiny model: a real int8 reader that maps to the Edge TPU, named by
+    the sidecar, read through by ``load_detector``; its crops cached; a fine-tune of that model
+    keeps the reader and picks its threshold with it on the reviewed test photos."""
+    import dataclasses
+    import hashlib
+    import logging
+    import shutil
+
+    from cube_detect.reader import reader_path
+    from cube_detect.voc import read_voc, write_voc
+
+    root, data, out = trained
+    with_reader, work = tmp_path / "with_reader", tmp_path / "reader_run"
+    args = ["train-reader", "--model", str(out.with_suffix(".tflite")), "--out", str(with_reader), "--workdir",
+            str(work), "--scenes", "80", "--real-scenes", "40", "--epochs", "1", "--threshold-scenes", "30",
+            "--workers", "1"]
+    caplog.set_level(logging.INFO)
+    assert main(args) == 0
+    sidecar = json.loads(with_reader.with_suffix(".json").read_text())
+    reader = sidecar["reader"]
+    assert reader["file"] == "with_reader_reader.tflite" and reader["classes"] == ["none", "one", "two"]
+    assert hashlib.sha256(reader_path(with_reader.with_suffix(".tflite")).read_bytes()).hexdigest() == reader["sha256"]
+    assert reader["training"]["edgetpu_ops_mapped"] == "11/11" and reader["training"]["crops"] > 200
+    assert sidecar["threshold"] == pick_threshold(reader["training"]["exact_sequences_by_threshold"], images=30)
+    # The detector's own files came along; the model it was trained from is untouched.
+    assert with_reader.with_suffix(".tflite").read_bytes() == out.with_suffix(".tflite").read_bytes()
+    assert with_reader.with_suffix(".keras").is_file()
+    assert "reader" not in json.loads(out.with_suffix(".json").read_text())
+    assert (work / "reader_curves.png").stat().st_size > 10_000
+    detector = load_detector(with_reader.with_suffix(".tflite"))
+    assert detector.reader is not None and "face reader on the cpu" in detector.backend_reason
+    # The same run again reuses its crops and its trained reader (a run stopped after training resumes).
+    caplog.clear()
+    assert main(args) == 0
+    assert "crops: " in caplog.text and f"from {work / 'crops.npz'}" in caplog.text
+    assert "trained by this command before" in caplog.text
+    assert json.loads(with_reader.with_suffix(".json").read_text())["reader"]["sha256"] == reader["sha256"]
+
+    reviewed = tmp_path / "reviewed"
+    shutil.copytree(data, reviewed)
+    tests = sorted((reviewed / "test").glob("*.xml"))
+    for xml in tests:
+        write_voc(xml, dataclasses.replace(read_voc(xml), verified=True))
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--init", str(with_reader.with_suffix(".tflite")), "--data", str(reviewed), "--synthetic",
+                 "60", "--validation", "20", "--epochs", "1", "--workers", "1", "--out", str(tuned),
+                 "--workdir", str(tmp_path / "run")]) == 0
+    tuned_sidecar = json.loads(tuned.with_suffix(".json").read_text())
+    assert tuned_sidecar["reader"]["file"] == "tuned_reader.tflite"
+    kept = reader_path(tuned.with_suffix(".tflite")).read_bytes()
+    assert kept == reader_path(with_reader.with_suffix(".tflite")).read_bytes()
+    assert tuned_sidecar["metrics"]["threshold_source"] == f"your reviewed test photos ({len(tests)}) with the reader"
+    assert tuned_sidecar["threshold"] == pick_threshold(tuned_sidecar["metrics"]["reader_exact_sequences_by_threshold"],
+                                                        real_photos=True, images=len(tests))
+    assert "kept the face reader (tuned_reader.tflite)" in caplog.text
+    assert load_detector(tuned.with_suffix(".tflite")).reader is not None

@@ -38,7 +38,7 @@ export PYTHONPATH=$PWD/src
 # Robot-side tests (no TensorFlow, no ROS master): inference, images, protocol, boxes, capture,
 # data sets, pictures, and the worker pools with pip's OpenCV.
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider test/test_boxes.py test/test_images.py \
-  test/test_inference.py test/test_paramstore.py test/test_protocol.py test/test_arm.py test/test_handshake.py \
+  test/test_inference.py test/test_reader.py test/test_paramstore.py test/test_protocol.py test/test_arm.py test/test_handshake.py \
   test/test_capture.py test/test_dataset.py \
   test/test_visualize.py test/test_workers.py
 frame=$(mktemp -d)

@@ -22,6 +22,8 @@ COMMANDS = {
     "stats": ("cube_detect.stats", "check a data set and count images and faces per split and class"),
     "review": ("cube_detect.review", "review and correct a data set's boxes in the browser (local web page)"),
     "train": ("cube_detect.train", "train the detector from scratch and export it"),
+    "train-reader": ("cube_detect.reader_train",
+                     "train a model's face reader (reads each proposed face again) and export it"),
     "export": ("cube_detect.export", "export a training checkpoint to 8-bit TFLite (+ Edge TPU)"),
     "check": ("cube_detect.edgetpu_check", "check a .tflite model against the Edge TPU compiler's rules"),
     "evaluate": ("cube_detect.evaluate", "mAP, per-class AP, confusions and PR curves on a labelled data set"),

@@ -537,10 +537,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
 
 
+def reader_of(model: Path) -> Optional[Path]:
+    """The face reader the model's sidecar names (``cube_detect.reader``), if it has a sidecar and a reader."""
+    from cube_detect.modelspec import ModelSpec, sidecar_path
+
+    sidecar = sidecar_path(model)
+    if model.stem.endswith("_reader") or not sidecar.is_file():
+        return None
+    spec = ModelSpec.load(sidecar)
+    return model.with_name(spec.reader.file) if spec.reader is not None else None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the report; exit 0 only when the whole model would map to the Edge TPU."""
+    """Print the report (and the face reader's, when the model's sidecar names one); exit 0 only
+    when the whole model, and its reader, would map to the Edge TPU."""
     report = check_model(args.model)
     print(format_report(report))
+    document = report.to_dict()
+    ok = report.ok
+    reader = reader_of(Path(args.model))
+    if reader is not None:
+        reader_report = check_model(reader)
+        print(f"\nface reader named by the sidecar ({reader.name}):")
+        print(format_report(reader_report))
+        document["reader"] = reader_report.to_dict()
+        ok = ok and reader_report.ok
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
-    return 0 if report.ok else 1
+        atomic_write_text(args.json, json.dumps(document, indent=2) + "\n")
+    return 0 if ok else 1

@@ -118,12 +118,17 @@ def compile_edgetpu(model_path: Path) -> Optional[dict]:
 
 
 def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, out: Path,
-                      training: Optional[dict] = None, photos: Optional[Sequence[Sample]] = None) -> dict:
+                      training: Optional[dict] = None, photos: Optional[Sequence[Sample]] = None,
+                      reader_source: Optional[Path] = None, data: Sequence[Path] = (), skip_bad: bool = False) -> dict:
     """Convert, evaluate float vs int8, write model + sidecar + labels; returns the figures.
 
     ``photos``: the user's reviewed test photos (None: no data set given); at least
     :data:`MIN_REVIEWED_PHOTOS` of them set the default threshold instead of the validation
-    images, and one log line says which rule chose it."""
+    images, and one log line says which rule chose it. When ``spec`` names a face reader (a
+    fine-tune of a model that has one), ``reader_source`` is that reader's file: it is kept
+    (:func:`cube_detect.reader_train.attach_reader`) and the threshold picked again with it, on the
+    full-resolution reviewed test photos of ``data`` when there are enough."""
+    reader, spec.reader = spec.reader, None  # the sidecar names a reader only once it is beside the model
     from cube_detect.model import predict_fn  # TensorFlow: only when exporting
 
     out = Path(out)
@@ -205,6 +210,10 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
              label_map.name)
     figures["model"] = str(model_path)
     figures["edgetpu"] = compile_edgetpu(model_path)
+    if reader is not None:
+        from cube_detect.reader_train import attach_reader
+
+        figures.update(attach_reader(model_path, reader, reader_source, data, skip_bad))
     return figures
 
 
@@ -253,8 +262,11 @@ def run(args: argparse.Namespace) -> int:
         int(conf.get("seed", 0)), skip_bad=skip_bad, families=families,
         user_share=float(conf.get("user_share", 1 / 3)), digits=conf.get("digits", "generator"))
     model = tf.keras.models.load_model(path, compile=False)
+    init = conf.get("init")
+    reader_source = Path(init).with_name(spec.reader.file) if init and init != "None" and spec.reader else None
     figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
                                 training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")},
-                                photos=reviewed_photos(data, spec, skip_bad) if data else None)
+                                photos=reviewed_photos(data, spec, skip_bad) if data else None,
+                                reader_source=reader_source, data=data, skip_bad=skip_bad)
     print(json.dumps(figures, indent=2, default=str))
     return 0

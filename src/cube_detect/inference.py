@@ -35,6 +35,7 @@ from cube_detect.boxes import BBox, sort_left_to_right
 from cube_detect.errors import ImageError, ModelError
 from cube_detect.labels import read_labels
 from cube_detect.modelspec import ModelSpec, sidecar_path
+from cube_detect.reader import Reader, load_reader, proposal_threshold, rescore
 
 log = logging.getLogger(__name__)
 
@@ -270,13 +271,15 @@ def make_interpreter(model_path: Union[str, os.PathLike], num_threads: int = 1, 
 
 
 class Detector:
-    """A loaded model on one backend. ``detect(image)`` -> detections, decoded as ``decoding`` says."""
+    """A loaded model on one backend. ``detect(image)`` -> detections, decoded as ``decoding`` says,
+    and read again by ``reader`` (``cube_detect.reader``) when the model has one."""
 
     def __init__(self, interpreter, spec: ModelSpec, backend: str, backend_reason: str,
-                 model_path: Path, decoding: DecodeSettings = DecodeSettings()):
+                 model_path: Path, decoding: DecodeSettings = DecodeSettings(), reader: Optional[Reader] = None):
         self.interpreter, self.spec, self.model_path = interpreter, spec, model_path
         self.backend, self.backend_reason = backend, backend_reason
         self.decoding = decoding
+        self.reader = reader
         interpreter.allocate_tensors()
         self._check_io()
         self.last_timing_ms: Dict[str, float] = {}
@@ -341,18 +344,41 @@ class Detector:
 
     def detect(self, image: np.ndarray, threshold: Optional[float] = None) -> List[Detection]:
         """Detections in image pixels, decoded as ``decoding`` says (``threshold``: this call's own,
-        e.g. a low one for a precision-recall curve)."""
+        e.g. a low one for a precision-recall curve). With a reader, the network proposes faces at
+        the threshold's square and each is read again from the full-resolution frame: its label
+        is the reader's, its score the rescored one (:func:`cube_detect.reader.rescore`)."""
         t0 = time.perf_counter()
         boxed, scale, (h, w) = self.preprocess(image)
         t1 = time.perf_counter()
         heatmap, boxes = self.raw_outputs(boxed)
         t2 = time.perf_counter()
         settings = self.decoding if threshold is None else replace(self.decoding, threshold=threshold)
-        result = decode(heatmap, boxes, self.spec, settings, scale, (h, w))
+        if self.reader is None:
+            result = decode(heatmap, boxes, self.spec, settings, scale, (h, w))
+        else:
+            wanted = settings.threshold_for(self.spec)
+            proposals = decode(heatmap, boxes, self.spec, replace(settings, threshold=proposal_threshold(wanted)),
+                               scale, (h, w))
         t3 = time.perf_counter()
-        self.last_timing_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                               "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        timing = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
+        if self.reader is not None:
+            result = self._read(image, proposals, wanted, settings.sort_axis)
+            timing["reader"] = (time.perf_counter() - t3) * 1e3
+        timing["total"] = (time.perf_counter() - t0) * 1e3
+        self.last_timing_ms = timing
         return result
+
+    def _read(self, image: np.ndarray, proposals: List[Detection], threshold: float, sort_axis: str) -> List[Detection]:
+        """The proposals the reader keeps at ``threshold``, relabelled and rescored."""
+        if not proposals:
+            return []
+        reader, gray, ids, kept = self.reader, to_gray(image), self.spec.class_ids, []
+        assert reader is not None
+        for proposal in proposals:
+            digit, score = rescore(proposal.score, reader.read(gray, proposal.box))
+            if score >= threshold:
+                kept.append(Detection(self.spec.labels[ids[digit]], ids[digit], score, proposal.box))
+        return sort_left_to_right(kept, sort_axis)
 
 
 def edgetpu_twin(model_path: Path) -> Path:
@@ -419,6 +445,12 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
                 raise ModelError(f"{model_path}: {what} ({str(exc).splitlines()[0]})") from exc
             skipped[how] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
+        if spec.reader is not None:  # a bad reader is one ModelError line, never a silent detector alone
+            reader = load_reader(spec.reader, model_path, sidecar_path(model_path), make_interpreter,
+                                 name == "edgetpu", num_threads)
+            detector.reader = reader
+            reason += f"; face reader on the {reader.backend} ({reader.path.name})"
+            detector.backend_reason = reason
         log.info("inference backend: %s", reason)
         return detector
     raise ModelError(f"{edgetpu_model}: no Edge TPU backend works ("

@@ -14,11 +14,12 @@ import os
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from cube_detect.errors import ModelError
 from cube_detect.files import atomic_write_text
 from cube_detect.labels import LABELS
+from cube_detect.reader import ReaderSpec
 
 FORMAT = "cube_detect-model/1"
 
@@ -36,6 +37,8 @@ class ModelSpec:
     threshold: float = 0.5
     #: sha256 of the .tflite this sidecar describes (written by export; checked by inference).
     model_sha256: str = ""
+    #: The face reader that rescores this model's proposals (``cube_detect.reader``); None: none.
+    reader: Optional[ReaderSpec] = None
     extra: Dict[str, Any] = field(default_factory=dict)  # metrics, training settings
 
     @property
@@ -65,6 +68,8 @@ class ModelSpec:
             "outputs": {"heatmap": "sigmoid score per class and cell, channels in label-id order",
                         "boxes": "left, top, right, bottom distances from the cell centre, in cells"},
         }
+        if self.reader is not None:
+            doc["reader"] = self.reader.to_dict()
         doc.update(deepcopy(self.extra))
         return doc
 
@@ -93,21 +98,23 @@ class ModelSpec:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             found = doc.get("format") if isinstance(doc, dict) else None
             raise ModelError(f"{path}: not a {FORMAT} sidecar (format={found!r})")
+        labels = _labels_field(doc, path)
         return cls(
             width=_int_field(doc, "input.width", path, 8, 4096),
             height=_int_field(doc, "input.height", path, 8, 4096),
             channels=_int_field(doc, "input.channels", path, 1, 3, allowed=(1, 3)),
             stride=_int_field(doc, "stride", path, 1, 64),
-            labels=_labels_field(doc, path),
+            labels=labels,
             pad_value=_int_field(doc, "input.pad_value", path, 0, 255, default=0),
             threshold=_number_field(doc, "threshold", path, 0.0, 1.0, default=0.5),
             model_sha256=str(doc.get("model_sha256", "")),
+            reader=ReaderSpec.from_dict(doc["reader"], path, labels) if doc.get("reader") is not None else None,
             extra={k: deepcopy(v) for k, v in doc.items() if k not in _KNOWN},
         )
 
 
 _MISSING = object()
-_KNOWN = ("format", "labels", "input", "stride", "outputs", "threshold", "model_sha256")
+_KNOWN = ("format", "labels", "input", "stride", "outputs", "threshold", "model_sha256", "reader")
 
 
 def _lookup(doc: Dict[str, Any], dotted: str, path: Path, default: Any) -> Any:

@@ -363,8 +363,10 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.export:
         best = tf.keras.models.load_model(cfg.workdir / "best.keras", compile=False)
         photos = reviewed_photos(cfg.data, spec, cfg.skip_bad) if cfg.data else None
+        reader_source = Path(cfg.init).with_name(spec.reader.file) if cfg.init and spec.reader else None
         result["export"] = export_checkpoint(best, spec, train_samples, val_samples, cfg.out,
-                                             training=result, photos=photos)
+                                             training=result, photos=photos, reader_source=reader_source,
+                                             data=cfg.data, skip_bad=cfg.skip_bad)
     return result
 
 

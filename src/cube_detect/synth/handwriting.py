@@ -221,6 +221,19 @@ LOOP_SHARE = 0.4
 #: In ``mixed`` scenes, the share of real-hand glyphs (labelled or not) warped by :func:`warped`.
 WARP_SHARE = 0.5
 _SOURCE: ContextVar[str] = ContextVar("cube_detect_digit_source", default="generator")
+_REAL_SHARE: ContextVar[float] = ContextVar("cube_detect_real_share", default=MIXED_REAL_SHARE)
+
+
+@contextmanager
+def real_share(share: float) -> Iterator[None]:
+    """In ``mixed`` scenes rendered inside this block, ``share`` of the labelled faces are written by
+    real hands (instead of :data:`MIXED_REAL_SHARE`); 1: all of them (``train-reader``'s all-real
+    scenes). The random draws are the same, so the scene's layout does not change."""
+    token = _REAL_SHARE.set(float(share))
+    try:
+        yield
+    finally:
+        _REAL_SHARE.reset(token)
 
 
 @contextmanager
@@ -362,7 +375,7 @@ def draw_real_digit(canvas: np.ndarray, rng: np.random.Generator, label: Optiona
             return False
         pool = glyphs("other", split)[0]
     else:
-        if source == "mixed" and rng.random() >= MIXED_REAL_SHARE:
+        if source == "mixed" and rng.random() >= _REAL_SHARE.get():
             return False
         mnist, fonts = glyphs(label, split)
         pool = fonts if fonts and rng.random() < FONT_SHARE else mnist

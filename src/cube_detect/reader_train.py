@@ -1,0 +1,461 @@
+"""``python -m cube_detect train-reader``: train a model's face reader (``cube_detect.reader``) and export it.
+
+1. **Crops** (cached in ``WORKDIR/crops.npz``): the model's own proposals on training scenes, cut
+   as the robot cuts them (:func:`cube_detect.reader.crop`), each labelled by the face it overlaps
+   (IoU >= 0.5: that face's digit; < 0.25: none; between: left out), plus two jittered crops of
+   every labelled face. From ``--scenes`` scenes of the training mixture (``digits="mixed"``:
+   real hands on half the faces, camera realism) and ``--real-scenes`` in which every labelled
+   face is a real hand (training hands only: never the held-out ``handwriting`` family's).
+2. **Training** (TensorFlow, workstation only): a 98 k-parameter network (four 3x3 convolutions,
+   global average, none / digits), Adam with a cosine schedule, brightness / contrast / noise /
+   shift augmentation; curves in ``WORKDIR/reader_curves.png``.
+3. **Export**: fully 8-bit (uint8 in and out, batch 1), every op checked against the Edge TPU's
+   rules; then the threshold is picked again with the reader, by the same rule as export's, on
+   ``--threshold-scenes`` other scenes of the training mixture, and the sidecar names the reader.
+
+``--out PREFIX`` gets the detector's files (copied when PREFIX is not the model's own),
+``PREFIX_reader.tflite`` and the new ``PREFIX.json``, each written completely then renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from cube_detect.errors import CubeDetectError
+from cube_detect.files import atomic_write_bytes, atomic_write_text, check_target
+from cube_detect.inference import DEFAULT_MODEL, Detector, load_detector, to_gray
+from cube_detect.labels import LABELS, describe
+from cube_detect.modelspec import ModelSpec, sidecar_path
+from cube_detect.reader import CONTEXT, NONE, RULE, SIDE, Reader, ReaderSpec, crop, reader_path
+
+log = logging.getLogger("cube_detect.train_reader")
+
+#: Proposals of the detector kept as training crops: lower than any threshold the reader is used at.
+CROP_PROPOSAL = 0.08
+#: A proposal's label: the face it overlaps by at least MATCH_IOU; none under NONE_IOU; between: left out.
+MATCH_IOU, NONE_IOU = 0.5, 0.25
+JITTERED = 2  # jittered crops of every labelled face
+VALIDATION_CROPS = 2000
+#: Seeds after ``--seed``: the all-real scenes, the threshold's scenes (never the evaluation seeds).
+REAL_SEED_OFFSET, THRESHOLD_SEED_OFFSET = 10, 2
+CHUNK = 100  # scenes per worker job
+
+_WORKER: Dict[str, Detector] = {}
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple[int, tuple]],
+                rng: np.random.Generator) -> Tuple[List[np.ndarray], List[int]]:
+    """The labelled crops of one scene (``faces``: reader class index >= 1, box), as the module says."""
+    gray = to_gray(image)
+    crops, classes = [], []
+    for proposal in detector.detect(image, threshold=CROP_PROPOSAL):
+        overlaps = [_iou(tuple(proposal.box), box) for _, box in faces]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        if overlaps and overlaps[best] >= MATCH_IOU:
+            label = faces[best][0]
+        elif not overlaps or overlaps[best] < NONE_IOU:
+            label = 0
+        else:
+            continue
+        crops.append(crop(gray, tuple(proposal.box)))
+        classes.append(label)
+    for label, (x1, y1, x2, y2) in faces:
+        w, h = x2 - x1, y2 - y1
+        for _ in range(JITTERED):
+            dx, dy = rng.normal(0, 0.06, 2) * (w, h)
+            s = float(np.exp(rng.normal(0, 0.08)))
+            cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
+            crops.append(crop(gray, (cx - w * s / 2, cy - h * s / 2, cx + w * s / 2, cy + h * s / 2)))
+            classes.append(label)
+    return crops, classes
+
+
+def _crops_job(job) -> Tuple[np.ndarray, np.ndarray]:
+    from cube_detect.synth import handwriting, render_indexed
+
+    model, seed, lo, hi, share = job
+    if model not in _WORKER:
+        detector = load_detector(model, backend="cpu")
+        detector.reader = None  # the detector's own proposals, whatever reader it has now
+        _WORKER[model] = detector
+    detector = _WORKER[model]
+    order = {name: k + 1 for k, name in enumerate(detector.spec.labels[i] for i in detector.spec.class_ids)}
+    crops, classes = [], []
+    with handwriting.real_share(share):
+        for i in range(lo, hi):
+            image, boxes = render_indexed(seed, i, digits="mixed")
+            faces = [(order[b.label], tuple(b.bbox)) for b in boxes]
+            c, y = scene_crops(detector, image, faces, np.random.default_rng([seed, i, 48]))
+            crops += c
+            classes += y
+    return np.array(crops, np.uint8).reshape(-1, SIDE, SIDE), np.array(classes, np.int8)
+
+
+def make_crops(model: Path, parts: Sequence[Tuple[int, int, float]], workers: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Crops of ``parts`` ((seed, scenes, real share), ...), rendered by ``workers`` processes."""
+    from cube_detect.synth import init_worker
+
+    jobs = [(str(model), seed, lo, min(lo + CHUNK, count), share)
+            for seed, count, share in parts for lo in range(0, count, CHUNK)]
+    total = sum(count for _, count, _ in parts)
+    bar = tqdm(total=total, desc="reader crops", unit="scene")
+    results = []
+    # spawn, not fork: pip's OpenCV deadlocks in a forked child once the parent has used it.
+    with multiprocessing.get_context("spawn").Pool(max(1, workers), initializer=init_worker) as pool:
+        for (x, y), job in zip(pool.imap(_crops_job, jobs), jobs):
+            results.append((x, y))
+            bar.update(job[3] - job[2])
+    bar.close()
+    return np.concatenate([x for x, _ in results]), np.concatenate([y for _, y in results])
+
+
+# ----------------------------------------------------------------------------- network (TensorFlow)
+def build_reader(classes: int = 3, side: int = SIDE, width: float = 1.0):
+    """The reader network: input [0, 1] gray ``side`` x ``side``, softmax over ``classes``."""
+    from tensorflow import keras
+
+    layers = keras.layers
+
+    def block(x, channels: int, stride: int = 1):
+        x = layers.Conv2D(int(channels * width), 3, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU(6.0)(x)
+
+    inputs = keras.Input((side, side, 1), name="crop")
+    x = block(inputs, 16, 2)
+    x = layers.MaxPooling2D()(block(x, 32))
+    x = layers.MaxPooling2D()(block(x, 64))
+    x = layers.GlobalAveragePooling2D()(block(x, 128))
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, layers.Dense(classes, activation="softmax")(x), name="face_reader")
+
+
+def _augment(x, y):
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    n = tf.shape(x)[0]
+    contrast = tf.random.uniform([n, 1, 1, 1], 0.6, 1.3)
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = (x - mean) * contrast + mean + tf.random.uniform([n, 1, 1, 1], -40, 40)
+    x = x + tf.random.normal(tf.shape(x)) * tf.random.uniform([n, 1, 1, 1], 0, 8)
+    x = tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]], mode="SYMMETRIC")
+    x = tf.image.random_crop(x, [n, SIDE, SIDE, 1])
+    return tf.clip_by_value(x, 0, 255) / 255.0, y
+
+
+def split(crops: np.ndarray, classes: np.ndarray, seed: int) -> Tuple[np.ndarray, np.ndarray, int]:
+    """The crops shuffled by ``seed`` (N x side x side x 1), their classes, and how many of the
+    first are validation."""
+    order = np.random.default_rng(seed).permutation(len(crops))
+    return crops[order][..., None], classes[order].astype(np.int32), min(VALIDATION_CROPS, len(crops) // 5)
+
+
+def train_network(crops: np.ndarray, classes: np.ndarray, epochs: int, seed: int):
+    """The float reader and its history; the first validation crops of :func:`split` are held out."""
+    import tensorflow as tf
+    from tensorflow import keras
+
+    keras.utils.set_random_seed(seed)
+    x, y, nv = split(crops, classes, seed)
+    train = (tf.data.Dataset.from_tensor_slices((x[nv:], y[nv:])).shuffle(20000, seed=seed).batch(128)
+             .map(_augment).prefetch(2))
+    val = tf.data.Dataset.from_tensor_slices((x[:nv].astype(np.float32) / 255.0, y[:nv])).batch(256)
+    model = build_reader(int(classes.max()) + 1 if len(classes) else 3)
+    steps = epochs * int(np.ceil((len(x) - nv) / 128))
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    log.info("training the reader: %d parameters, %d crops (%s), %d for validation, %d epochs",
+             model.count_params(), len(x) - nv, ", ".join(f"{c}: {n}" for c, n in enumerate(np.bincount(y))), nv,
+             epochs)
+    history = model.fit(train, epochs=epochs, validation_data=val, shuffle=False,  # the data set shuffles
+                        verbose=2 if not os.isatty(1) else 1)
+    return model, {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def plot_curves(history: Dict[str, List[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history["loss"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, history["loss"], "o-", label="training")
+    ax1.plot(epochs, history["val_loss"], "s-", label="validation")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", yscale="log")
+    ax2.plot(epochs, history["accuracy"], "o-", label="training")
+    ax2.plot(epochs, history["val_accuracy"], "s-", label="validation")
+    ax2.set(xlabel="epoch", ylabel="accuracy (none / one / two)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("cube_detect face reader")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def to_tflite(model, representative: np.ndarray) -> bytes:
+    """Fully 8-bit, uint8 in and out (raw pixels), batch 1 (export's converter; ``representative``:
+    uint8 crops)."""
+    from cube_detect.export import convert
+
+    return convert(model, [(c, None) for c in representative], quantize=True)
+
+
+# ----------------------------------------------------------------------------- threshold and files
+def pick_threshold_with(detector: Detector, seed: int, scenes: int) -> Tuple[float, Dict[str, float]]:
+    """The default threshold of ``detector`` (with its reader) by export's rule on ``scenes`` scenes
+    of the training mixture of ``seed`` (never the evaluation families' seeds)."""
+    from cube_detect.synth import render_indexed
+    from cube_detect.thresholds import THRESHOLD_CANDIDATES, choose_threshold
+
+    ids = {v: k for k, v in detector.spec.labels.items()}
+    truth, found = [], []
+    for i in tqdm(range(scenes), desc="threshold", unit="scene", leave=False):
+        image, boxes = render_indexed(seed, i, digits="mixed")
+        truth.append([(ids[b.label], b.bbox) for b in boxes])
+        found.append(detector.detect(image, threshold=min(THRESHOLD_CANDIDATES)))
+    return choose_threshold(truth, found)
+
+
+def _copy_detector(model: Path, out: Path) -> None:
+    """The detector's files beside ``out`` (``out.tflite``, ``.keras``, label files, Edge TPU twin)."""
+    from cube_detect.labels import label_file_paths
+
+    pairs = [(model, out.with_suffix(".tflite")), (model.with_suffix(".keras"), out.with_suffix(".keras")),
+             (model.with_name(model.stem + "_edgetpu.tflite"), out.with_name(out.name + "_edgetpu.tflite"))]
+    pairs += list(zip(label_file_paths(model.with_suffix("")), label_file_paths(out)))
+    for source, target in pairs:
+        if source.is_file():
+            atomic_write_bytes(target, source.read_bytes())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="the detector whose proposals the reader reads (default: the shipped model)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="model path prefix to write, e.g. models/mymodel (the detector's files are copied there "
+                             "when it is not --model's own; the shipped model only when named)")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/reader"), help="crops cache, curves, float reader")
+    parser.add_argument("--scenes", type=int, default=20000, help="training-mixture scenes for crops")
+    parser.add_argument("--real-scenes", type=int, default=20000,
+                        help="scenes whose every labelled face is a real (training) hand")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=5150, help="scenes' seed (all-real: +10, threshold: +2)")
+    parser.add_argument("--threshold-scenes", type=int, default=1500,
+                        help="training-mixture scenes the threshold is picked on")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering crops")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cube_detect.edgetpu_check import check_model
+    from cube_detect.export import compile_edgetpu
+
+    for name in ("scenes", "real_scenes", "epochs", "threshold_scenes"):
+        if getattr(args, name) < (1 if name in ("epochs", "threshold_scenes") else 0):
+            raise CubeDetectError(f"--{name.replace('_', '-')} is {getattr(args, name)}: expected a positive number")
+    if args.scenes + args.real_scenes < 10:
+        raise CubeDetectError("--scenes + --real-scenes is under 10: too few scenes to train a reader on")
+    model = Path(args.model)
+    base = load_detector(model, backend="cpu")  # one line for a missing or bad model, before any work
+    spec = base.spec
+    if spec.labels != LABELS:
+        raise CubeDetectError(f"{model}: its classes ({describe(spec.labels)}) are not the digits one and two: "
+                              "train-reader learns from the synthetic digit scenes")
+    out = Path(args.out).with_suffix("") if Path(args.out).suffix == ".tflite" else Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_target(out.with_suffix(".json"))
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    key = {"model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "seed": args.seed,
+           "scenes": args.scenes, "real_scenes": args.real_scenes, "side": SIDE, "context": CONTEXT}
+    cache, meta = workdir / "crops.npz", workdir / "crops.json"
+    if cache.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
+        data = np.load(cache)
+        crops, classes = data["crops"], data["classes"]
+        log.info("crops: %d from %s (the same model, seeds and scene counts)", len(crops), cache)
+    else:
+        crops, classes = make_crops(model, [(args.seed, args.scenes, 0.5),
+                                            (args.seed + REAL_SEED_OFFSET, args.real_scenes, 1.0)], args.workers)
+        tmp = workdir / "crops.tmp.npz"
+        np.savez(tmp, crops=crops, classes=classes)
+        os.replace(tmp, cache)
+        atomic_write_text(meta, json.dumps(key, indent=2))
+        log.info("crops: %d (%s) from %d + %d scenes in %.1f min -> %s", len(crops),
+                 ", ".join(f"{n}: {c}" for n, c in zip((NONE, *spec.labels.values()), np.bincount(classes))),
+                 args.scenes, args.real_scenes, (time.monotonic() - started) / 60, cache)
+    if len(np.unique(classes)) < 2:
+        raise CubeDetectError(f"{cache}: the crops hold one class only: more --scenes")
+
+    # The float reader: trained, or (the same crops, epochs and seed) the one this command trained
+    # before, when a later step stopped it.
+    run_key = {**key, "crops": int(len(crops)), "epochs": args.epochs}
+    trained, run_meta = workdir / "reader.keras", workdir / "reader_run.json"
+    done = json.loads(run_meta.read_text()) if run_meta.is_file() and trained.is_file() else {}
+    if done.get("key") == run_key:
+        from tensorflow import keras
+
+        network, history, train_minutes = keras.models.load_model(trained), done["history"], done["train_minutes"]
+        log.info("reader: %s, trained by this command before (the same crops, epochs and seed)", trained)
+    else:
+        t_train = time.monotonic()
+        network, history = train_network(crops, classes, args.epochs, args.seed)
+        train_minutes = (time.monotonic() - t_train) / 60
+        tmp = workdir / "reader.tmp.keras"
+        network.save(tmp)
+        os.replace(tmp, trained)
+        atomic_write_text(run_meta, json.dumps({"key": run_key, "history": history, "train_minutes": train_minutes},
+                                               indent=2))
+    plot_curves(history, workdir / "reader_curves.png")
+    x, y, nv = split(crops, classes, args.seed)
+    val_x, val_y = x[:nv, ..., 0], y[:nv]
+    int8 = to_tflite(network, val_x[np.random.default_rng(args.seed).permutation(len(val_x))[:400]])
+    staged = workdir / "reader.tflite"
+    atomic_write_bytes(staged, int8)
+    report = check_model(staged)
+    if not report.ok:
+        why = report.first_refused.name if report.first_refused else "; ".join(report.problems)
+        raise CubeDetectError(f"{staged}: the reader does not map to the Edge TPU ({why})")
+
+    reader_spec = ReaderSpec(reader_path(out.with_suffix(".tflite")).name, hashlib.sha256(int8).hexdigest(), SIDE,
+                             CONTEXT, (NONE, *(spec.labels[i] for i in spec.class_ids)), RULE)
+    from cube_detect.inference import make_interpreter
+
+    reader = Reader(make_interpreter(staged, 1), reader_spec, staged, "cpu")
+    int8_right = sum(int(np.argmax(reader.read_crop(c))) == int(t) for c, t in zip(val_x, val_y))
+    base.reader = reader
+    threshold, curve = pick_threshold_with(base, args.seed + THRESHOLD_SEED_OFFSET, args.threshold_scenes)
+    log.info("default threshold %.2f with the reader (exact sequences %.3f on %d training-mixture scenes; without "
+             "it %.2f)", threshold, curve[f"{threshold:.2f}"], args.threshold_scenes, spec.threshold)
+
+    new = ModelSpec.from_dict(spec.to_dict(), sidecar_path(model))
+    new.reader = dataclasses.replace(reader_spec, extra=(("training", {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": (f"train-reader --model {model} --scenes {args.scenes} --real-scenes {args.real_scenes} "
+                    f"--epochs {args.epochs} --seed {args.seed} --threshold-scenes {args.threshold_scenes}"),
+        "crops": int(len(crops)), "parameters": int(network.count_params()), "bytes": len(int8),
+        "val_crops": int(len(val_x)), "float_val_accuracy": round(float(history["val_accuracy"][-1]), 4),
+        "int8_val_accuracy": round(int8_right / max(len(val_x), 1), 4), "train_minutes": round(train_minutes, 1),
+        "edgetpu_ops_mapped": f"{report.mapped_count}/{len(report.ops)}",
+        "threshold_without_reader": spec.threshold,
+        "exact_sequences_by_threshold": curve,
+        "threshold_source": f"training-mixture scenes ({args.threshold_scenes}, seed "
+                            f"{args.seed + THRESHOLD_SEED_OFFSET})"}),))
+    new.threshold = threshold
+    new.extra.setdefault("metrics", {})["threshold"] = threshold
+    new.extra["metrics"]["threshold_source"] = new.reader.to_dict()["training"]["threshold_source"] + " with the reader"
+
+    if out.with_suffix(".tflite").resolve() != model.resolve():
+        _copy_detector(model, out)
+    # The reader first, then the sidecar that names it: a kill between the two leaves the old
+    # sidecar, which does not name this file (a model still loads, as it was).
+    atomic_write_bytes(reader_path(out.with_suffix(".tflite")), int8)
+    new.save(out.with_suffix(".json"))
+    compile_edgetpu(reader_path(out.with_suffix(".tflite")))  # NAME_reader_edgetpu.tflite, where the compiler is
+    log.info("wrote %s (%d bytes, %s ops on the Edge TPU) and %s in %.1f min", reader_path(out.with_suffix(".tflite")),
+             len(int8), f"{report.mapped_count}/{len(report.ops)}", out.with_suffix(".json").name,
+             (time.monotonic() - started) / 60)
+    print(json.dumps({"reader": str(reader_path(out.with_suffix(".tflite"))), "threshold": threshold,
+                      **new.reader.to_dict()["training"]}, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- fine-tunes keep their reader
+#: Training-mixture scenes a fine-tune's threshold is picked on with the reader when the user gave
+#: too few reviewed photos: fewer than ``train-reader``'s 1500, to stay within export's time.
+FINE_TUNE_THRESHOLD_SCENES = 500
+
+
+def reviewed_photos_full(data: Sequence[Path], labels: Dict[int, str], skip_bad: bool = False):
+    """(image, faces) of the reviewed images of the data sets' test splits, at full resolution
+    (the reader crops from the frame, not from the detector's input)."""
+    from cube_detect.dataset import images_root, load_split
+    from cube_detect.images import read_image
+
+    ids = {v: k for k, v in labels.items()}
+    out = []
+    for root in data:
+        split = images_root(Path(root)) / "test"
+        if not split.is_dir():
+            continue
+        for item in load_split(split, skip_bad, labels.values()):
+            image = read_image(item.image_path) if item.annotation.verified else None
+            if image is not None:
+                out.append((image, [(ids[b.label], b.bbox, b.difficult) for b in item.annotation.boxes]))
+    return out
+
+
+def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], data: Sequence[Path] = (),
+                  skip_bad: bool = False) -> dict:
+    """Give a freshly exported ``model_path`` (its sidecar without a reader) the reader ``source``
+    of the model it was fine-tuned from: copied as ``NAME_reader.tflite``, the threshold picked
+    again with it (on the user's reviewed test photos when there are enough, else on training-
+    mixture scenes), then the sidecar rewritten to name it. Returns the figures; one log line."""
+    from cube_detect.inference import make_interpreter
+    from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold
+
+    sidecar = sidecar_path(model_path)
+    if source is None or not Path(source).is_file():
+        log.warning("%s: exported without a face reader: the model it was fine-tuned from names %s, which is not "
+                    "there (train one: python -m cube_detect train-reader --model %s --out %s)", model_path.name,
+                    source or reader.file, model_path, model_path.with_suffix(""))
+        return {"reader": None}
+    data_bytes = Path(source).read_bytes()
+    if hashlib.sha256(data_bytes).hexdigest() != reader.sha256:
+        log.warning("%s: exported without a face reader: %s is not the reader its model's sidecar names "
+                    "(reader.sha256 differs)", model_path.name, source)
+        return {"reader": None}
+    from cube_detect.export import compile_edgetpu
+
+    target = reader_path(model_path)
+    atomic_write_bytes(target, data_bytes)
+    compile_edgetpu(target)
+    spec = ModelSpec.load(sidecar)
+    spec.reader = ReaderSpec(target.name, reader.sha256, reader.side, reader.context, reader.classes, reader.rule,
+                             reader.extra)
+    detector = load_detector(model_path, backend="cpu")
+    detector.reader = Reader(make_interpreter(target, 1), spec.reader, target, "cpu")
+    photos = reviewed_photos_full(data, spec.labels, skip_bad) if data else []
+    before = spec.threshold
+    if len(photos) >= MIN_REVIEWED_PHOTOS:
+        found = [detector.detect(image, threshold=0.15) for image, _ in photos]
+        spec.threshold, curve = choose_threshold([t for _, t in photos], found, real_photos=True)
+        source_text = f"your reviewed test photos ({len(photos)}) with the reader"
+    else:
+        spec.threshold, curve = pick_threshold_with(detector, 5150 + THRESHOLD_SEED_OFFSET, FINE_TUNE_THRESHOLD_SCENES)
+        source_text = (f"training-mixture scenes ({FINE_TUNE_THRESHOLD_SCENES}) with the reader"
+                       + (f": only {len(photos)} reviewed test photos, {MIN_REVIEWED_PHOTOS} needed" if data else ""))
+    metrics = spec.extra.setdefault("metrics", {})
+    metrics.update({"threshold": spec.threshold, "threshold_without_reader": before, "threshold_source": source_text,
+                    "reader_exact_sequences_by_threshold": curve})
+    spec.save(sidecar)
+    log.info("kept the face reader (%s): default threshold %.2f, chosen on %s (exact sequences %.3f; %.2f "
+             "without the reader)", target.name, spec.threshold, source_text, curve[f"{spec.threshold:.2f}"], before)
+    return {"reader": str(target), "threshold": spec.threshold, "threshold_source": source_text}
