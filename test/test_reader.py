@@ -59,6 +59,7 @@ def test_rescore_takes_the_likelier_digit_and_the_geometric_mean_with_not_none()
     ("file", "../x.tflite", "reader.file"),
     ("file", "x.bin", "reader.file"),
     ("sha256", "abc", "reader.sha256"),
+    ("crop", 48, "reader.crop"),
     ("crop", {"side": 0, "context": 1.25}, "reader.crop.side"),
     ("crop", {"side": 48, "context": 9}, "reader.crop.context"),
     ("classes", ["one", "two"], "reader.classes"),
@@ -108,29 +109,31 @@ def test_the_shipped_model_reads_through_its_reader_on_the_cpu(shipped_model):
 
 def test_detect_is_the_detectors_proposals_at_the_squared_threshold_read_again(shipped_model):
     """The wiring, on real TFLite: what ``detect`` returns is exactly the detector's own proposals at
-    t**2, each read from the full-resolution frame and kept when its new score reaches t."""
-    with_reader = load_detector(shipped_model, decoding=DecodeSettings(max_cubes=4))
-    alone = load_detector(shipped_model, decoding=DecodeSettings(max_cubes=4))
-    alone.reader = None
+    t**2 (twice ``max_cubes`` of them), each read from the full-resolution frame, kept when its new
+    score reaches t, the best ``max_cubes`` of those in the arm's order."""
+    with_reader = load_detector(shipped_model, decoding=DecodeSettings(max_cubes=2))
+    alone = load_detector(shipped_model, reader=False, decoding=DecodeSettings(max_cubes=4))
+    assert alone.reader is None
     t = with_reader.threshold
-    checked = relabelled = dropped = 0
+    checked = dropped = capped = 0
     for i in range(40):
         image, _ = render_indexed(7, i)  # our generator's digits: the robot side has no handwriting data
         gray = to_gray(image)
-        expected = []
+        kept = []
         for p in alone.detect(image, threshold=t * t):
             digit, score = rescore(p.score, with_reader.reader.read(gray, p.box))
             label = with_reader.spec.labels[with_reader.spec.class_ids[digit]]
-            relabelled += label != p.label
             dropped += score < t
             if score >= t:
-                expected.append((label, round(score, 5), tuple(round(v, 2) for v in p.box)))
+                kept.append((label, round(score, 5), tuple(round(v, 2) for v in p.box)))
+        capped += len(kept) > 2
+        expected = sorted(sorted(kept, key=lambda k: -k[1])[:2], key=lambda k: (k[2][0] + k[2][2]) / 2)
         found = [(d.label, round(d.score, 5), tuple(round(v, 2) for v in d.box)) for d in with_reader.detect(image)]
         assert found == expected, i
-        assert all(d.score >= t for d in with_reader.detect(image))
         checked += len(found)
         assert set(with_reader.last_timing_ms) >= {"preprocess", "inference", "decode", "reader", "total"}
-    assert checked > 60 and dropped > 0  # it did read, and it did drop proposals
+    # It did read, drop proposals, and keep the best two where more passed.
+    assert checked > 40 and dropped > 0 and capped > 0, (checked, dropped, capped)
 
 
 def test_the_shipped_model_with_its_reader_reads_the_generators_scenes(shipped_model):

@@ -291,6 +291,18 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_keeps_it(trained, tmp_path, 
     assert "crops: " in caplog.text and f"from {work / 'crops.npz'}" in caplog.text
     assert "trained by this command before" in caplog.text
     assert json.loads(with_reader.with_suffix(".json").read_text())["reader"]["sha256"] == reader["sha256"]
+    # In place, on the model that has the reader: it proposes without it (a changed reader file,
+    # what a kill could leave, does not stop it) and replaces it.
+    reader_file = reader_path(with_reader.with_suffix(".tflite"))
+    reader_file.write_bytes(reader_file.read_bytes() + b"\0")
+    with pytest.raises(Exception, match="describes another face reader"):
+        load_detector(with_reader.with_suffix(".tflite"))
+    in_place = ["--model", str(with_reader.with_suffix(".tflite")), "--out", str(with_reader)]
+    assert main(args[:1] + in_place + args[5:]) == 0
+    again = json.loads(with_reader.with_suffix(".json").read_text())
+    assert again["reader"]["sha256"] == reader["sha256"] and again["metrics"] == sidecar["metrics"]
+    assert again["reader"]["training"]["threshold_without_reader"] == sidecar["metrics"]["threshold"]
+    assert load_detector(with_reader.with_suffix(".tflite")).reader is not None
 
     reviewed = tmp_path / "reviewed"
     shutil.copytree(data, reviewed)
@@ -305,8 +317,11 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_keeps_it(trained, tmp_path, 
     assert tuned_sidecar["reader"]["file"] == "tuned_reader.tflite"
     kept = reader_path(tuned.with_suffix(".tflite")).read_bytes()
     assert kept == reader_path(with_reader.with_suffix(".tflite")).read_bytes()
-    assert tuned_sidecar["metrics"]["threshold_source"] == f"your reviewed test photos ({len(tests)}) with the reader"
-    assert tuned_sidecar["threshold"] == pick_threshold(tuned_sidecar["metrics"]["reader_exact_sequences_by_threshold"],
-                                                        real_photos=True, images=len(tests))
+    chosen = tuned_sidecar["metrics"]["with_reader"]
+    assert chosen["threshold_source"] == f"your reviewed test photos ({len(tests)}) with the reader"
+    assert tuned_sidecar["threshold"] == chosen["threshold"] == pick_threshold(
+        chosen["exact_sequences_by_threshold"], real_photos=True, images=len(tests))
+    # The export's own figures stay the detector alone's.
+    assert tuned_sidecar["metrics"]["threshold_source"] == f"your reviewed test photos ({len(tests)})"
     assert "kept the face reader (tuned_reader.tflite)" in caplog.text
     assert load_detector(tuned.with_suffix(".tflite")).reader is not None

@@ -555,7 +555,12 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     document = report.to_dict()
     ok = report.ok
-    reader = reader_of(Path(args.model))
+    try:
+        reader = reader_of(Path(args.model))
+    except ModelError as exc:  # a bad sidecar: the model's report stands, the check fails on its reader
+        print(f"\nface reader: not checked ({exc})")
+        document["reader"] = {"ok": False, "problems": [str(exc)]}
+        ok, reader = False, None
     if reader is not None:
         reader_report = check_model(reader)
         print(f"\nface reader named by the sidecar ({reader.name}):")

@@ -35,7 +35,7 @@ from cube_detect.boxes import BBox, sort_left_to_right
 from cube_detect.errors import ImageError, ModelError
 from cube_detect.labels import read_labels
 from cube_detect.modelspec import ModelSpec, sidecar_path
-from cube_detect.reader import Reader, load_reader, proposal_threshold, rescore
+from cube_detect.reader import PROPOSALS_PER_FACE, Reader, load_reader, proposal_threshold, rescore
 
 log = logging.getLogger(__name__)
 
@@ -357,19 +357,23 @@ class Detector:
             result = decode(heatmap, boxes, self.spec, settings, scale, (h, w))
         else:
             wanted = settings.threshold_for(self.spec)
-            proposals = decode(heatmap, boxes, self.spec, replace(settings, threshold=proposal_threshold(wanted)),
+            # Twice as many proposals as faces wanted: the reader may drop some of the detector's best.
+            proposals = decode(heatmap, boxes, self.spec, replace(settings, threshold=proposal_threshold(wanted),
+                                                                  max_cubes=PROPOSALS_PER_FACE * settings.max_cubes),
                                scale, (h, w))
         t3 = time.perf_counter()
         timing = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
         if self.reader is not None:
-            result = self._read(image, proposals, wanted, settings.sort_axis)
+            result = self._read(image, proposals, wanted, settings)
             timing["reader"] = (time.perf_counter() - t3) * 1e3
         timing["total"] = (time.perf_counter() - t0) * 1e3
         self.last_timing_ms = timing
         return result
 
-    def _read(self, image: np.ndarray, proposals: List[Detection], threshold: float, sort_axis: str) -> List[Detection]:
-        """The proposals the reader keeps at ``threshold``, relabelled and rescored."""
+    def _read(self, image: np.ndarray, proposals: List[Detection], threshold: float,
+              settings: DecodeSettings) -> List[Detection]:
+        """The proposals the reader keeps at ``threshold``, relabelled and rescored: the best
+        ``max_cubes`` of them by their new score, in the arm's order."""
         if not proposals:
             return []
         reader, gray, ids, kept = self.reader, to_gray(image), self.spec.class_ids, []
@@ -378,7 +382,8 @@ class Detector:
             digit, score = rescore(proposal.score, reader.read(gray, proposal.box))
             if score >= threshold:
                 kept.append(Detection(self.spec.labels[ids[digit]], ids[digit], score, proposal.box))
-        return sort_left_to_right(kept, sort_axis)
+        kept = sorted(kept, key=lambda d: -d.score)[:settings.max_cubes]
+        return sort_left_to_right(kept, settings.sort_axis)
 
 
 def edgetpu_twin(model_path: Path) -> Path:
@@ -386,14 +391,17 @@ def edgetpu_twin(model_path: Path) -> Path:
 
 
 def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, backend: str = "auto",
-                  num_threads: int = 1, decoding: DecodeSettings = DecodeSettings()) -> Detector:
-    """Load a model on the best backend that works (see the module docstring).
+                  num_threads: int = 1, decoding: DecodeSettings = DecodeSettings(), reader: bool = True) -> Detector:
+    """Load a model on the best backend that works (see the module docstring), with the face
+    reader its sidecar names (``reader=False``: the detector alone, its reader not even looked
+    for: what ``train-reader`` proposes with, so that it can replace a missing or changed one).
 
     ``backend``: ``auto`` (Edge TPU if possible, else CPU), ``edgetpu`` (fail if no TPU) or
     ``cpu``. ``decoding``: how its detections are decoded (threshold None: the model's
     calibrated default, its sidecar's ``threshold``).
     Raises ``ModelError`` naming the file for a missing or corrupt model, a missing or bad
-    sidecar, or a labels file that does not match the model.
+    sidecar, a labels file that does not match the model, or a face reader that is missing, not
+    the one the sidecar describes (sha256) or not a TFLite model.
     """
     if backend not in ("auto", "edgetpu", "cpu"):
         raise ModelError(f"backend must be auto, edgetpu or cpu, got {backend!r}")
@@ -445,11 +453,11 @@ def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, ba
                 raise ModelError(f"{model_path}: {what} ({str(exc).splitlines()[0]})") from exc
             skipped[how] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
-        if spec.reader is not None:  # a bad reader is one ModelError line, never a silent detector alone
-            reader = load_reader(spec.reader, model_path, sidecar_path(model_path), make_interpreter,
-                                 name == "edgetpu", num_threads)
-            detector.reader = reader
-            reason += f"; face reader on the {reader.backend} ({reader.path.name})"
+        if spec.reader is not None and reader:  # a bad reader is one ModelError line, never a silent detector alone
+            loaded_reader = load_reader(spec.reader, model_path, sidecar_path(model_path), make_interpreter,
+                                        name == "edgetpu", num_threads)
+            detector.reader = loaded_reader
+            reason += f"; face reader on the {loaded_reader.backend} ({loaded_reader.path.name})"
             detector.backend_reason = reason
         log.info("inference backend: %s", reason)
         return detector

@@ -39,6 +39,8 @@ RULE = "sqrt(detector score x (1 - p_none))"
 NONE = "none"
 #: The lowest score the detector proposes at, whatever the threshold: below it a face is noise.
 MIN_PROPOSAL = 0.01
+#: Proposals read per face reported (``max_cubes``): the reader may drop some of the detector's best.
+PROPOSALS_PER_FACE = 2
 
 
 def reader_path(model_path: Path) -> Path:
@@ -67,7 +69,8 @@ def crop(gray: np.ndarray, box: Sequence[float], side: int = SIDE, context: floa
 
 
 def proposal_threshold(threshold: float) -> float:
-    """The detector score a face needs to reach ``threshold`` after the reader: its square."""
+    """The detector score a face needs to reach ``threshold`` after the reader: its square (at
+    least :data:`MIN_PROPOSAL`)."""
     return max(threshold * threshold, MIN_PROPOSAL)
 
 
@@ -111,8 +114,10 @@ class ReaderSpec:
         sha = doc.get("sha256")
         if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise bad("sha256", sha, "the reader file's sha256 (64 hex digits)")
-        crop_doc = doc.get("crop", {})
-        side = crop_doc.get("side") if isinstance(crop_doc, dict) else crop_doc
+        crop_doc = doc.get("crop")
+        if not isinstance(crop_doc, dict):
+            raise bad("crop", crop_doc, "an object {\"side\": 48, \"context\": 1.25}")
+        side = crop_doc.get("side")
         if isinstance(side, bool) or not isinstance(side, int) or not 8 <= side <= 512:
             raise bad("crop.side", side, "a whole number from 8 to 512")
         context = crop_doc.get("context")

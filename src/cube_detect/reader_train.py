@@ -27,6 +27,7 @@ import json
 import logging
 import multiprocessing
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -52,6 +53,8 @@ VALIDATION_CROPS = 2000
 #: Seeds after ``--seed``: the all-real scenes, the threshold's scenes (never the evaluation seeds).
 REAL_SEED_OFFSET, THRESHOLD_SEED_OFFSET = 10, 2
 CHUNK = 100  # scenes per worker job
+#: ``--seed``'s default: never a seed of training's (0 and up) or of the evaluation families.
+DEFAULT_SEED = 5150
 
 _WORKER: Dict[str, Detector] = {}
 
@@ -96,8 +99,7 @@ def _crops_job(job) -> Tuple[np.ndarray, np.ndarray]:
 
     model, seed, lo, hi, share = job
     if model not in _WORKER:
-        detector = load_detector(model, backend="cpu")
-        detector.reader = None  # the detector's own proposals, whatever reader it has now
+        detector = load_detector(model, backend="cpu", reader=False)  # its own proposals, whatever its reader
         _WORKER[model] = detector
     detector = _WORKER[model]
     order = {name: k + 1 for k, name in enumerate(detector.spec.labels[i] for i in detector.spec.class_ids)}
@@ -172,8 +174,9 @@ def split(crops: np.ndarray, classes: np.ndarray, seed: int) -> Tuple[np.ndarray
     return crops[order][..., None], classes[order].astype(np.int32), min(VALIDATION_CROPS, len(crops) // 5)
 
 
-def train_network(crops: np.ndarray, classes: np.ndarray, epochs: int, seed: int):
-    """The float reader and its history; the first validation crops of :func:`split` are held out."""
+def train_network(crops: np.ndarray, classes: np.ndarray, epochs: int, seed: int, count: int):
+    """The float reader over ``count`` classes (none + the digits) and its history; the first
+    validation crops of :func:`split` are held out."""
     import tensorflow as tf
     from tensorflow import keras
 
@@ -182,7 +185,7 @@ def train_network(crops: np.ndarray, classes: np.ndarray, epochs: int, seed: int
     train = (tf.data.Dataset.from_tensor_slices((x[nv:], y[nv:])).shuffle(20000, seed=seed).batch(128)
              .map(_augment).prefetch(2))
     val = tf.data.Dataset.from_tensor_slices((x[:nv].astype(np.float32) / 255.0, y[:nv])).batch(256)
-    model = build_reader(int(classes.max()) + 1 if len(classes) else 3)
+    model = build_reader(count)
     steps = epochs * int(np.ceil((len(x) - nv) / 128))
     model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
                   "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -196,6 +199,8 @@ def train_network(crops: np.ndarray, classes: np.ndarray, epochs: int, seed: int
 
 def plot_curves(history: Dict[str, List[float]], path: Path) -> None:
     import matplotlib
+
+    from cube_detect.train import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -211,12 +216,7 @@ def plot_curves(history: Dict[str, List[float]], path: Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("cube_detect face reader")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, "cube_detect face reader", path)
 
 
 def to_tflite(model, representative: np.ndarray) -> bytes:
@@ -266,7 +266,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real-scenes", type=int, default=20000,
                         help="scenes whose every labelled face is a real (training) hand")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=5150, help="scenes' seed (all-real: +10, threshold: +2)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="scenes' seed (all-real: +10, threshold: +2)")
     parser.add_argument("--threshold-scenes", type=int, default=1500,
                         help="training-mixture scenes the threshold is picked on")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering crops")
@@ -274,7 +274,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cube_detect.edgetpu_check import check_model
-    from cube_detect.export import compile_edgetpu
 
     for name in ("scenes", "real_scenes", "epochs", "threshold_scenes"):
         if getattr(args, name) < (1 if name in ("epochs", "threshold_scenes") else 0):
@@ -282,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
     if args.scenes + args.real_scenes < 10:
         raise CubeDetectError("--scenes + --real-scenes is under 10: too few scenes to train a reader on")
     model = Path(args.model)
-    base = load_detector(model, backend="cpu")  # one line for a missing or bad model, before any work
+    # One line for a missing or bad model before any work; its own reader (missing, changed) does not
+    # matter: this replaces it.
+    base = load_detector(model, backend="cpu", reader=False)
     spec = base.spec
     if spec.labels != LABELS:
         raise CubeDetectError(f"{model}: its classes ({describe(spec.labels)}) are not the digits one and two: "
@@ -306,13 +307,17 @@ def run(args: argparse.Namespace) -> int:
                                             (args.seed + REAL_SEED_OFFSET, args.real_scenes, 1.0)], args.workers)
         tmp = workdir / "crops.tmp.npz"
         np.savez(tmp, crops=crops, classes=classes)
+        meta.unlink(missing_ok=True)  # the key goes first: a kill now leaves crops no key matches
         os.replace(tmp, cache)
         atomic_write_text(meta, json.dumps(key, indent=2))
         log.info("crops: %d (%s) from %d + %d scenes in %.1f min -> %s", len(crops),
                  ", ".join(f"{n}: {c}" for n, c in zip((NONE, *spec.labels.values()), np.bincount(classes))),
                  args.scenes, args.real_scenes, (time.monotonic() - started) / 60, cache)
-    if len(np.unique(classes)) < 2:
-        raise CubeDetectError(f"{cache}: the crops hold one class only: more --scenes")
+    classes_count = 1 + len(spec.labels)
+    missing = sorted(set(range(classes_count)) - set(np.unique(classes).tolist()))
+    if missing:
+        names = [NONE, *(spec.labels[i] for i in spec.class_ids)]
+        raise CubeDetectError(f"{cache}: no crop of {', '.join(names[m] for m in missing)}: more --scenes")
 
     # The float reader: trained, or (the same crops, epochs and seed) the one this command trained
     # before, when a later step stopped it.
@@ -326,10 +331,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("reader: %s, trained by this command before (the same crops, epochs and seed)", trained)
     else:
         t_train = time.monotonic()
-        network, history = train_network(crops, classes, args.epochs, args.seed)
+        network, history = train_network(crops, classes, args.epochs, args.seed, classes_count)
         train_minutes = (time.monotonic() - t_train) / 60
         tmp = workdir / "reader.tmp.keras"
         network.save(tmp)
+        run_meta.unlink(missing_ok=True)  # as for the crops: no key for a network it does not describe
         os.replace(tmp, trained)
         atomic_write_text(run_meta, json.dumps({"key": run_key, "history": history, "train_minutes": train_minutes},
                                                indent=2))
@@ -352,8 +358,10 @@ def run(args: argparse.Namespace) -> int:
     int8_right = sum(int(np.argmax(reader.read_crop(c))) == int(t) for c, t in zip(val_x, val_y))
     base.reader = reader
     threshold, curve = pick_threshold_with(base, args.seed + THRESHOLD_SEED_OFFSET, args.threshold_scenes)
+    # The detector alone's threshold: its own (export's), also when it had a reader already.
+    alone = float(spec.extra.get("metrics", {}).get("threshold", spec.threshold))
     log.info("default threshold %.2f with the reader (exact sequences %.3f on %d training-mixture scenes; without "
-             "it %.2f)", threshold, curve[f"{threshold:.2f}"], args.threshold_scenes, spec.threshold)
+             "it %.2f)", threshold, curve[f"{threshold:.2f}"], args.threshold_scenes, alone)
 
     new = ModelSpec.from_dict(spec.to_dict(), sidecar_path(model))
     new.reader = dataclasses.replace(reader_spec, extra=(("training", {
@@ -364,27 +372,44 @@ def run(args: argparse.Namespace) -> int:
         "val_crops": int(len(val_x)), "float_val_accuracy": round(float(history["val_accuracy"][-1]), 4),
         "int8_val_accuracy": round(int8_right / max(len(val_x), 1), 4), "train_minutes": round(train_minutes, 1),
         "edgetpu_ops_mapped": f"{report.mapped_count}/{len(report.ops)}",
-        "threshold_without_reader": spec.threshold,
+        "threshold_without_reader": alone,
         "exact_sequences_by_threshold": curve,
         "threshold_source": f"training-mixture scenes ({args.threshold_scenes}, seed "
                             f"{args.seed + THRESHOLD_SEED_OFFSET})"}),))
-    new.threshold = threshold
-    new.extra.setdefault("metrics", {})["threshold"] = threshold
-    new.extra["metrics"]["threshold_source"] = new.reader.to_dict()["training"]["threshold_source"] + " with the reader"
+    new.threshold = threshold  # (``metrics`` keeps the export's figures: the detector alone's)
 
     if out.with_suffix(".tflite").resolve() != model.resolve():
         _copy_detector(model, out)
-    # The reader first, then the sidecar that names it: a kill between the two leaves the old
-    # sidecar, which does not name this file (a model still loads, as it was).
-    atomic_write_bytes(reader_path(out.with_suffix(".tflite")), int8)
-    new.save(out.with_suffix(".json"))
-    compile_edgetpu(reader_path(out.with_suffix(".tflite")))  # NAME_reader_edgetpu.tflite, where the compiler is
+    publish_reader(out.with_suffix(".tflite"), int8, new)
     log.info("wrote %s (%d bytes, %s ops on the Edge TPU) and %s in %.1f min", reader_path(out.with_suffix(".tflite")),
              len(int8), f"{report.mapped_count}/{len(report.ops)}", out.with_suffix(".json").name,
              (time.monotonic() - started) / 60)
     print(json.dumps({"reader": str(reader_path(out.with_suffix(".tflite"))), "threshold": threshold,
                       **new.reader.to_dict()["training"]}, indent=2))
     return 0
+
+
+def publish_reader(model_path: Path, data: bytes, spec: ModelSpec) -> Path:
+    """Write ``data`` as ``model_path``'s reader (``NAME_reader.tflite``), then ``spec`` (naming it)
+    as its sidecar, so that a kill at any point leaves a model that loads: a sidecar that names
+    the file being replaced is first rewritten without the reader. The reader's Edge TPU twin is
+    compiled again where ``edgetpu_compiler`` is, else a stale one is removed."""
+    from cube_detect.export import compile_edgetpu
+
+    target, sidecar = reader_path(model_path), sidecar_path(model_path)
+    if sidecar.is_file():
+        current = ModelSpec.load(sidecar)
+        if current.reader is not None and current.reader.file == target.name:
+            current.reader = None
+            current.save(sidecar)
+    atomic_write_bytes(target, data)
+    spec.save(sidecar)
+    twin = target.with_name(target.stem + "_edgetpu.tflite")
+    if compile_edgetpu(target) is None and twin.is_file():
+        twin.unlink()
+        log.info("removed %s: it was compiled from another reader (compile this one where edgetpu_compiler is)",
+                 twin.name)
+    return target
 
 
 # ----------------------------------------------------------------------------- fine-tunes keep their reader
@@ -432,30 +457,31 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
         log.warning("%s: exported without a face reader: %s is not the reader its model's sidecar names "
                     "(reader.sha256 differs)", model_path.name, source)
         return {"reader": None}
-    from cube_detect.export import compile_edgetpu
-
     target = reader_path(model_path)
-    atomic_write_bytes(target, data_bytes)
-    compile_edgetpu(target)
     spec = ModelSpec.load(sidecar)
     spec.reader = ReaderSpec(target.name, reader.sha256, reader.side, reader.context, reader.classes, reader.rule,
                              reader.extra)
-    detector = load_detector(model_path, backend="cpu")
-    detector.reader = Reader(make_interpreter(target, 1), spec.reader, target, "cpu")
     photos = reviewed_photos_full(data, spec.labels, skip_bad) if data else []
     before = spec.threshold
-    if len(photos) >= MIN_REVIEWED_PHOTOS:
-        found = [detector.detect(image, threshold=0.15) for image, _ in photos]
-        spec.threshold, curve = choose_threshold([t for _, t in photos], found, real_photos=True)
-        source_text = f"your reviewed test photos ({len(photos)}) with the reader"
-    else:
-        spec.threshold, curve = pick_threshold_with(detector, 5150 + THRESHOLD_SEED_OFFSET, FINE_TUNE_THRESHOLD_SCENES)
-        source_text = (f"training-mixture scenes ({FINE_TUNE_THRESHOLD_SCENES}) with the reader"
-                       + (f": only {len(photos)} reviewed test photos, {MIN_REVIEWED_PHOTOS} needed" if data else ""))
-    metrics = spec.extra.setdefault("metrics", {})
-    metrics.update({"threshold": spec.threshold, "threshold_without_reader": before, "threshold_source": source_text,
-                    "reader_exact_sequences_by_threshold": curve})
-    spec.save(sidecar)
+    with tempfile.TemporaryDirectory() as scratch:  # the reader is read from here until it is published
+        staged = Path(scratch) / target.name
+        staged.write_bytes(data_bytes)
+        detector = load_detector(model_path, backend="cpu", reader=False)
+        detector.reader = Reader(make_interpreter(staged, 1), spec.reader, staged, "cpu")
+        if len(photos) >= MIN_REVIEWED_PHOTOS:
+            found = [detector.detect(image, threshold=0.15) for image, _ in photos]
+            spec.threshold, curve = choose_threshold([t for _, t in photos], found, real_photos=True)
+            source_text = f"your reviewed test photos ({len(photos)}) with the reader"
+        else:
+            spec.threshold, curve = pick_threshold_with(detector, DEFAULT_SEED + THRESHOLD_SEED_OFFSET,
+                                                        FINE_TUNE_THRESHOLD_SCENES)
+            source_text = (f"training-mixture scenes ({FINE_TUNE_THRESHOLD_SCENES}) with the reader"
+                           + (f": only {len(photos)} reviewed test photos, {MIN_REVIEWED_PHOTOS} needed"
+                              if data else ""))
+    # ``metrics`` keeps the export's figures (the detector alone's); the reader's choice beside them.
+    spec.extra.setdefault("metrics", {})["with_reader"] = {
+        "threshold": spec.threshold, "threshold_source": source_text, "exact_sequences_by_threshold": curve}
+    publish_reader(model_path, data_bytes, spec)
     log.info("kept the face reader (%s): default threshold %.2f, chosen on %s (exact sequences %.3f; %.2f "
              "without the reader)", target.name, spec.threshold, source_text, curve[f"{spec.threshold:.2f}"], before)
     return {"reader": str(target), "threshold": spec.threshold, "threshold_source": source_text}

@@ -201,7 +201,14 @@ def plot_curves(history: List[dict], path: Path) -> None:
     ax2.plot(epochs, [h["val_mAP75"] for h in history], "s-", label="mAP@0.75")
     ax2.set_xlabel("epoch"), ax2.set_ylabel("validation"), ax2.set_ylim(0, 1.01), ax2.legend()
     ax2.grid(alpha=0.3)
-    fig.suptitle("cube_detect training")
+    save_figure(fig, "cube_detect training", path)
+
+
+def save_figure(fig, title: str, path: Path) -> None:
+    """Title, lay out and write a matplotlib figure as ``path`` (a PNG written whole, then renamed)."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
