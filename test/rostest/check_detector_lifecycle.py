@@ -206,6 +206,7 @@ class DetectorLifecycleTest(unittest.TestCase):
         shutil.copy(MODEL, custom)
         spec = ModelSpec.load(MODEL.with_suffix(".json"))
         spec.labels = {3: "cube", 7: "empty"}
+        spec.reader = None  # the face reader reads digits: a custom class set has none
         spec.save(custom.with_suffix(".json"))
         names = {1: ("cube", 3), 2: ("empty", 7)}  # digits id -> (name, id) of the custom map
         cycle, faces, labels, classes, output = self.serve_one_cycle("detector_custom", model=str(custom))
