@@ -59,21 +59,13 @@ DEFAULT_SEED = 5150
 _WORKER: Dict[str, Detector] = {}
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple[int, tuple]],
                 rng: np.random.Generator) -> Tuple[List[np.ndarray], List[int]]:
     """The labelled crops of one scene (``faces``: reader class index >= 1, box), as the module says."""
     gray = to_gray(image)
     crops, classes = [], []
     for proposal in detector.detect(image, threshold=CROP_PROPOSAL):
-        overlaps = [_iou(tuple(proposal.box), box) for _, box in faces]
+        overlaps = [proposal.box.iou(box) for _, box in faces]
         best = int(np.argmax(overlaps)) if overlaps else -1
         if overlaps and overlaps[best] >= MATCH_IOU:
             label = faces[best][0]
