@@ -2,7 +2,7 @@
 """The one-cell fine-tune proxy: the judge's "19 photos of one cell, 3 minutes, then 13 others".
 
 python -m bench.cell_proxy [--model M] [--cells 12] [--first 1] [--finetune failing|all|none] [--workdir DIR]
-                            [--json F]
+                            [--json F] [--train-arg=ARG ...]
     -> one line per cell on stdout and bench/cell_proxy.json (run by hand, like `make bench`;
        about 15 minutes: a few seconds per cell, 2.5 minutes per fine-tune)
 
@@ -108,6 +108,9 @@ def main() -> int:
                         help="the first cell (default 1): --first 13 --cells 24 is another 12 cells")
     parser.add_argument("--finetune", choices=("failing", "all", "none"), default="failing",
                         help="fine-tune the cells the model misreads zero-shot (default), all, or none")
+    parser.add_argument("--train-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for the fine-tune's `train` (repeat it), e.g. "
+                             "--train-arg=--reader-steps=0 keeps the face reader as it is")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "cell_proxy",
                         help="the cells' data sets and fine-tunes (default runs/cell_proxy)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "cell_proxy.json",
@@ -125,7 +128,8 @@ def main() -> int:
             t0 = time.time()
             try:
                 subprocess.run([sys.executable, "-m", "cube_detect", "train", "--data", str(out / "cell"),
-                                "--init", str(args.model), "--out", str(out / "ft"), "--workdir", str(out / "ftrun")],
+                                "--init", str(args.model), "--out", str(out / "ft"), "--workdir", str(out / "ftrun"),
+                                *args.train_arg],
                                check=True, stdout=subprocess.DEVNULL)
                 row["fine_tuned"] = judge(out / "ft.tflite", out / "judge")
             except subprocess.CalledProcessError as exc:

@@ -76,9 +76,11 @@ def test_the_run_judges_fine_tunes_and_records_a_failed_one(monkeypatch, tmp_pat
     monkeypatch.setattr(subprocess, "run", fake_train)
     report = tmp_path / "cells.json"
     monkeypatch.setattr(sys, "argv", ["cell_proxy", "--cells", "2", "--finetune", "all", "--model", str(MODEL),
-                                      "--workdir", str(tmp_path / "w"), "--json", str(report)])
+                                      "--workdir", str(tmp_path / "w"), "--json", str(report),
+                                      "--train-arg=--reader-steps=0"])
     assert cell_proxy.main() == 0
     assert len(calls) == 2 and calls[0][calls[0].index("--init") + 1] == str(MODEL)
+    assert calls[0][-1] == "--reader-steps=0"  # --train-arg passed on to train
     assert calls[0][calls[0].index("--data") + 1] == str(tmp_path / "w" / "cell1" / "cell")
     rows = json.loads(report.read_text())["cells"]
     assert [r["cell"] for r in rows] == [1, 2]

@@ -1,6 +1,8 @@
 """Fault drills on the workstation tools: bad input is one clear line naming the thing, and
 nothing is lost (issue: survive the cell's real faults)."""
 
+import math
+
 import cv2
 import numpy as np
 
@@ -37,6 +39,38 @@ def test_a_training_budget_that_leaves_no_training_is_refused_before_anything_ru
     named = float(err[0].rsplit("--minutes ", 1)[1])
     assert named * 60 >= EXPORT_RESERVE_S + MIN_TRAIN_S and (named - 0.5) * 60 < EXPORT_RESERVE_S + MIN_TRAIN_S
     assert not out.parent.exists()  # nothing written, nothing replaced
+
+
+def test_a_fine_tunes_budget_counts_its_readers_tuning(tmp_path, capsys):
+    """With --init of a model that has a float reader and --data, the reader's tuning is kept
+    out of the budget too; the refusal names the way out (--reader-steps 0)."""
+    from cube_detect.inference import DEFAULT_MODEL
+    from cube_detect.reader_train import TUNE_FIXED_S, TUNE_STEP_S
+    from cube_detect.train import EXPORT_RESERVE_S, MIN_TRAIN_S
+
+    data, out = tmp_path / "ds", tmp_path / "models" / "m"
+    assert main(["synth", "--out", str(data), "--count", "4", "--seed", "5", "--test-share", "0.5"]) == 0
+    capsys.readouterr()
+    minutes = round((EXPORT_RESERVE_S + MIN_TRAIN_S + 10) / 60, 2)  # enough for a fine-tune keeping its reader
+    args = ["train", "--init", str(DEFAULT_MODEL), "--data", str(data), "--minutes", f"{minutes:.3f}", "--out",
+            str(out), "--workdir", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    reserve = EXPORT_RESERVE_S + TUNE_FIXED_S + TUNE_STEP_S * 300
+    assert err == [f"error: --minutes {minutes:g} leaves no time to train: the export and the face reader's tuning "
+                   f"take about {reserve:.0f} s; give at least --minutes "
+                   f"{math.ceil((reserve + MIN_TRAIN_S) / 30) / 2:g} (or --reader-steps 0)"]
+    assert not out.parent.exists()
+
+
+def test_a_negative_reader_steps_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "models" / "m"
+    from cube_detect.inference import DEFAULT_MODEL
+
+    assert main(["train", "--init", str(DEFAULT_MODEL), "--reader-steps", "-1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --reader-steps -1: expected 0 (keep the reader) or more"]
+    assert not out.parent.exists()
 
 
 def test_train_on_a_folder_without_images_is_an_error_not_a_synthetic_only_run(tmp_path, capsys):

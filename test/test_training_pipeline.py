@@ -253,10 +253,12 @@ def test_fine_tune_starts_from_an_exported_model_and_takes_its_threshold_from_re
     assert main(["train", "--init", str(tmp_path / "missing.tflite"), "--out", str(tuned)]) == 2
 
 
-def test_train_reader_adds_a_reader_and_a_fine_tune_keeps_it(trained, tmp_path, caplog):
+def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, caplog):
     """``train-reader`` on the tiny model: a real int8 reader that maps to the Edge TPU, named by
     the sidecar, read through by ``load_detector``; its crops cached; a fine-tune of that model
-    keeps the reader and picks its threshold with it on the reviewed test photos."""
+    tunes the reader on the training photos (from the float reader beside it) and picks its
+    threshold with it on the reviewed test photos; without a float reader, or with
+    ``--reader-steps 0``, the reader is kept as it was."""
     import dataclasses
     import hashlib
     import logging
@@ -283,6 +285,8 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_keeps_it(trained, tmp_path, 
     assert with_reader.with_suffix(".keras").is_file()
     assert "reader" not in json.loads(out.with_suffix(".json").read_text())
     assert (work / "reader_curves.png").stat().st_size > 10_000
+    float_reader = with_reader.with_name("with_reader_reader.keras")
+    assert hashlib.sha256(float_reader.read_bytes()).hexdigest() == reader["float_sha256"]
     detector = load_detector(with_reader.with_suffix(".tflite"))
     assert detector.reader is not None and "face reader on the cpu" in detector.backend_reason
     # The same run again reuses its crops and its trained reader (a run stopped after training resumes).
@@ -312,16 +316,53 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_keeps_it(trained, tmp_path, 
     tuned = tmp_path / "tuned"
     assert main(["train", "--init", str(with_reader.with_suffix(".tflite")), "--data", str(reviewed), "--synthetic",
                  "60", "--validation", "20", "--epochs", "1", "--workers", "1", "--out", str(tuned),
-                 "--workdir", str(tmp_path / "run")]) == 0
+                 "--workdir", str(tmp_path / "run"), "--reader-steps", "30"]) == 0
     tuned_sidecar = json.loads(tuned.with_suffix(".json").read_text())
     assert tuned_sidecar["reader"]["file"] == "tuned_reader.tflite"
-    kept = reader_path(tuned.with_suffix(".tflite")).read_bytes()
-    assert kept == reader_path(with_reader.with_suffix(".tflite")).read_bytes()
+    # The reader was tuned on the training photos: a new int8 reader (the sidecar names it), the
+    # float reader it came from beside it, and what was done.
+    tuned_reader = reader_path(tuned.with_suffix(".tflite")).read_bytes()
+    assert tuned_reader != reader_path(with_reader.with_suffix(".tflite")).read_bytes()
+    assert hashlib.sha256(tuned_reader).hexdigest() == tuned_sidecar["reader"]["sha256"]
+    assert hashlib.sha256(tuned.with_name("tuned_reader.keras").read_bytes()).hexdigest() == \
+        tuned_sidecar["reader"]["float_sha256"]
+    done = tuned_sidecar["reader"]["fine_tuned"]
+    train_photos = sorted((reviewed / "train").glob("*.xml"))
+    assert done["photos"] == len(train_photos) and done["steps"] == 30 and done["from_sha256"] == reader["sha256"]
+    assert done["crops"] >= 8 * done["faces"] > 0 and done["replay_crops"] > 400
+    assert done["edgetpu_ops_mapped"] == "11/11"
+    assert f"tuned the face reader on your {len(train_photos)} training photos" in caplog.text
+    assert "tuned the face reader (tuned_reader.tflite)" in caplog.text
     chosen = tuned_sidecar["metrics"]["with_reader"]
     assert chosen["threshold_source"] == f"your reviewed test photos ({len(tests)}) with the reader"
     assert tuned_sidecar["threshold"] == chosen["threshold"] == pick_threshold(
         chosen["exact_sequences_by_threshold"], real_photos=True, images=len(tests))
     # The export's own figures stay the detector alone's.
     assert tuned_sidecar["metrics"]["threshold_source"] == f"your reviewed test photos ({len(tests)})"
-    assert "kept the face reader (tuned_reader.tflite)" in caplog.text
     assert load_detector(tuned.with_suffix(".tflite")).reader is not None
+
+    # Kept as it was: asked (--reader-steps 0), or no float reader to tune.
+    from cube_detect.modelspec import ModelSpec, sidecar_path
+    from cube_detect.reader_train import ReaderTuning, attach_reader
+
+    source_spec = ModelSpec.load(sidecar_path(with_reader.with_suffix(".tflite"))).reader
+    source = reader_path(with_reader.with_suffix(".tflite"))
+    tuned_float = tuned.with_name("tuned_reader.keras")
+    for tuning, why in ((ReaderTuning(0), "face reader kept as it was (--reader-steps 0)"),
+                        (ReaderTuning(30), f"face reader kept as it was: {float_reader} not found")):
+        if tuning.steps:
+            float_reader.unlink()
+        caplog.clear()
+        figures = attach_reader(tuned.with_suffix(".tflite"), source_spec, source, [reviewed], tuning=tuning)
+        assert why in caplog.text and "kept the face reader (tuned_reader.tflite)" in caplog.text
+        assert figures["reader_tuned"] is None
+        assert reader_path(tuned.with_suffix(".tflite")).read_bytes() == source.read_bytes()
+        kept = json.loads(tuned.with_suffix(".json").read_text())["reader"]
+        assert "fine_tuned" not in kept
+        # The float reader beside it is the source's, or (none to copy) none: never the tuned one of before.
+        if tuning.steps:
+            assert not tuned_float.exists() and "float_sha256" not in kept
+        else:
+            assert hashlib.sha256(tuned_float.read_bytes()).hexdigest() == kept["float_sha256"] == \
+                dict(source_spec.extra)["float_sha256"]
+        assert load_detector(tuned.with_suffix(".tflite")).reader is not None

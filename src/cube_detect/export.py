@@ -119,15 +119,18 @@ def compile_edgetpu(model_path: Path) -> Optional[dict]:
 
 def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, out: Path,
                       training: Optional[dict] = None, photos: Optional[Sequence[Sample]] = None,
-                      reader_source: Optional[Path] = None, data: Sequence[Path] = (), skip_bad: bool = False) -> dict:
+                      reader_source: Optional[Path] = None, data: Sequence[Path] = (), skip_bad: bool = False,
+                      reader_tuning=None) -> dict:
     """Convert, evaluate float vs int8, write model + sidecar + labels; returns the figures.
 
     ``photos``: the user's reviewed test photos (None: no data set given); at least
     :data:`MIN_REVIEWED_PHOTOS` of them set the default threshold instead of the validation
     images, and one log line says which rule chose it. When ``spec`` names a face reader (a
-    fine-tune of a model that has one), ``reader_source`` is that reader's file: it is kept
-    (:func:`cube_detect.reader_train.attach_reader`) and the threshold picked again with it, on the
-    full-resolution reviewed test photos of ``data`` when there are enough."""
+    fine-tune of a model that has one), ``reader_source`` is that reader's file: the new model
+    gets it (:func:`cube_detect.reader_train.attach_reader`), tuned on the training photos of
+    ``data`` as ``reader_tuning`` (a ``ReaderTuning``; None: as it is) says, and the threshold
+    picked again with it, on the full-resolution reviewed test photos of ``data`` when there are
+    enough."""
     reader, spec.reader = spec.reader, None  # the sidecar names a reader only once it is beside the model
     from cube_detect.model import predict_fn  # TensorFlow: only when exporting
 
@@ -213,7 +216,7 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     if reader is not None:
         from cube_detect.reader_train import attach_reader
 
-        figures.update(attach_reader(model_path, reader, reader_source, data, skip_bad))
+        figures.update(attach_reader(model_path, reader, reader_source, data, skip_bad, reader_tuning))
     return figures
 
 
@@ -238,9 +241,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=["best", "checkpoint"], default="best",
                         help="which checkpoint of the run (default: best validation mAP)")
     parser.add_argument("--out", required=True, help="model path prefix, e.g. models/mymodel")
+    parser.add_argument("--reader-steps", type=int, default=None, metavar="N",
+                        help="a fine-tune of a model with a face reader: tune the reader on the run's training "
+                             "photos for N steps (default: the run's own --reader-steps; 0 keeps it as it is)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.reader_steps is not None and args.reader_steps < 0:
+        raise ModelError(f"--reader-steps {args.reader_steps}: expected 0 (keep the reader) or more")
     import tensorflow as tf  # only when this command runs: `export --help` stays fast
 
     path = args.workdir / f"{args.checkpoint}.keras"
@@ -264,9 +272,14 @@ def run(args: argparse.Namespace) -> int:
     model = tf.keras.models.load_model(path, compile=False)
     init = conf.get("init")
     reader_source = Path(init).with_name(spec.reader.file) if init and init != "None" and spec.reader else None
+    from cube_detect.reader_train import ReaderTuning
+
     figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
                                 training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")},
                                 photos=reviewed_photos(data, spec, skip_bad) if data else None,
-                                reader_source=reader_source, data=data, skip_bad=skip_bad)
+                                reader_source=reader_source, data=data, skip_bad=skip_bad,
+                                reader_tuning=ReaderTuning(
+                                    int(conf.get("reader_steps", 300)) if args.reader_steps is None
+                                    else args.reader_steps, conf.get("digits", "generator"), int(conf.get("seed", 0))))
     print(json.dumps(figures, indent=2, default=str))
     return 0

@@ -14,7 +14,12 @@
    ``--threshold-scenes`` other scenes of the training mixture, and the sidecar names the reader.
 
 ``--out PREFIX`` gets the detector's files (copied when PREFIX is not the model's own),
-``PREFIX_reader.tflite`` and the new ``PREFIX.json``, each written completely then renamed.
+``PREFIX_reader.keras`` (the float reader, what a fine-tune tunes; its sha256 in the sidecar's
+``reader.float_sha256``), ``PREFIX_reader.tflite`` and the new ``PREFIX.json``, each written
+completely then renamed.
+
+A fine-tune (``train --init``) of a model with a reader tunes it on the user's training photos:
+:func:`attach_reader`, :func:`tune_reader`.
 """
 
 from __future__ import annotations
@@ -60,8 +65,9 @@ _WORKER: Dict[str, Detector] = {}
 
 
 def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple[int, tuple]],
-                rng: np.random.Generator) -> Tuple[List[np.ndarray], List[int]]:
-    """The labelled crops of one scene (``faces``: reader class index >= 1, box), as the module says."""
+                rng: np.random.Generator, jittered: int = JITTERED) -> Tuple[List[np.ndarray], List[int]]:
+    """The labelled crops of one scene (``faces``: reader class index >= 1, box), as the module
+    says, with ``jittered`` jittered crops of every labelled face."""
     gray = to_gray(image)
     crops, classes = [], []
     for proposal in detector.detect(image, threshold=CROP_PROPOSAL):
@@ -77,7 +83,7 @@ def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple[int
         classes.append(label)
     for label, (x1, y1, x2, y2) in faces:
         w, h = x2 - x1, y2 - y1
-        for _ in range(JITTERED):
+        for _ in range(jittered):
             dx, dy = rng.normal(0, 0.06, 2) * (w, h)
             s = float(np.exp(rng.normal(0, 0.08)))
             cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
@@ -217,6 +223,24 @@ def to_tflite(model, representative: np.ndarray) -> bytes:
     from cube_detect.export import convert
 
     return convert(model, [(c, None) for c in representative], quantize=True)
+
+
+def float_reader_path(model_path: Path) -> Path:
+    """The float reader beside ``model_path``'s reader: ``NAME_reader.keras`` (what a fine-tune
+    tunes; the robot never needs it)."""
+    return reader_path(model_path).with_suffix(".keras")
+
+
+def float_reader_bytes(network) -> bytes:
+    """``network`` as a ``.keras`` file without its optimizer state (what ``NAME_reader.keras`` holds)."""
+    from tensorflow import keras
+
+    copy = keras.models.clone_model(network)
+    copy.set_weights(network.get_weights())
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "reader.keras"
+        copy.save(path)
+        return path.read_bytes()
 
 
 # ----------------------------------------------------------------------------- threshold and files
@@ -372,7 +396,11 @@ def run(args: argparse.Namespace) -> int:
 
     if out.with_suffix(".tflite").resolve() != model.resolve():
         _copy_detector(model, out)
-    publish_reader(out.with_suffix(".tflite"), int8, new)
+    # The float reader goes beside it (a fine-tune tunes it; the sidecar names its sha256).
+    float_bytes = float_reader_bytes(network)
+    new.reader = dataclasses.replace(new.reader, extra=(
+        ("float_sha256", hashlib.sha256(float_bytes).hexdigest()), *new.reader.extra))
+    publish_reader(out.with_suffix(".tflite"), int8, new, float_bytes)
     log.info("wrote %s (%d bytes, %s ops on the Edge TPU) and %s in %.1f min", reader_path(out.with_suffix(".tflite")),
              len(int8), f"{report.mapped_count}/{len(report.ops)}", out.with_suffix(".json").name,
              (time.monotonic() - started) / 60)
@@ -381,19 +409,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def publish_reader(model_path: Path, data: bytes, spec: ModelSpec) -> Path:
-    """Write ``data`` as ``model_path``'s reader (``NAME_reader.tflite``), then ``spec`` (naming it)
-    as its sidecar, so that a kill at any point leaves a model that loads: a sidecar that names
-    the file being replaced is first rewritten without the reader. The reader's Edge TPU twin is
-    compiled again where ``edgetpu_compiler`` is, else a stale one is removed."""
+def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: Optional[bytes] = None) -> Path:
+    """Write ``float_bytes`` as ``model_path``'s float reader (``NAME_reader.keras``; None: a stale
+    one is removed), ``data`` as its reader (``NAME_reader.tflite``), then ``spec`` (naming them)
+    as its sidecar, so that a kill at any point leaves a model that loads and a sidecar that names
+    only the files beside it: a sidecar that names the files being replaced is first rewritten
+    without the reader. The reader's Edge TPU twin is compiled again where ``edgetpu_compiler``
+    is, else a stale one is removed."""
     from cube_detect.export import compile_edgetpu
 
     target, sidecar = reader_path(model_path), sidecar_path(model_path)
+    float_target = float_reader_path(model_path)
     if sidecar.is_file():
         current = ModelSpec.load(sidecar)
         if current.reader is not None and current.reader.file == target.name:
             current.reader = None
             current.save(sidecar)
+    if float_bytes is not None:
+        atomic_write_bytes(float_target, float_bytes)
+    elif float_target.is_file():
+        float_target.unlink()
+        log.info("removed %s: it was the float network of another reader", float_target)
     atomic_write_bytes(target, data)
     spec.save(sidecar)
     twin = target.with_name(target.stem + "_edgetpu.tflite")
@@ -404,37 +440,158 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec) -> Path:
     return target
 
 
-# ----------------------------------------------------------------------------- fine-tunes keep their reader
+# ----------------------------------------------------------------------------- fine-tunes tune their reader
 #: Training-mixture scenes a fine-tune's threshold is picked on with the reader when the user gave
 #: too few reviewed photos: fewer than ``train-reader``'s 1500, to stay within export's time.
 FINE_TUNE_THRESHOLD_SCENES = 500
+#: A fine-tune's reader (``train --init``): TUNE_STEPS batches of 128 crops, a quarter of each from
+#: the user's training photos (the fine-tuned detector's proposals and TUNE_JITTERED jittered crops
+#: of each labelled face), the rest from REPLAY_SCENES fresh scenes of the run's digit source
+#: (half of them all real hands) so that it keeps what it knew; Adam from TUNE_LR, cosine.
+TUNE_STEPS, TUNE_LR, TUNE_USER_SHARE, TUNE_JITTERED, REPLAY_SCENES = 300, 5e-4, 0.25, 8, 400
+REPLAY_SEED_OFFSET = 20  # after ``DEFAULT_SEED``: never a training or evaluation seed
+#: What tuning costs on 2 cores (measured: 30-38 s for 300 steps and 19 photos): rendering the
+#: replay scenes, cutting the crops, converting; and each step.
+TUNE_FIXED_S, TUNE_STEP_S = 15.0, 0.08
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderTuning:
+    """How a fine-tune tunes its reader: ``steps`` (0: keeps it as it is), the run's ``digits``
+    source for the replay scenes, and the run's ``seed``."""
+
+    steps: int = TUNE_STEPS
+    digits: str = "mixed"
+    seed: int = 0
 
 
 def reviewed_photos_full(data: Sequence[Path], labels: Dict[int, str], skip_bad: bool = False):
     """(image, faces) of the reviewed images of the data sets' test splits, at full resolution
     (the reader crops from the frame, not from the detector's input)."""
+    return _photos(data, labels, "test", skip_bad, reviewed_only=True)
+
+
+def _photos(data: Sequence[Path], labels: Dict[int, str], part: str, skip_bad: bool, reviewed_only: bool):
     from cube_detect.dataset import images_root, load_split
     from cube_detect.images import read_image
 
     ids = {v: k for k, v in labels.items()}
     out = []
     for root in data:
-        split = images_root(Path(root)) / "test"
+        split = images_root(Path(root)) / part
         if not split.is_dir():
             continue
         for item in load_split(split, skip_bad, labels.values()):
-            image = read_image(item.image_path) if item.annotation.verified else None
+            image = read_image(item.image_path) if item.annotation.verified or not reviewed_only else None
             if image is not None:
                 out.append((image, [(ids[b.label], b.bbox, b.difficult) for b in item.annotation.boxes]))
     return out
 
 
+def tune_reader(detector: Detector, float_path: Path, data: Sequence[Path], tuning: ReaderTuning,
+                skip_bad: bool = False):
+    """The float reader ``float_path`` tuned on the training photos of ``data`` as the fine-tuned
+    ``detector`` (without a reader) proposes them: (int8 reader bytes, float network, figures),
+    or None with one log line saying why it stays as it was."""
+    import tensorflow as tf
+    from tensorflow import keras
+
+    from cube_detect.edgetpu_check import check_model
+    from cube_detect.synth import handwriting, render_indexed
+
+    started = time.monotonic()
+    photos = _photos(data, detector.spec.labels, "train", skip_bad, reviewed_only=False)
+    order = {k: n + 1 for n, k in enumerate(detector.spec.class_ids)}
+    rng = np.random.default_rng([tuning.seed, 49])
+    crops: List[np.ndarray] = []
+    classes: List[int] = []
+    for image, faces in photos:
+        c, y = scene_crops(detector, image, [(order[k], tuple(box)) for k, box, _ in faces], rng, TUNE_JITTERED)
+        crops += c
+        classes += y
+    if not any(classes):
+        log.info("face reader kept as it was: no labelled face in the training photos of %s",
+                 ", ".join(str(d) for d in data) or "the run (no --data)")
+        return None
+    replay, replay_classes = [], []
+    ids = {v: k for k, v in detector.spec.labels.items()}
+    for i in tqdm(range(REPLAY_SCENES), desc="reader replay", unit="scene", leave=False):
+        with handwriting.real_share(1.0 if i % 2 else 0.5):
+            image, boxes = render_indexed(DEFAULT_SEED + REPLAY_SEED_OFFSET, i, digits=tuning.digits)
+        c, y = scene_crops(detector, image, [(order[ids[b.label]], tuple(b.bbox)) for b in boxes],
+                           np.random.default_rng([tuning.seed, i, 50]))
+        replay += c
+        replay_classes += y
+    user_x, user_y = np.array(crops, np.uint8), np.array(classes, np.int32)
+    replay_x, replay_y = np.array(replay, np.uint8), np.array(replay_classes, np.int32)
+
+    keras.utils.set_random_seed(tuning.seed)
+    network = keras.models.load_model(float_path, compile=False)
+    network.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(TUNE_LR, tuning.steps)),
+                    "sparse_categorical_crossentropy")
+    batch, own = 128, int(128 * TUNE_USER_SHARE)
+    losses = []
+    for _ in tqdm(range(tuning.steps), desc="reader fine-tune", unit="step", leave=False):
+        a, b = rng.integers(0, len(user_x), own), rng.integers(0, len(replay_x), batch - own)
+        x = np.concatenate([user_x[a], replay_x[b]])[..., None]
+        y = np.concatenate([user_y[a], replay_y[b]])
+        x, y = _augment(tf.constant(x), tf.constant(y))
+        losses.append(float(network.train_on_batch(x, y)))
+    representative = np.concatenate([replay_x[rng.permutation(len(replay_x))[:300]],
+                                     user_x[rng.permutation(len(user_x))[:100]]])
+    int8 = to_tflite(network, representative)
+    with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / "reader.tflite"
+        staged.write_bytes(int8)
+        report = check_model(staged)
+    if not report.ok:
+        why = report.first_refused.name if report.first_refused else "; ".join(report.problems)
+        raise CubeDetectError(f"the tuned reader does not map to the Edge TPU ({why})")
+    figures = {"photos": len(photos), "crops": len(user_x),
+               "faces": int(sum(len(f) for _, f in photos)), "replay_crops": len(replay_x), "steps": tuning.steps,
+               "loss_first_last": [round(float(np.mean(losses[:20])), 4), round(float(np.mean(losses[-20:])), 4)],
+               "seconds": round(time.monotonic() - started, 1), "edgetpu_ops_mapped":
+                   f"{report.mapped_count}/{len(report.ops)}"}
+    log.info("tuned the face reader on your %d training photos (%d crops, %d steps, %d replay crops) in %.0f s",
+             len(photos), len(user_x), tuning.steps, len(replay_x), figures["seconds"])
+    return int8, network, figures
+
+
+def tune_seconds(init: Path, data: Sequence[Path], steps: int) -> float:
+    """About how long a fine-tune of ``init`` spends tuning its reader (``steps``) after the
+    detector: 0 when it will not tune (no reader, no float reader, no data, 0 steps)."""
+    spec = ModelSpec.load(sidecar_path(init)) if sidecar_path(init).is_file() else None
+    if steps <= 0 or not data or spec is None or spec.reader is None:
+        return 0.0
+    if _float_source(spec.reader, Path(init).with_name(spec.reader.file))[0] is None:
+        return 0.0
+    return TUNE_FIXED_S + TUNE_STEP_S * steps
+
+
+def _float_source(reader: ReaderSpec, source: Path) -> Tuple[Optional[bytes], str]:
+    """The float reader beside ``source`` when it is the one ``reader`` names (its bytes), else
+    None and why not."""
+    float_path = Path(source).with_suffix(".keras")
+    expected = dict(reader.extra).get("float_sha256")
+    if not expected:
+        return None, "its sidecar names no float reader (reader.float_sha256; train-reader writes one)"
+    if not float_path.is_file():
+        return None, f"{float_path} not found (the float reader its sidecar names)"
+    data = float_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected:
+        return None, f"{float_path} is not the float reader its sidecar names (reader.float_sha256 differs)"
+    return data, ""
+
+
 def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], data: Sequence[Path] = (),
-                  skip_bad: bool = False) -> dict:
+                  skip_bad: bool = False, tuning: Optional[ReaderTuning] = None) -> dict:
     """Give a freshly exported ``model_path`` (its sidecar without a reader) the reader ``source``
-    of the model it was fine-tuned from: copied as ``NAME_reader.tflite``, the threshold picked
-    again with it (on the user's reviewed test photos when there are enough, else on training-
-    mixture scenes), then the sidecar rewritten to name it. Returns the figures; one log line."""
+    of the model it was fine-tuned from: tuned on the training photos of ``data`` when ``tuning``
+    asks and the float reader the source's sidecar names is beside it (:func:`tune_reader`), else
+    copied as it is (one line says why); then the threshold picked again with it (on the user's
+    reviewed test photos when there are enough, else on training-mixture scenes), and
+    ``NAME_reader.keras`` (when there is a float reader), ``NAME_reader.tflite`` and last the
+    sidecar naming them written (:func:`publish_reader`). Returns the figures; one log line."""
     from cube_detect.inference import make_interpreter
     from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold
 
@@ -451,14 +608,39 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
         return {"reader": None}
     target = reader_path(model_path)
     spec = ModelSpec.load(sidecar)
-    spec.reader = ReaderSpec(target.name, reader.sha256, reader.side, reader.context, reader.classes, reader.rule,
-                             reader.extra)
+    detector = load_detector(model_path, backend="cpu", reader=False)
+    float_bytes, why = _float_source(reader, Path(source))
+    extra = {k: v for k, v in reader.extra if k != "fine_tuned"}  # fine_tuned: what this run did, if it does
+    if float_bytes is None:
+        extra.pop("float_sha256", None)
+    tuned = None
+    if tuning is None or tuning.steps <= 0:
+        if tuning is not None:
+            log.info("face reader kept as it was (--reader-steps 0)")
+    elif float_bytes is None:
+        log.warning("face reader kept as it was: %s", why)
+    else:
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                float_path = Path(scratch) / "reader.keras"
+                float_path.write_bytes(float_bytes)
+                tuned = tune_reader(detector, float_path, data, tuning, skip_bad)
+        except Exception as exc:  # TensorFlow, the ops check: the fine-tuned model keeps the reader it had
+            log.warning("%s: face reader kept as it was: tuning it failed (%s)", model_path.name,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            tuned = None
+    if tuned is not None:
+        data_bytes, network, extra["fine_tuned"] = tuned
+        extra["fine_tuned"]["from_sha256"] = reader.sha256
+        float_bytes = float_reader_bytes(network)
+        extra["float_sha256"] = hashlib.sha256(float_bytes).hexdigest()
+    spec.reader = ReaderSpec(target.name, hashlib.sha256(data_bytes).hexdigest(), reader.side, reader.context,
+                             reader.classes, reader.rule, tuple(extra.items()))
     photos = reviewed_photos_full(data, spec.labels, skip_bad) if data else []
     before = spec.threshold
     with tempfile.TemporaryDirectory() as scratch:  # the reader is read from here until it is published
         staged = Path(scratch) / target.name
         staged.write_bytes(data_bytes)
-        detector = load_detector(model_path, backend="cpu", reader=False)
         detector.reader = Reader(make_interpreter(staged, 1), spec.reader, staged, "cpu")
         if len(photos) >= MIN_REVIEWED_PHOTOS:
             found = [detector.detect(image, threshold=0.15) for image, _ in photos]
@@ -473,7 +655,9 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
     # ``metrics`` keeps the export's figures (the detector alone's); the reader's choice beside them.
     spec.extra.setdefault("metrics", {})["with_reader"] = {
         "threshold": spec.threshold, "threshold_source": source_text, "exact_sequences_by_threshold": curve}
-    publish_reader(model_path, data_bytes, spec)
-    log.info("kept the face reader (%s): default threshold %.2f, chosen on %s (exact sequences %.3f; %.2f "
-             "without the reader)", target.name, spec.threshold, source_text, curve[f"{spec.threshold:.2f}"], before)
-    return {"reader": str(target), "threshold": spec.threshold, "threshold_source": source_text}
+    publish_reader(model_path, data_bytes, spec, float_bytes)
+    log.info("%s the face reader (%s): default threshold %.2f, chosen on %s (exact sequences %.3f; %.2f "
+             "without the reader)", "tuned" if tuned else "kept", target.name, spec.threshold, source_text,
+             curve[f"{spec.threshold:.2f}"], before)
+    return {"reader": str(target), "threshold": spec.threshold, "threshold_source": source_text,
+            "reader_tuned": extra["fine_tuned"] if tuned else None}

@@ -166,13 +166,17 @@ class TrainConfig:
     #: (width, height) of the network's input; None: 160x120, or the --init model's own. The network is
     #: fully convolutional, so a fine-tune can change it: the weights carry over to the new size.
     input_size: Optional[Tuple[int, int]] = None
+    #: With ``init``: steps tuning the model's face reader on the user's training photos after the
+    #: detector (``reader_train.tune_reader``); 0 keeps the reader as it is.
+    reader_steps: int = 300
 
     def settings(self) -> dict:
         """What makes two runs the same run (a checkpoint is resumed only for the same settings).
         ``input_size`` counts only when given, so a run interrupted before that flag existed resumes."""
         return {k: [str(d) for d in v] if k == "data" else str(v) if isinstance(v, (Path, tuple, dict)) else v
                 for k, v in vars(self).items()
-                if k not in ("out", "workdir", "workers", "export") and not (k == "input_size" and v is None)}
+                if k not in ("out", "workdir", "workers", "export", "reader_steps")
+                and not (k == "input_size" and v is None)}
 
 
 def _save_state(workdir: Path, model, state: dict) -> None:
@@ -230,10 +234,17 @@ def train(cfg: TrainConfig) -> dict:
         pass
     tf.keras.utils.set_random_seed(cfg.seed)
     reserve_s = EXPORT_RESERVE_S if cfg.export else 10.0
+    tune_s = 0.0
+    if cfg.export and cfg.init is not None:  # and the reader's tuning, when it will tune one
+        from cube_detect.reader_train import tune_seconds
+        tune_s = tune_seconds(Path(cfg.init), cfg.data, cfg.reader_steps)
+        reserve_s += tune_s
     if not cfg.epochs and cfg.minutes * 60 < reserve_s + MIN_TRAIN_S:
-        raise CubeDetectError(f"--minutes {cfg.minutes:g} leaves no time to train: the export alone takes about "
+        what = "the export and the face reader's tuning take" if tune_s else "the export alone takes"
+        raise CubeDetectError(f"--minutes {cfg.minutes:g} leaves no time to train: {what} about "
                               f"{reserve_s:.0f} s; give at least "
-                              f"--minutes {math.ceil((reserve_s + MIN_TRAIN_S) / 30) / 2:g}")
+                              f"--minutes {math.ceil((reserve_s + MIN_TRAIN_S) / 30) / 2:g}"
+                              + (" (or --reader-steps 0)" if tune_s else ""))
     labels = dict(LABELS if cfg.labels is None else cfg.labels)
     init_keras = None
     if cfg.init is not None:  # fine-tuning: the exported model's own spec and float network
@@ -295,7 +306,8 @@ def train(cfg: TrainConfig) -> dict:
 
     batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"], encode_targets, cfg.flip)
     steps_per_epoch = batches.steps_per_epoch
-    # --minutes is the whole run's budget: rendering, training, and ~1 minute of export.
+    # --minutes is the whole run's budget: rendering, training, ~1 minute of export, and tuning the
+    # face reader of a fine-tuned model that has one.
     train_budget_s = cfg.minutes * 60.0 - (time.monotonic() - started) - reserve_s
     if not cfg.epochs and train_budget_s < MIN_TRAIN_S and "train_budget_s" not in state:
         needed = (cfg.minutes * 60.0 - train_budget_s + MIN_TRAIN_S) / 60
@@ -371,9 +383,11 @@ def train(cfg: TrainConfig) -> dict:
         best = tf.keras.models.load_model(cfg.workdir / "best.keras", compile=False)
         photos = reviewed_photos(cfg.data, spec, cfg.skip_bad) if cfg.data else None
         reader_source = Path(cfg.init).with_name(spec.reader.file) if cfg.init and spec.reader else None
+        from cube_detect.reader_train import ReaderTuning
         result["export"] = export_checkpoint(best, spec, train_samples, val_samples, cfg.out,
                                              training=result, photos=photos, reader_source=reader_source,
-                                             data=cfg.data, skip_bad=cfg.skip_bad)
+                                             data=cfg.data, skip_bad=cfg.skip_bad,
+                                             reader_tuning=ReaderTuning(cfg.reader_steps, cfg.digits, cfg.seed))
     return result
 
 
@@ -426,6 +440,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=parse_input_size, default=None, metavar="WxH",
                         help="network input in pixels, multiples of 8 (default 160x120, or the --init model's "
                              "own; with --init the weights carry over to the new size)")
+    parser.add_argument("--reader-steps", type=int, default=d["reader_steps"], metavar="N",
+                        help="with --init, when the model has a face reader: tune it on your training photos for "
+                             f"N steps after the detector (default {d['reader_steps']}, about 40 s; 0 keeps it as "
+                             "it is)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad data-set files instead of stopping")
     parser.add_argument("--workers", type=int, default=d["workers"],
                         help=f"processes rendering scenes (default {d['workers']})")
@@ -455,6 +473,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     families = parse_families(args.families, FAMILIES)
     if args.init is not None and not Path(args.init).is_file():
         raise CubeDetectError(f"{args.init}: --init model not found")
+    if args.reader_steps < 0:
+        raise CubeDetectError(f"--reader-steps {args.reader_steps}: expected 0 (keep the reader) or more")
     for root in args.data:
         images_root(Path(root))  # one clear error for a folder that is not a data set
     labels = resolve_labels([Path(d) for d in args.data], args.labels)
@@ -476,7 +496,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        width=args.width, skip_bad=args.skip_bad, workers=args.workers,
                        export=not args.no_export, init=args.init, families=families, digits=args.digits,
                        user_share=float(defaults["user_share"]), labels=labels, color=args.color, flip=args.flip,
-                       input_size=args.input_size)
+                       input_size=args.input_size, reader_steps=args.reader_steps)
 
 
 def run(args: argparse.Namespace) -> int:
