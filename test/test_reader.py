@@ -105,6 +105,9 @@ def test_the_shipped_model_reads_through_its_reader_on_the_cpu(shipped_model):
     spec = ModelSpec.load(sidecar_path(shipped_model))
     assert spec.reader.file == "cube_detect_reader.tflite"
     assert hashlib.sha256(reader_path(shipped_model).read_bytes()).hexdigest() == spec.reader.sha256
+    # Its float network, what a fine-tune tunes, is the one the sidecar names (the robot never reads it).
+    float_reader = reader_path(shipped_model).with_suffix(".keras")
+    assert hashlib.sha256(float_reader.read_bytes()).hexdigest() == dict(spec.reader.extra)["float_sha256"]
 
 
 def test_detect_is_the_detectors_proposals_at_the_squared_threshold_read_again(shipped_model):
