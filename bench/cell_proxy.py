@@ -4,7 +4,7 @@
 python -m bench.cell_proxy [--model M] [--cells 12] [--first 1] [--finetune failing|all|none] [--workdir DIR]
                             [--json F] [--train-arg=ARG ...]
     -> one line per cell on stdout and bench/cell_proxy.json (run by hand, like `make bench`;
-       about 15 minutes: a few seconds per cell, 2.5 minutes per fine-tune)
+       about 15 minutes: a few seconds per cell, 2.2-2.4 minutes per fine-tune)
 
 A cell is the same few cubes seen again and again: each simulated cell draws 3 ones, 3 twos and 2
 unlabelled marks from the held-out hands (``synth.handwriting``: MNIST samples and fonts that

@@ -341,28 +341,56 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, 
     assert tuned_sidecar["metrics"]["threshold_source"] == f"your reviewed test photos ({len(tests)})"
     assert load_detector(tuned.with_suffix(".tflite")).reader is not None
 
-    # Kept as it was: asked (--reader-steps 0), or no float reader to tune.
+    # Kept as it was: asked (--reader-steps 0), the tuning failed, or no float reader to tune.
+    from cube_detect import reader_train
     from cube_detect.modelspec import ModelSpec, sidecar_path
     from cube_detect.reader_train import ReaderTuning, attach_reader
 
     source_spec = ModelSpec.load(sidecar_path(with_reader.with_suffix(".tflite"))).reader
     source = reader_path(with_reader.with_suffix(".tflite"))
     tuned_float = tuned.with_name("tuned_reader.keras")
-    for tuning, why in ((ReaderTuning(0), "face reader kept as it was (--reader-steps 0)"),
-                        (ReaderTuning(30), f"face reader kept as it was: {float_reader} not found")):
-        if tuning.steps:
+    stale_twin = tuned.with_name("tuned_reader_edgetpu.tflite")  # compiled from the reader being replaced
+
+    def failing_tune(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    cases = ((ReaderTuning(0), "face reader kept as it was (--reader-steps 0)", None),
+             (ReaderTuning(30), "tuned.tflite: face reader kept as it was: tuning it failed (out of memory)",
+              failing_tune),
+             (ReaderTuning(30), f"face reader kept as it was: {float_reader} not found", None))
+    for n, (tuning, why, tune) in enumerate(cases):
+        if n == 2:
             float_reader.unlink()
+        stale_twin.write_bytes(b"an old compiled reader")
         caplog.clear()
-        figures = attach_reader(tuned.with_suffix(".tflite"), source_spec, source, [reviewed], tuning=tuning)
+        with pytest.MonkeyPatch.context() as patch:
+            if tune is not None:
+                patch.setattr(reader_train, "tune_reader", tune)
+            figures = attach_reader(tuned.with_suffix(".tflite"), source_spec, source, [reviewed], tuning=tuning)
         assert why in caplog.text and "kept the face reader (tuned_reader.tflite)" in caplog.text
-        assert figures["reader_tuned"] is None
+        assert figures["reader_tuned"] is None and not stale_twin.exists()
         assert reader_path(tuned.with_suffix(".tflite")).read_bytes() == source.read_bytes()
         kept = json.loads(tuned.with_suffix(".json").read_text())["reader"]
         assert "fine_tuned" not in kept
         # The float reader beside it is the source's, or (none to copy) none: never the tuned one of before.
-        if tuning.steps:
+        if n == 2:
             assert not tuned_float.exists() and "float_sha256" not in kept
         else:
             assert hashlib.sha256(tuned_float.read_bytes()).hexdigest() == kept["float_sha256"] == \
                 dict(source_spec.extra)["float_sha256"]
         assert load_detector(tuned.with_suffix(".tflite")).reader is not None
+
+    # Killed while the reader is written: the sidecar names no reader (the model loads without one).
+    from pathlib import Path
+
+    def killed(path, data, *args, **kwargs):
+        if Path(path).suffix == ".tflite":
+            raise KeyboardInterrupt
+        return original(path, data, *args, **kwargs)
+
+    original = reader_train.atomic_write_bytes
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(reader_train, "atomic_write_bytes", killed)
+        attach_reader(tuned.with_suffix(".tflite"), source_spec, source, [reviewed], tuning=ReaderTuning(0))
+    assert ModelSpec.load(sidecar_path(tuned.with_suffix(".tflite"))).reader is None
+    assert load_detector(tuned.with_suffix(".tflite")).reader is None

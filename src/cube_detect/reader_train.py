@@ -414,8 +414,8 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: 
     one is removed), ``data`` as its reader (``NAME_reader.tflite``), then ``spec`` (naming them)
     as its sidecar, so that a kill at any point leaves a model that loads and a sidecar that names
     only the files beside it: a sidecar that names the files being replaced is first rewritten
-    without the reader. The reader's Edge TPU twin is compiled again where ``edgetpu_compiler``
-    is, else a stale one is removed."""
+    without the reader. The reader's old Edge TPU twin is removed first, and a new one compiled
+    where ``edgetpu_compiler`` is."""
     from cube_detect.export import compile_edgetpu
 
     target, sidecar = reader_path(model_path), sidecar_path(model_path)
@@ -425,6 +425,12 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: 
         if current.reader is not None and current.reader.file == target.name:
             current.reader = None
             current.save(sidecar)
+    # The Edge TPU twin is loaded without a sha check: the old one goes before the reader changes,
+    # and a new one is kept only when the compiler made it.
+    twin = target.with_name(target.stem + "_edgetpu.tflite")
+    if twin.is_file():
+        twin.unlink()
+        log.info("removed %s: it was compiled from the reader being replaced", twin.name)
     if float_bytes is not None:
         atomic_write_bytes(float_target, float_bytes)
     elif float_target.is_file():
@@ -432,11 +438,11 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: 
         log.info("removed %s: it was the float network of another reader", float_target)
     atomic_write_bytes(target, data)
     spec.save(sidecar)
-    twin = target.with_name(target.stem + "_edgetpu.tflite")
-    if compile_edgetpu(target) is None and twin.is_file():
+    compiled = compile_edgetpu(target)
+    if (compiled is None or not compiled.get("ok")) and twin.is_file():
         twin.unlink()
-        log.info("removed %s: it was compiled from another reader (compile this one where edgetpu_compiler is)",
-                 twin.name)
+    if compiled is None:
+        log.info("no Edge TPU twin for %s: compile it where edgetpu_compiler is", target.name)
     return target
 
 
@@ -577,7 +583,10 @@ def _float_source(reader: ReaderSpec, source: Path) -> Tuple[Optional[bytes], st
         return None, "its sidecar names no float reader (reader.float_sha256; train-reader writes one)"
     if not float_path.is_file():
         return None, f"{float_path} not found (the float reader its sidecar names)"
-    data = float_path.read_bytes()
+    try:
+        data = float_path.read_bytes()
+    except OSError as exc:
+        return None, f"{float_path} cannot be read ({exc.strerror or exc})"
     if hashlib.sha256(data).hexdigest() != expected:
         return None, f"{float_path} is not the float reader its sidecar names (reader.float_sha256 differs)"
     return data, ""
@@ -625,14 +634,15 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
                 float_path = Path(scratch) / "reader.keras"
                 float_path.write_bytes(float_bytes)
                 tuned = tune_reader(detector, float_path, data, tuning, skip_bad)
+                if tuned is not None:
+                    tuned = (*tuned, float_reader_bytes(tuned[1]))
         except Exception as exc:  # TensorFlow, the ops check: the fine-tuned model keeps the reader it had
             log.warning("%s: face reader kept as it was: tuning it failed (%s)", model_path.name,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             tuned = None
     if tuned is not None:
-        data_bytes, network, extra["fine_tuned"] = tuned
+        data_bytes, _, extra["fine_tuned"], float_bytes = tuned
         extra["fine_tuned"]["from_sha256"] = reader.sha256
-        float_bytes = float_reader_bytes(network)
         extra["float_sha256"] = hashlib.sha256(float_bytes).hexdigest()
     spec.reader = ReaderSpec(target.name, hashlib.sha256(data_bytes).hexdigest(), reader.side, reader.context,
                              reader.classes, reader.rule, tuple(extra.items()))

@@ -278,6 +278,7 @@ def train(cfg: TrainConfig) -> dict:
         model = tf.keras.models.load_model(cfg.workdir / "checkpoint.keras", compile=False)
         log.info("resuming %s from epoch %d (best val mAP@0.5 %.3f)", cfg.workdir, state["epoch"],
                  state.get("best_mAP50", 0))
+        state.setdefault("config", {})["reader_steps"] = cfg.reader_steps  # not a setting: this run's, for export
     else:
         if state is not None:
             log.info("%s holds a %s run with other settings: starting a new run there", cfg.workdir,
