@@ -272,14 +272,14 @@ def run(args: argparse.Namespace) -> int:
     model = tf.keras.models.load_model(path, compile=False)
     init = conf.get("init")
     reader_source = Path(init).with_name(spec.reader.file) if init and init != "None" and spec.reader else None
-    from cube_detect.reader_train import ReaderTuning
+    from cube_detect.reader_train import TUNE_STEPS, ReaderTuning
 
     figures = export_checkpoint(model, spec, train_samples, val_samples, Path(args.out).with_suffix(""),
                                 training={"workdir": str(args.workdir), "epoch": state.get("best_epoch")},
                                 photos=reviewed_photos(data, spec, skip_bad) if data else None,
                                 reader_source=reader_source, data=data, skip_bad=skip_bad,
                                 reader_tuning=ReaderTuning(
-                                    int(conf.get("reader_steps", 300)) if args.reader_steps is None
+                                    int(conf.get("reader_steps", TUNE_STEPS)) if args.reader_steps is None
                                     else args.reader_steps, conf.get("digits", "generator"), int(conf.get("seed", 0))))
     print(json.dumps(figures, indent=2, default=str))
     return 0

@@ -35,7 +35,7 @@ from cube_detect.boxes import BBox, sort_left_to_right
 from cube_detect.errors import ImageError, ModelError
 from cube_detect.labels import read_labels
 from cube_detect.modelspec import ModelSpec, sidecar_path
-from cube_detect.reader import PROPOSALS_PER_FACE, Reader, load_reader, proposal_threshold, rescore
+from cube_detect.reader import PROPOSALS_PER_FACE, Reader, edgetpu_twin, load_reader, proposal_threshold, rescore
 
 log = logging.getLogger(__name__)
 
@@ -384,10 +384,6 @@ class Detector:
                 kept.append(Detection(self.spec.labels[ids[digit]], ids[digit], score, proposal.box))
         kept = sorted(kept, key=lambda d: -d.score)[:settings.max_cubes]
         return sort_left_to_right(kept, settings.sort_axis)
-
-
-def edgetpu_twin(model_path: Path) -> Path:
-    return model_path.with_name(model_path.stem + "_edgetpu.tflite")
 
 
 def load_detector(model_path=None, edgetpu_model_path=None, labels_path=None, backend: str = "auto",

@@ -184,6 +184,8 @@ def check_file(spec: ReaderSpec, model_path: Path, sidecar: Path) -> Path:
 
 
 def edgetpu_twin(path: Path) -> Path:
+    """``models/x.tflite`` -> ``models/x_edgetpu.tflite``: what ``edgetpu_compiler`` writes (a
+    detector's and a reader's alike)."""
     return path.with_name(path.stem + "_edgetpu.tflite")
 
 

@@ -45,7 +45,7 @@ from cube_detect.files import atomic_write_bytes, atomic_write_text, check_targe
 from cube_detect.inference import DEFAULT_MODEL, Detector, load_detector, to_gray
 from cube_detect.labels import LABELS, describe
 from cube_detect.modelspec import ModelSpec, sidecar_path
-from cube_detect.reader import CONTEXT, NONE, RULE, SIDE, Reader, ReaderSpec, crop, reader_path
+from cube_detect.reader import CONTEXT, NONE, RULE, SIDE, Reader, ReaderSpec, crop, edgetpu_twin, reader_path
 
 log = logging.getLogger("cube_detect.train_reader")
 
@@ -264,7 +264,7 @@ def _copy_detector(model: Path, out: Path) -> None:
     from cube_detect.labels import label_file_paths
 
     pairs = [(model, out.with_suffix(".tflite")), (model.with_suffix(".keras"), out.with_suffix(".keras")),
-             (model.with_name(model.stem + "_edgetpu.tflite"), out.with_name(out.name + "_edgetpu.tflite"))]
+             (edgetpu_twin(model), edgetpu_twin(out.with_suffix(".tflite")))]
     pairs += list(zip(label_file_paths(model.with_suffix("")), label_file_paths(out)))
     for source, target in pairs:
         if source.is_file():
@@ -427,7 +427,7 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: 
             current.save(sidecar)
     # The Edge TPU twin is loaded without a sha check: the old one goes before the reader changes,
     # and a new one is kept only when the compiler made it.
-    twin = target.with_name(target.stem + "_edgetpu.tflite")
+    twin = edgetpu_twin(target)
     if twin.is_file():
         twin.unlink()
         log.info("removed %s: it was compiled from the reader being replaced", twin.name)

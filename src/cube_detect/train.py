@@ -32,6 +32,7 @@ from cube_detect.images import median_colour
 from cube_detect.labels import LABELS, LABELS_HELP, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
+from cube_detect.reader_train import TUNE_STEPS
 from cube_detect.samples import Sample, float_detections, ground_truth, load_data, reviewed_photos
 from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting, parse_families
 
@@ -168,7 +169,7 @@ class TrainConfig:
     input_size: Optional[Tuple[int, int]] = None
     #: With ``init``: steps tuning the model's face reader on the user's training photos after the
     #: detector (``reader_train.tune_reader``); 0 keeps the reader as it is.
-    reader_steps: int = 300
+    reader_steps: int = TUNE_STEPS
 
     def settings(self) -> dict:
         """What makes two runs the same run (a checkpoint is resumed only for the same settings).
