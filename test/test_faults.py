@@ -30,9 +30,9 @@ def test_a_16_bit_or_truncated_image_is_named_and_skip_bad_skips_it(tmp_path, ca
 
 def test_a_training_budget_that_leaves_no_training_is_refused_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "models" / "m"
-    assert main(["train", "--minutes", "1", "--out", str(out)]) == 2
+    assert main(["train", "--minutes", "0.5", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --minutes 1 leaves no time to train") and "at least" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: --minutes 0.5 leaves no time to train") and "at least" in err[0]
     # The minimum it names is one the same check accepts (it once said 2.5 where 1.5 passed).
     from cube_detect.train import EXPORT_RESERVE_S, MIN_TRAIN_S
 
@@ -45,22 +45,48 @@ def test_a_fine_tunes_budget_counts_its_readers_tuning(tmp_path, capsys):
     """With --init of a model that has a float reader and --data, the reader's tuning is kept
     out of the budget too; the refusal names the way out (--reader-steps 0)."""
     from cube_detect.inference import DEFAULT_MODEL
-    from cube_detect.reader_train import TUNE_FIXED_S, TUNE_STEP_S
+    from cube_detect.reader_train import FALLBACK_THRESHOLD_S, TUNE_FIXED_S, TUNE_STEP_S
     from cube_detect.train import EXPORT_RESERVE_S, MIN_TRAIN_S
 
     data, out = tmp_path / "ds", tmp_path / "models" / "m"
     assert main(["synth", "--out", str(data), "--count", "4", "--seed", "5", "--test-share", "0.5"]) == 0
     capsys.readouterr()
-    minutes = round((EXPORT_RESERVE_S + MIN_TRAIN_S + 10) / 60, 2)  # enough for a fine-tune keeping its reader
+    # Enough for a fine-tune keeping its reader (its 2 test photos are too few: the threshold is
+    # picked on rendered scenes, which is counted too).
+    minutes = round((EXPORT_RESERVE_S + FALLBACK_THRESHOLD_S + MIN_TRAIN_S + 10) / 60, 2)
     args = ["train", "--init", str(DEFAULT_MODEL), "--data", str(data), "--minutes", f"{minutes:.3f}", "--out",
             str(out), "--workdir", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    reserve = EXPORT_RESERVE_S + TUNE_FIXED_S + TUNE_STEP_S * 300
+    reserve = EXPORT_RESERVE_S + TUNE_FIXED_S + TUNE_STEP_S * 300 + FALLBACK_THRESHOLD_S
     assert err == [f"error: --minutes {minutes:g} leaves no time to train: the export and the face reader's tuning "
-                   f"take about {reserve:.0f} s; give at least --minutes "
+                   f"and threshold take about {reserve:.0f} s; give at least --minutes "
                    f"{math.ceil((reserve + MIN_TRAIN_S) / 30) / 2:g} (or --reader-steps 0)"]
     assert not out.parent.exists()
+
+
+def test_a_fine_tunes_budget_counts_the_readers_threshold_only_without_enough_reviewed_photos(tmp_path, capsys):
+    """The threshold on rendered scenes is budgeted only when the data has too few reviewed test
+    photos to pick it on; tuning only when there are steps."""
+    import dataclasses
+
+    from cube_detect.inference import DEFAULT_MODEL
+    from cube_detect.reader_train import FALLBACK_THRESHOLD_S, TUNE_FIXED_S, TUNE_STEP_S, reader_seconds
+    from cube_detect.voc import read_voc, write_voc
+
+    data = tmp_path / "ds"
+    assert main(["synth", "--out", str(data), "--count", "24", "--seed", "5", "--test-share", "0.5"]) == 0
+    tests = sorted((data / "test").glob("*.xml"))
+    assert len(tests) >= 10
+    tuning = TUNE_FIXED_S + TUNE_STEP_S * 300
+    assert reader_seconds(DEFAULT_MODEL, [data], 300) == (tuning + FALLBACK_THRESHOLD_S, "tuning and threshold")
+    for xml in tests[:9]:
+        write_voc(xml, dataclasses.replace(read_voc(xml), verified=True))
+    assert reader_seconds(DEFAULT_MODEL, [data], 0) == (FALLBACK_THRESHOLD_S, "threshold")  # 9: one too few
+    write_voc(tests[9], dataclasses.replace(read_voc(tests[9]), verified=True))
+    assert reader_seconds(DEFAULT_MODEL, [data], 300) == (tuning, "tuning")
+    assert reader_seconds(DEFAULT_MODEL, [data], 0) == (0.0, "")
+    assert reader_seconds(DEFAULT_MODEL, [], 300) == (FALLBACK_THRESHOLD_S, "threshold")  # no data: no tuning
 
 
 def test_a_negative_reader_steps_is_refused_before_anything_runs(tmp_path, capsys):

@@ -5,6 +5,7 @@ detector reading through it on the shipped model (real TFLite, our synthetic sce
 import hashlib
 import json
 import shutil
+import zipfile
 
 import cv2
 import numpy as np
@@ -108,6 +109,7 @@ def test_the_shipped_model_reads_through_its_reader_on_the_cpu(shipped_model):
     # Its float network, what a fine-tune tunes, is the one the sidecar names (the robot never reads it).
     float_reader = reader_path(shipped_model).with_suffix(".keras")
     assert hashlib.sha256(float_reader.read_bytes()).hexdigest() == dict(spec.reader.extra)["float_sha256"]
+    assert b"optimizer" not in zipfile.ZipFile(float_reader).read("model.weights.h5")  # the weights alone
 
 
 def test_detect_is_the_detectors_proposals_at_the_squared_threshold_read_again(shipped_model):

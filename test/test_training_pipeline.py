@@ -5,6 +5,7 @@ generator plus on-the-fly synthetic scenes; every stage goes through the real CL
 """
 
 import json
+import zipfile
 
 import pytest
 
@@ -200,6 +201,32 @@ def test_pick_threshold_takes_the_lowest_within_one_standard_error_for_digits_an
     assert pick_threshold({"0.30": 0.89, "0.60": 0.9, "0.65": 0.9}, "f1", images=300) == 0.65  # F1: best only
 
 
+def test_the_readers_augmentation_thins_thickens_and_turns_the_ink(monkeypatch):
+    """The reader's training crops: a dark bar on a light face keeps its 4 rows without the stroke
+    and rotation augmentation, comes out 3 or 5 rows thick (thinned or thickened by a pixel) when
+    every crop gets one of the two, and crosses more rows when every crop is turned."""
+    import numpy as np
+    import tensorflow as tf
+
+    from cube_detect import reader_train
+
+    crops = np.full((64, reader_train.SIDE, reader_train.SIDE, 1), 220, np.uint8)
+    crops[:, 22:26, 8:40] = 30  # a horizontal bar 4 pixels thick
+
+    def ink_rows(stroke: float, rotated: float) -> np.ndarray:
+        monkeypatch.setattr(reader_train, "STROKE_SHARE", stroke)
+        monkeypatch.setattr(reader_train, "ROTATED_SHARE", rotated)
+        tf.random.set_seed(3)
+        x = reader_train._augment(tf.constant(crops), tf.zeros(64))[0].numpy()[..., 0]
+        mid = (x.min(axis=(1, 2), keepdims=True) + x.max(axis=(1, 2), keepdims=True)) / 2
+        return (x < mid).any(axis=2).sum(axis=1)  # per crop: the rows holding ink
+
+    assert set(ink_rows(0.0, 0.0)) == {4}  # shifted, relit, noisy: the same bar
+    pens = ink_rows(0.5, 0.0)  # half thinned, half thickened
+    assert set(pens) == {3, 5} and 16 < (pens == 3).sum() < 48
+    assert ink_rows(0.0, 1.0).mean() > 6  # turned by up to 12 degrees: a 32-pixel bar crosses more rows
+
+
 def test_robustness_table_covers_every_family(trained, tmp_path, capsys):
     _, _, out = trained
     report = tmp_path / "robustness.json"
@@ -287,6 +314,8 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, 
     assert (work / "reader_curves.png").stat().st_size > 10_000
     float_reader = with_reader.with_name("with_reader_reader.keras")
     assert hashlib.sha256(float_reader.read_bytes()).hexdigest() == reader["float_sha256"]
+    # The weights alone, without the optimizer's state (Keras 3's clone_model once kept it: 2.7x the bytes).
+    assert b"optimizer" not in zipfile.ZipFile(float_reader).read("model.weights.h5")
     detector = load_detector(with_reader.with_suffix(".tflite"))
     assert detector.reader is not None and "face reader on the cpu" in detector.backend_reason
     # The same run again reuses its crops and its trained reader (a run stopped after training resumes).
@@ -326,6 +355,7 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, 
     assert hashlib.sha256(tuned_reader).hexdigest() == tuned_sidecar["reader"]["sha256"]
     assert hashlib.sha256(tuned.with_name("tuned_reader.keras").read_bytes()).hexdigest() == \
         tuned_sidecar["reader"]["float_sha256"]
+    assert b"optimizer" not in zipfile.ZipFile(tuned.with_name("tuned_reader.keras")).read("model.weights.h5")
     done = tuned_sidecar["reader"]["fine_tuned"]
     train_photos = sorted((reviewed / "train").glob("*.xml"))
     assert done["photos"] == len(train_photos) and done["steps"] == 30 and done["from_sha256"] == reader["sha256"]

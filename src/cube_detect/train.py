@@ -39,8 +39,9 @@ from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting, parse_famili
 log = logging.getLogger("cube_detect.train")
 
 
-#: Time kept for the export at the end of a run (conversion, float-vs-int8 figures, threshold).
-EXPORT_RESERVE_S = 60.0
+#: Time kept for the export at the end of a run: conversion, float-vs-int8 figures, threshold
+#: (measured: 14-18 s on 2 cores with 300 validation scenes and 13 photos), kept twice over.
+EXPORT_RESERVE_S = 30.0
 #: A run with less training time than this is refused (it would export a useless model).
 MIN_TRAIN_S = 30.0
 #: Fewest batches in an epoch: smaller data sets are repeated (see BatchMaker).
@@ -235,17 +236,17 @@ def train(cfg: TrainConfig) -> dict:
         pass
     tf.keras.utils.set_random_seed(cfg.seed)
     reserve_s = EXPORT_RESERVE_S if cfg.export else 10.0
-    tune_s = 0.0
-    if cfg.export and cfg.init is not None:  # and the reader's tuning, when it will tune one
-        from cube_detect.reader_train import tune_seconds
-        tune_s = tune_seconds(Path(cfg.init), cfg.data, cfg.reader_steps)
-        reserve_s += tune_s
+    reader_s, reader_work = 0.0, ""
+    if cfg.export and cfg.init is not None:  # and the face reader's tuning and threshold, when it has one
+        from cube_detect.reader_train import reader_seconds
+        reader_s, reader_work = reader_seconds(Path(cfg.init), cfg.data, cfg.reader_steps, cfg.skip_bad)
+        reserve_s += reader_s
     if not cfg.epochs and cfg.minutes * 60 < reserve_s + MIN_TRAIN_S:
-        what = "the export and the face reader's tuning take" if tune_s else "the export alone takes"
+        what = f"the export and the face reader's {reader_work} take" if reader_s else "the export alone takes"
         raise CubeDetectError(f"--minutes {cfg.minutes:g} leaves no time to train: {what} about "
                               f"{reserve_s:.0f} s; give at least "
                               f"--minutes {math.ceil((reserve_s + MIN_TRAIN_S) / 30) / 2:g}"
-                              + (" (or --reader-steps 0)" if tune_s else ""))
+                              + (" (or --reader-steps 0)" if "tuning" in reader_work else ""))
     labels = dict(LABELS if cfg.labels is None else cfg.labels)
     init_keras = None
     if cfg.init is not None:  # fine-tuning: the exported model's own spec and float network
@@ -308,7 +309,7 @@ def train(cfg: TrainConfig) -> dict:
 
     batches = BatchMaker(train_samples, spec, cfg.batch_size, cfg.seed + state["epoch"], encode_targets, cfg.flip)
     steps_per_epoch = batches.steps_per_epoch
-    # --minutes is the whole run's budget: rendering, training, ~1 minute of export, and tuning the
+    # --minutes is the whole run's budget: rendering, training, the export (EXPORT_RESERVE_S), and the
     # face reader of a fine-tuned model that has one.
     train_budget_s = cfg.minutes * 60.0 - (time.monotonic() - started) - reserve_s
     if not cfg.epochs and train_budget_s < MIN_TRAIN_S and "train_budget_s" not in state:
