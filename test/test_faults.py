@@ -2,6 +2,7 @@
 nothing is lost (issue: survive the cell's real faults)."""
 
 import math
+import shutil
 
 import cv2
 import numpy as np
@@ -72,18 +73,25 @@ def test_a_fine_tunes_budget_counts_the_readers_threshold_only_without_enough_re
 
     from cube_detect.inference import DEFAULT_MODEL
     from cube_detect.reader_train import FALLBACK_THRESHOLD_S, TUNE_FIXED_S, TUNE_STEP_S, reader_seconds
+    from cube_detect.thresholds import MIN_REVIEWED_PHOTOS
     from cube_detect.voc import read_voc, write_voc
 
     data = tmp_path / "ds"
     assert main(["synth", "--out", str(data), "--count", "24", "--seed", "5", "--test-share", "0.5"]) == 0
     tests = sorted((data / "test").glob("*.xml"))
-    assert len(tests) >= 10
+    assert len(tests) >= MIN_REVIEWED_PHOTOS
     tuning = TUNE_FIXED_S + TUNE_STEP_S * 300
     assert reader_seconds(DEFAULT_MODEL, [data], 300) == (tuning + FALLBACK_THRESHOLD_S, "tuning and threshold")
-    for xml in tests[:9]:
+    for xml in tests[:MIN_REVIEWED_PHOTOS - 1]:
         write_voc(xml, dataclasses.replace(read_voc(xml), verified=True))
-    assert reader_seconds(DEFAULT_MODEL, [data], 0) == (FALLBACK_THRESHOLD_S, "threshold")  # 9: one too few
-    write_voc(tests[9], dataclasses.replace(read_voc(tests[9]), verified=True))
+    assert reader_seconds(DEFAULT_MODEL, [data], 0) == (FALLBACK_THRESHOLD_S, "threshold")  # one too few
+    # A data set without a test split, or one that is not there, has no reviewed photo to count.
+    no_test = tmp_path / "no_test"
+    shutil.copytree(data / "train", no_test / "train")
+    assert reader_seconds(DEFAULT_MODEL, [no_test], 0) == (FALLBACK_THRESHOLD_S, "threshold")
+    assert reader_seconds(DEFAULT_MODEL, [tmp_path / "missing"], 0) == (FALLBACK_THRESHOLD_S, "threshold")
+    write_voc(tests[MIN_REVIEWED_PHOTOS - 1], dataclasses.replace(read_voc(tests[MIN_REVIEWED_PHOTOS - 1]),
+                                                                  verified=True))
     assert reader_seconds(DEFAULT_MODEL, [data], 300) == (tuning, "tuning")
     assert reader_seconds(DEFAULT_MODEL, [data], 0) == (0.0, "")
     assert reader_seconds(DEFAULT_MODEL, [], 300) == (FALLBACK_THRESHOLD_S, "threshold")  # no data: no tuning
