@@ -530,8 +530,9 @@ def _photos(data: Sequence[Path], labels: Dict[int, str], part: str, skip_bad: b
 def tune_reader(detector: Detector, float_path: Path, data: Sequence[Path], tuning: ReaderTuning,
                 skip_bad: bool = False):
     """The float reader ``float_path`` tuned on the training photos of ``data`` as the fine-tuned
-    ``detector`` (without a reader) proposes them: (int8 reader bytes, float network, figures),
-    or None with one log line saying why it stays as it was."""
+    ``detector`` (without a reader) proposes them: (int8 reader bytes, float reader bytes as
+    :func:`float_reader_bytes` writes them, figures), or None with one log line saying why it
+    stays as it was."""
     import tensorflow as tf
     from tensorflow import keras
 
@@ -595,7 +596,7 @@ def tune_reader(detector: Detector, float_path: Path, data: Sequence[Path], tuni
                    f"{report.mapped_count}/{len(report.ops)}"}
     log.info("tuned the face reader on your %d training photos (%d crops, %d steps, %d replay crops) in %.0f s",
              len(photos), len(user_x), tuning.steps, len(replay_x), figures["seconds"])
-    return int8, network, figures
+    return int8, float_reader_bytes(network), figures
 
 
 def reader_seconds(init: Path, data: Sequence[Path], steps: int, skip_bad: bool = False) -> Tuple[float, str]:
@@ -689,14 +690,12 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
                 float_path = Path(scratch) / "reader.keras"
                 float_path.write_bytes(float_bytes)
                 tuned = tune_reader(detector, float_path, data, tuning, skip_bad)
-                if tuned is not None:
-                    tuned = (*tuned, float_reader_bytes(tuned[1]))
         except Exception as exc:  # TensorFlow, the ops check: the fine-tuned model keeps the reader it had
             log.warning("%s: face reader kept as it was: tuning it failed (%s)", model_path.name,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             tuned = None
     if tuned is not None:
-        data_bytes, _, extra["fine_tuned"], float_bytes = tuned
+        data_bytes, float_bytes, extra["fine_tuned"] = tuned
         extra["fine_tuned"]["from_sha256"] = reader.sha256
         extra["float_sha256"] = hashlib.sha256(float_bytes).hexdigest()
     spec.reader = ReaderSpec(target.name, hashlib.sha256(data_bytes).hexdigest(), reader.side, reader.context,
