@@ -11,7 +11,6 @@ from cube_detect.errors import ImageError, ModelError
 from cube_detect.inference import (
     DecodeSettings,
     Detection,
-    area_resize,
     decode,
     decode_outputs,
     letterbox,
@@ -45,31 +44,6 @@ def test_letterbox_keeps_aspect_and_pads_bottom_right():
     assert (boxed[:rows] == 200).all() and (boxed[rows:] == 0).all()
     boxed, scale = letterbox(np.full((480, 640), 7, np.uint8), 160, 120)
     assert scale == 0.25 and (boxed == 7).all()
-
-
-@pytest.mark.parametrize("size,out", [((640, 480), (224, 168)), ((1280, 960), (224, 168)), ((320, 240), (224, 168)),
-                                      ((1920, 1080), (224, 126)), ((800, 600), (224, 168)), ((640, 480), (160, 120)),
-                                      ((641, 481), (224, 168)), ((100, 80), (224, 168))])
-def test_area_resize_is_opencvs_inter_area_within_one_grey_level(size, out):
-    """The fast path (640 -> 224 repeats every 20 pixels) and OpenCV's own (a block longer than
-    AREA_PERIOD_MAX, growing) give a camera frame's pixels: within one level, nearly all equal."""
-    import cv2
-
-    rng = np.random.default_rng(sum(size))
-    for image in ((rng.random(size[::-1]) * 256).astype(np.uint8),  # noise: every weight counts
-                  cv2.GaussianBlur((rng.random(size[::-1]) * 256).astype(np.uint8), (5, 5), 2)):
-        ours, theirs = area_resize(image, *out), cv2.resize(image, out, interpolation=cv2.INTER_AREA)
-        assert ours.shape == theirs.shape == out[::-1] and ours.dtype == np.uint8
-        difference = np.abs(ours.astype(int) - theirs)
-        assert difference.max() <= 1 and (difference > 0).mean() < 0.005
-    from cube_detect.inference import _area_weights
-
-    assert _area_weights(640, 224).shape == (20, 7) and _area_weights(480, 168).shape == (20, 7)  # the fast path
-    assert np.allclose(_area_weights(640, 224).sum(axis=0), 1.0)
-    flat = np.full(size[::-1], 255, np.uint8)  # weights sum to one: white stays white, never wraps to 0
-    assert (area_resize(flat, *out) == 255).all()
-    colour = (rng.random(size[::-1] + (3,)) * 256).astype(np.uint8)
-    assert area_resize(colour, *out).shape == out[::-1] + (3,)
 
 
 def _maps(peaks, rows=15, cols=20, classes=2):

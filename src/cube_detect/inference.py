@@ -19,15 +19,12 @@ Each skipped backend's reason is summed up in one line, ``Detector.backend_reaso
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -103,45 +100,6 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image if image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
 
 
-#: The longest repeating block of input pixels (per axis) that ``area_resize`` does itself.
-AREA_PERIOD_MAX = 64
-
-
-@functools.lru_cache(maxsize=32)
-def _area_weights(n_in: int, n_out: int) -> Optional[np.ndarray]:
-    """OpenCV's INTER_AREA weights shrinking ``n_in`` pixels to ``n_out`` along one axis, as one
-    (p_in, p_out) block: the pattern repeats every p_in = n_in / gcd(n_in, n_out) input pixels
-    (20 -> 7 for 640 -> 224). None where that block is too long or the axis does not shrink."""
-    k = math.gcd(n_in, n_out)
-    p_in, p_out = n_in // k, n_out // k
-    if n_out >= n_in or p_in > AREA_PERIOD_MAX:
-        return None
-    weights = np.zeros((p_in, p_out), np.float32)
-    for o in range(p_out):  # output pixel o covers input [o * s, (o + 1) * s), s = p_in / p_out
-        start, end = Fraction(o * p_in, p_out), Fraction((o + 1) * p_in, p_out)
-        for i in range(math.floor(start), math.ceil(end)):
-            covered = min(end, Fraction(i + 1)) - max(start, Fraction(i))
-            weights[i, o] = float(covered * p_out / p_in)
-    return weights
-
-
-def area_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)`` for a gray uint8 image
-    that shrinks on both axes, as two small matrix products over the repeating blocks: the same
-    pixels within one grey level (float sums in another order; a few in 10 000 differ), and
-    faster: a 640x480 frame to 224x168 took 0.11 ms against OpenCV's 0.76 ms here, alone (its area
-    filter at a non-integer ratio is not vectorised), and a frame's whole pre-processing went from
-    0.64 to 0.40 ms in the detector. Anything else (colour, growing, a long block) is OpenCV's."""
-    h, w = image.shape[:2]
-    cols, rows = _area_weights(w, width), _area_weights(h, height)
-    if image.ndim != 2 or image.dtype != np.uint8 or cols is None or rows is None:
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    # rows: (q_in, q_out), h = m * q_in; shrink the rows block by block, then the columns.
-    shrunk = np.matmul(rows.T, image.astype(np.float32).reshape(h // rows.shape[0], rows.shape[0], w))
-    shrunk = shrunk.reshape(-1, cols.shape[0]) @ cols
-    return np.rint(shrunk.reshape(height, width)).astype(np.uint8)
-
-
 def letterbox(image: np.ndarray, width: int, height: int, pad_value: int = 0) -> Tuple[np.ndarray, float]:
     """Scale ``image`` (gray or BGR) to fit width x height keeping its aspect, pad bottom/right.
 
@@ -151,7 +109,7 @@ def letterbox(image: np.ndarray, width: int, height: int, pad_value: int = 0) ->
     h, w = image.shape[:2]
     scale = min(width / w, height / h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = area_resize(image, new_w, new_h)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     if (new_w, new_h) == (width, height):
         return resized, scale
     out = np.full((height, width) + image.shape[2:], pad_value, np.uint8)
