@@ -190,7 +190,11 @@ def test_export_removes_the_temporary_files_of_an_interrupted_export(tmp_path):
     stale = [tmp_path / ".mymodel.tflite.tmp123.tflite", tmp_path / ".mymodel.keras.tmp9.keras"]
     for path in stale + [tmp_path / "mymodel.tflite", tmp_path / ".other.tflite.tmp1.tflite"]:
         path.write_bytes(b"x")
-    assert remove_stale_temporaries(out) == sorted(stale)
+    stage = tmp_path / ".mymodel.stage.k2j4.tmp"  # the staging folder of an export killed before it published
+    (stage / "sub").mkdir(parents=True)
+    (stage / "mymodel.tflite").write_bytes(b"half")
+    (stage / "sub" / "x").write_bytes(b"x")
+    assert remove_stale_temporaries(out) == sorted(stale + [stage])
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tflite.tmp1.tflite", "mymodel.tflite"]
 
 

@@ -280,7 +280,7 @@ def test_fine_tune_starts_from_an_exported_model_and_takes_its_threshold_from_re
     assert main(["train", "--init", str(tmp_path / "missing.tflite"), "--out", str(tuned)]) == 2
 
 
-def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, caplog):
+def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, caplog, capsys):
     """``train-reader`` on the tiny model: a real int8 reader that maps to the Edge TPU, named by
     the sidecar, read through by ``load_detector``; its crops cached; a fine-tune of that model
     tunes the reader on the training photos (from the float reader beside it) and picks its
@@ -390,6 +390,7 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, 
              (ReaderTuning(30), f"face reader kept as it was: {float_reader} not found", None))
     for n, (tuning, why, tune) in enumerate(cases):
         if n == 2:
+            kept_float = float_reader.read_bytes()  # put back for the in-place fine-tunes below
             float_reader.unlink()
         stale_twin.write_bytes(b"an old compiled reader")
         caplog.clear()
@@ -424,3 +425,47 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, 
         attach_reader(tuned.with_suffix(".tflite"), source_spec, source, [reviewed], tuning=ReaderTuning(0))
     assert ModelSpec.load(sidecar_path(tuned.with_suffix(".tflite"))).reader is None
     assert load_detector(tuned.with_suffix(".tflite")).reader is None
+
+    # In place (`train --init M --out M`), the export stages every file and publishes them last:
+    # stopped while its threshold is picked with the reader (Ctrl-C), M is as it was, reader and
+    # all, and nothing staged is left; a symlink planted where a file goes is refused before
+    # anything is replaced; then the same fine-tune runs through and M gets its new files, the
+    # reader read from where it is replaced.
+    def files_of(model):
+        return {p.name: p.read_bytes() for p in model.parent.iterdir()
+                if p.name.startswith(model.name) and not p.is_symlink()}
+
+    float_reader.write_bytes(kept_float)
+    reader_twin = with_reader.with_name("with_reader_reader_edgetpu.tflite")  # as a Coral machine's compiler leaves it
+    reader_twin.write_bytes(b"compiled from the reader being replaced")
+    before = files_of(with_reader)
+    in_place = ["train", "--init", str(with_reader.with_suffix(".tflite")), "--data", str(reviewed), "--synthetic",
+                "60", "--validation", "20", "--epochs", "1", "--workers", "1", "--out", str(with_reader),
+                "--workdir", str(tmp_path / "run_in_place")]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reader_train, "Reader", interrupted)
+        assert main(in_place + ["--reader-steps", "0"]) == 130  # the command's own exit code for Ctrl-C
+    assert files_of(with_reader) == before and not list(tmp_path.glob(f".{with_reader.name}.*"))
+    assert load_detector(with_reader.with_suffix(".tflite")).reader is not None
+    elsewhere = tmp_path / "elsewhere.txt"
+    labels_txt = with_reader.with_name(with_reader.name + ".labels.txt")
+    labels_txt.unlink()
+    labels_txt.symlink_to(elsewhere)
+    labels = before.pop(labels_txt.name)
+    capsys.readouterr()
+    assert main(in_place + ["--reader-steps", "0"]) == 2
+    assert f"error: {labels_txt}: is a symlink" in capsys.readouterr().err
+    assert {k: v for k, v in files_of(with_reader).items() if k != labels_txt.name} == before
+    assert not elsewhere.exists() and not list(tmp_path.glob(f".{with_reader.name}.*"))
+    labels_txt.unlink()
+    assert main(in_place + ["--reader-steps", "0"]) == 0
+    after = json.loads(with_reader.with_suffix(".json").read_text())
+    assert not reader_twin.exists() and float_reader.read_bytes() == kept_float  # the source's float reader, kept
+    assert hashlib.sha256(kept_float).hexdigest() == after["reader"]["float_sha256"]
+    assert with_reader.with_suffix(".tflite").read_bytes() != before["with_reader.tflite"]
+    assert after["reader"]["sha256"] == reader["sha256"] and labels_txt.read_bytes() == labels
+    assert load_detector(with_reader.with_suffix(".tflite")).reader is not None

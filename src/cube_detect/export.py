@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from cube_detect.errors import ModelError
-from cube_detect.files import check_target, fsync_dir, unlink_quietly, write_temporary
+from cube_detect.files import check_target, fsync_dir
 from cube_detect.inference import DecodeSettings, Detection, Detector, decode, make_interpreter
 from cube_detect.labels import write_label_files
 from cube_detect.metrics import summarize
@@ -78,8 +78,15 @@ def convert(model, samples=None, quantize: bool = True) -> bytes:
 def remove_stale_temporaries(out: Path) -> List[Path]:
     """Temporary files an interrupted export left beside ``out`` (``.NAME.*.tmp*``): removed."""
     stale = sorted(out.parent.glob(f".{out.name}.*.tmp*"))
+    # An export's staging folder is exactly ``.NAME.stage.XXXXXXXX.tmp`` (mkdtemp's random part has
+    # no dot): never the folder of another model whose name starts with NAME.
+    staging = re.compile(re.escape(f".{out.name}.stage.") + r"[^.]+\.tmp")
+    stale = [p for p in stale if not p.is_dir() or p.is_symlink() or staging.fullmatch(p.name)]
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     if stale:
         log.info("removed %d temporary file(s) of an interrupted export: %s", len(stale),
                  ", ".join(p.name for p in stale))
@@ -182,42 +189,98 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     spec.extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "metrics": figures, "training": {k: v for k, v in (training or {}).items() if k != "export"}}
     model_path = out.with_suffix(".tflite")
-    # Model, sidecar and float network as one unit: all three written completely under temporary
-    # names first, then renamed. The sidecar names its model's sha256, so a kill between two
-    # renames leaves a pair that inference refuses with one line instead of a silent mismatch.
     spec.model_sha256 = hashlib.sha256(int8).hexdigest()
     remove_stale_temporaries(out)
-    keras_path, json_path = out.with_suffix(".keras"), out.with_suffix(".json")
-    staged: Dict[Path, Path] = {}
+    # Everything this export writes is made first in a hidden folder beside ``out`` -- the model,
+    # its sidecar, float network and label files and, for a fine-tune of a model that has a face
+    # reader, the reader tuned and the threshold picked with it -- then renamed into place, the
+    # model last (:func:`publish_staged`). An export stopped before (Ctrl-C, a kill, a failed
+    # tuning) leaves the files that were there as they were: `train --init M --out M` fine-tunes
+    # in place, and M keeps its reader until the new one is ready. The next export removes a
+    # folder a kill left.
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.stage.", suffix=".tmp", dir=out.parent))
     try:
-        staged[keras_path] = write_temporary(out.parent, keras_path.name, b"")
-        # Keras picks its writer by the suffix: save to a fresh name, then move it over the
-        # exclusive placeholder (same directory: a rename).
-        keras_tmp = staged[keras_path].with_name(staged[keras_path].name + ".keras")
-        try:
-            model.save(keras_tmp)  # float network: benchmarks and fine-tuning
-            os.replace(keras_tmp, staged[keras_path])
-        finally:
-            unlink_quietly(keras_tmp)
-        staged[json_path] = write_temporary(out.parent, json_path.name, spec.to_json().encode("utf-8"))
-        staged[model_path] = write_temporary(out.parent, model_path.name, int8)
-        for final, tmp in staged.items():
-            check_target(final)
-            os.replace(tmp, final)
+        staged = stage / out.name
+        _write_model_files(model, spec, int8, staged)
+        if reader is not None:
+            from cube_detect.reader_train import attach_reader
+
+            attached = attach_reader(staged.with_suffix(".tflite"), reader, reader_source, data, skip_bad,
+                                     reader_tuning, published_as=model_path, compile_twin=False)
+            if attached.get("reader"):
+                attached["reader"] = str(out.parent / Path(attached["reader"]).name)
+            figures.update(attached)
+        published = publish_staged(stage, out)
     finally:
-        for tmp in staged.values():
-            unlink_quietly(tmp)
-    fsync_dir(out.parent)
-    labels_txt, label_map = write_label_files(out, spec.labels)
-    log.info("wrote %s (+ %s, %s, %s, %s)", model_path, json_path.name, keras_path.name, labels_txt.name,
-             label_map.name)
+        shutil.rmtree(stage, ignore_errors=True)
+    log.info("wrote %s (+ %s)", model_path, ", ".join(p.name for p in published if p != model_path))
     figures["model"] = str(model_path)
     figures["edgetpu"] = compile_edgetpu(model_path)
-    if reader is not None:
-        from cube_detect.reader_train import attach_reader
+    if figures.get("reader"):
+        from cube_detect.reader_train import compile_reader_twin
 
-        figures.update(attach_reader(model_path, reader, reader_source, data, skip_bad, reader_tuning))
+        compile_reader_twin(Path(figures["reader"]))
     return figures
+
+
+def _write_model_files(model, spec: ModelSpec, int8: bytes, out: Path) -> None:
+    """``out.tflite``, its sidecar, float network (``out.keras``) and label files, complete."""
+    model.save(out.with_suffix(".keras"))  # float network: benchmarks and fine-tuning
+    out.with_suffix(".json").write_bytes(spec.to_json().encode("utf-8"))
+    out.with_suffix(".tflite").write_bytes(int8)
+    write_label_files(out, spec.labels)
+
+
+def publish_staged(stage: Path, out: Path) -> List[Path]:
+    """Move every file of ``stage`` beside ``out`` under the same name: each target checked first
+    (none is written through a symlink), the files on disk, then the others, the sidecar and last
+    the model (``out.tflite``). Edge TPU twins are loaded without a sha check: the model's old one
+    goes first (a new one is compiled once the model is in place), and so does its reader's when
+    the stage brings a reader, with an old float reader it has no new one for. A live sidecar that
+    names a reader being replaced by another is first rewritten without it, as ``publish_reader``
+    does, so that a kill between two renames leaves a model that loads; one between the sidecar
+    and the model leaves a pair that inference refuses with one line (``model_sha256``)."""
+    from cube_detect.reader import edgetpu_twin, reader_path
+    from cube_detect.reader_train import float_reader_path
+
+    model_path, sidecar = out.with_suffix(".tflite"), out.with_suffix(".json")
+    files = sorted(p for p in stage.iterdir() if p.is_file() and not p.is_symlink())
+    order = [p for p in files if p.name not in (sidecar.name, model_path.name)]
+    order += [p for p in files if p.name == sidecar.name] + [p for p in files if p.name == model_path.name]
+    targets = [check_target(out.parent / p.name) for p in order]
+    for path in order:  # on disk before any rename: a power cut cannot publish an empty file
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    new_reader = stage / reader_path(model_path).name
+    stale = [edgetpu_twin(model_path)]
+    if new_reader.is_file():
+        stale.append(edgetpu_twin(reader_path(model_path)))
+        if not (stage / float_reader_path(model_path).name).is_file():
+            stale.append(float_reader_path(model_path))
+        live = _readable_spec(sidecar)
+        if live is not None and live.reader is not None and live.reader.file == new_reader.name and \
+                live.reader.sha256 != hashlib.sha256(new_reader.read_bytes()).hexdigest():
+            live.reader = None
+            live.save(check_target(sidecar))
+    for path in stale:
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            log.info("removed %s: it was compiled from, or belonged to, the files being replaced", path.name)
+    for source, target in zip(order, targets):
+        os.replace(source, target)
+    fsync_dir(out.parent)
+    return targets
+
+
+def _readable_spec(sidecar: Path) -> Optional[ModelSpec]:
+    """The sidecar's spec, or None when there is none or it cannot be read (it is replaced)."""
+    try:
+        return ModelSpec.load(sidecar) if sidecar.is_file() else None
+    except ModelError:
+        return None
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -438,15 +438,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: Optional[bytes] = None) -> Path:
+def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: Optional[bytes] = None,
+                   compile_twin: bool = True) -> Path:
     """Write ``float_bytes`` as ``model_path``'s float reader (``NAME_reader.keras``; None: a stale
     one is removed), ``data`` as its reader (``NAME_reader.tflite``), then ``spec`` (naming them)
     as its sidecar, so that a kill at any point leaves a model that loads and a sidecar that names
     only the files beside it: a sidecar that names the files being replaced is first rewritten
     without the reader. The reader's old Edge TPU twin is removed first, and a new one compiled
-    where ``edgetpu_compiler`` is."""
-    from cube_detect.export import compile_edgetpu
-
+    where ``edgetpu_compiler`` is (``compile_twin``; an export that stages its files compiles it
+    once they are published: :func:`compile_reader_twin`)."""
     target, sidecar = reader_path(model_path), sidecar_path(model_path)
     float_target = float_reader_path(model_path)
     if sidecar.is_file():
@@ -467,12 +467,22 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: 
         log.info("removed %s: it was the float network of another reader", float_target)
     atomic_write_bytes(target, data)
     spec.save(sidecar)
+    if compile_twin:
+        compile_reader_twin(target)
+    return target
+
+
+def compile_reader_twin(target: Path) -> None:
+    """``NAME_reader_edgetpu.tflite`` from the reader ``target`` where ``edgetpu_compiler`` is; a
+    twin it did not make whole is removed (it is loaded without a sha check)."""
+    from cube_detect.export import compile_edgetpu
+
+    twin = edgetpu_twin(target)
     compiled = compile_edgetpu(target)
     if (compiled is None or not compiled.get("ok")) and twin.is_file():
         twin.unlink()
     if compiled is None:
         log.info("no Edge TPU twin for %s: compile it where edgetpu_compiler is", target.name)
-    return target
 
 
 # ----------------------------------------------------------------------------- fine-tunes tune their reader
@@ -649,27 +659,31 @@ def _float_source(reader: ReaderSpec, source: Path) -> Tuple[Optional[bytes], st
 
 
 def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], data: Sequence[Path] = (),
-                  skip_bad: bool = False, tuning: Optional[ReaderTuning] = None) -> dict:
+                  skip_bad: bool = False, tuning: Optional[ReaderTuning] = None,
+                  published_as: Optional[Path] = None, compile_twin: bool = True) -> dict:
     """Give a freshly exported ``model_path`` (its sidecar without a reader) the reader ``source``
     of the model it was fine-tuned from: tuned on the training photos of ``data`` when ``tuning``
     asks and the float reader the source's sidecar names is beside it (:func:`tune_reader`), else
     copied as it is (one line says why); then the threshold picked again with it (on the user's
     reviewed test photos when there are enough, else on training-mixture scenes), and
     ``NAME_reader.keras`` (when there is a float reader), ``NAME_reader.tflite`` and last the
-    sidecar naming them written (:func:`publish_reader`). Returns the figures; one log line."""
+    sidecar naming them written (:func:`publish_reader`). Returns the figures; one log line.
+    ``published_as``: where an export that stages its files (:func:`cube_detect.export.publish_staged`)
+    will move ``model_path``, for the messages; ``compile_twin``: see :func:`publish_reader`."""
     from cube_detect.inference import make_interpreter
     from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold
 
     sidecar = sidecar_path(model_path)
+    shown = Path(published_as) if published_as is not None else model_path
     if source is None or not Path(source).is_file():
         log.warning("%s: exported without a face reader: the model it was fine-tuned from names %s, which is not "
-                    "there (train one: python -m cube_detect train-reader --model %s --out %s)", model_path.name,
-                    source or reader.file, model_path, model_path.with_suffix(""))
+                    "there (train one: python -m cube_detect train-reader --model %s --out %s)", shown.name,
+                    source or reader.file, shown, shown.with_suffix(""))
         return {"reader": None}
     data_bytes = Path(source).read_bytes()
     if hashlib.sha256(data_bytes).hexdigest() != reader.sha256:
         log.warning("%s: exported without a face reader: %s is not the reader its model's sidecar names "
-                    "(reader.sha256 differs)", model_path.name, source)
+                    "(reader.sha256 differs)", shown.name, source)
         return {"reader": None}
     target = reader_path(model_path)
     spec = ModelSpec.load(sidecar)
@@ -691,7 +705,7 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
                 float_path.write_bytes(float_bytes)
                 tuned = tune_reader(detector, float_path, data, tuning, skip_bad)
         except Exception as exc:  # TensorFlow, the ops check: the fine-tuned model keeps the reader it had
-            log.warning("%s: face reader kept as it was: tuning it failed (%s)", model_path.name,
+            log.warning("%s: face reader kept as it was: tuning it failed (%s)", shown.name,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             tuned = None
     if tuned is not None:
@@ -719,7 +733,7 @@ def attach_reader(model_path: Path, reader: ReaderSpec, source: Optional[Path], 
     # ``metrics`` keeps the export's figures (the detector alone's); the reader's choice beside them.
     spec.extra.setdefault("metrics", {})["with_reader"] = {
         "threshold": spec.threshold, "threshold_source": source_text, "exact_sequences_by_threshold": curve}
-    publish_reader(model_path, data_bytes, spec, float_bytes)
+    publish_reader(model_path, data_bytes, spec, float_bytes, compile_twin=compile_twin)
     log.info("%s the face reader (%s): default threshold %.2f, chosen on %s (exact sequences %.3f; %.2f "
              "without the reader)", "tuned" if tuned else "kept", target.name, spec.threshold, source_text,
              curve[f"{spec.threshold:.2f}"], before)
