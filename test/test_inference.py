@@ -2,6 +2,7 @@
 
 import hashlib
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +182,36 @@ def test_a_sidecar_beside_another_model_is_refused(shipped_model, tmp_path):
     spec.model_sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
     spec.save(sidecar_path(model))
     assert load_detector(model).backend == "cpu"
+
+
+def test_an_export_publishes_its_staged_files_together_the_model_last(tmp_path, monkeypatch):
+    """publish_staged: every target checked before anything is renamed (a symlink or a folder where
+    a file goes stops it all), old Edge TPU twins removed, then the files, the sidecar and the model
+    last."""
+    import os
+
+    from cube_detect import export
+    from cube_detect.files import UnsafePathError
+
+    out, stage = tmp_path / "m", tmp_path / ".m.stage.abc.tmp"
+    stage.mkdir()
+    names = ["m.tflite", "m.json", "m.keras", "m.labels.txt", "m.label_map.pbtxt"]
+    for name in names:
+        (stage / name).write_bytes(name.encode())
+    (tmp_path / "m_edgetpu.tflite").write_bytes(b"compiled from the model being replaced")
+    (tmp_path / "m.labels.txt").mkdir()
+    with pytest.raises(UnsafePathError, match="m.labels.txt: is a folder"):
+        export.publish_staged(stage, out)
+    assert sorted(p.name for p in stage.iterdir()) == sorted(names)
+    assert (tmp_path / "m_edgetpu.tflite").is_file()
+    (tmp_path / "m.labels.txt").rmdir()
+    renamed = []
+    monkeypatch.setattr(export.os, "replace", lambda a, b: (renamed.append(Path(b).name), os.rename(a, b)))
+    published = export.publish_staged(stage, out)
+    assert renamed[-2:] == ["m.json", "m.tflite"] and sorted(renamed) == sorted(names)
+    assert [p.name for p in published] == renamed and not list(stage.iterdir())
+    assert all((tmp_path / name).read_bytes() == name.encode() for name in names)
+    assert not (tmp_path / "m_edgetpu.tflite").exists()
 
 
 def test_export_removes_the_temporary_files_of_an_interrupted_export(tmp_path):

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from cube_detect.errors import ModelError
-from cube_detect.files import check_target, fsync_dir
+from cube_detect.files import UnsafePathError, check_target, fsync_dir
 from cube_detect.inference import DecodeSettings, Detection, Detector, decode, make_interpreter
 from cube_detect.labels import write_label_files
 from cube_detect.metrics import summarize
@@ -233,7 +233,7 @@ def _write_model_files(model, spec: ModelSpec, int8: bytes, out: Path) -> None:
 
 def publish_staged(stage: Path, out: Path) -> List[Path]:
     """Move every file of ``stage`` beside ``out`` under the same name: each target checked first
-    (none is written through a symlink), the files on disk, then the others, the sidecar and last
+    (none is written through a symlink or is a folder), the files on disk, then the others, the sidecar and last
     the model (``out.tflite``). Edge TPU twins are loaded without a sha check: the model's old one
     goes first (a new one is compiled once the model is in place), and so does its reader's when
     the stage brings a reader, with an old float reader it has no new one for. A live sidecar that
@@ -248,6 +248,9 @@ def publish_staged(stage: Path, out: Path) -> List[Path]:
     order = [p for p in files if p.name not in (sidecar.name, model_path.name)]
     order += [p for p in files if p.name == sidecar.name] + [p for p in files if p.name == model_path.name]
     targets = [check_target(out.parent / p.name) for p in order]
+    for target in targets:  # os.replace would fail on it half-way through the group
+        if target.is_dir():
+            raise UnsafePathError(f"{target}: is a folder; none of the export's files was published")
     for path in order:  # on disk before any rename: a power cut cannot publish an empty file
         fd = os.open(path, os.O_RDONLY)
         try:
