@@ -194,8 +194,8 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
     # Everything this export writes is made first in a hidden folder beside ``out`` -- the model,
     # its sidecar, float network and label files and, for a fine-tune of a model that has a face
     # reader, the reader tuned and the threshold picked with it -- then renamed into place, the
-    # model last (:func:`publish_staged`). An export stopped before (Ctrl-C, a kill, a failed
-    # tuning) leaves the files that were there as they were: `train --init M --out M` fine-tunes
+    # model last (:func:`publish_staged`). An export stopped before (Ctrl-C, a kill, a target
+    # refused) leaves the files that were there as they were: `train --init M --out M` fine-tunes
     # in place, and M keeps its reader until the new one is ready. The next export removes a
     # folder a kill left.
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.stage.", suffix=".tmp", dir=out.parent))
@@ -233,8 +233,8 @@ def _write_model_files(model, spec: ModelSpec, int8: bytes, out: Path) -> None:
 
 def publish_staged(stage: Path, out: Path) -> List[Path]:
     """Move every file of ``stage`` beside ``out`` under the same name: each target checked first
-    (none is written through a symlink or is a folder), the files on disk, then the others, the sidecar and last
-    the model (``out.tflite``). Edge TPU twins are loaded without a sha check: the model's old one
+    (none is written through a symlink or is a folder), the files on disk, then the others, the
+    sidecar and last the model (``out.tflite``). Edge TPU twins are loaded without a sha check: the model's old one
     goes first (a new one is compiled once the model is in place), and so does its reader's when
     the stage brings a reader, with an old float reader it has no new one for. A live sidecar that
     names a reader being replaced by another is first rewritten without it, as ``publish_reader``
