@@ -190,7 +190,7 @@ def test_an_export_publishes_its_staged_files_together_the_model_last(tmp_path, 
     last."""
     import os
 
-    from cube_detect import export
+    from cube_detect import export, files
     from cube_detect.files import UnsafePathError
 
     out, stage = tmp_path / "m", tmp_path / ".m.stage.abc.tmp"
@@ -206,7 +206,8 @@ def test_an_export_publishes_its_staged_files_together_the_model_last(tmp_path, 
     assert (tmp_path / "m_edgetpu.tflite").is_file()
     (tmp_path / "m.labels.txt").rmdir()
     renamed = []
-    monkeypatch.setattr(export.os, "replace", lambda a, b: (renamed.append(Path(b).name), os.rename(a, b)))
+    rename = os.rename
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (renamed.append(Path(b).name), rename(a, b)))
     published = export.publish_staged(stage, out)
     assert renamed[-2:] == ["m.json", "m.tflite"] and sorted(renamed) == sorted(names)
     assert [p.name for p in published] == renamed and not list(stage.iterdir())

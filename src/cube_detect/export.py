@@ -17,7 +17,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from cube_detect.errors import ModelError
-from cube_detect.files import UnsafePathError, check_target, fsync_dir
+from cube_detect.files import atomic_write_bytes, publish_group
 from cube_detect.inference import DecodeSettings, Detection, Detector, decode, make_interpreter
 from cube_detect.labels import write_label_files
 from cube_detect.metrics import summarize
@@ -225,9 +224,9 @@ def export_checkpoint(model, spec: ModelSpec, calibration_samples, val_samples, 
 
 def _write_model_files(model, spec: ModelSpec, int8: bytes, out: Path) -> None:
     """``out.tflite``, its sidecar, float network (``out.keras``) and label files, complete."""
-    model.save(out.with_suffix(".keras"))  # float network: benchmarks and fine-tuning
-    out.with_suffix(".json").write_bytes(spec.to_json().encode("utf-8"))
-    out.with_suffix(".tflite").write_bytes(int8)
+    model.save(out.with_suffix(".keras"))  # float network: benchmarks and fine-tuning (Keras writes it)
+    spec.save(out.with_suffix(".json"))
+    atomic_write_bytes(out.with_suffix(".tflite"), int8)
     write_label_files(out, spec.labels)
 
 
@@ -247,35 +246,25 @@ def publish_staged(stage: Path, out: Path) -> List[Path]:
     files = sorted(p for p in stage.iterdir() if p.is_file() and not p.is_symlink())
     order = [p for p in files if p.name not in (sidecar.name, model_path.name)]
     order += [p for p in files if p.name == sidecar.name] + [p for p in files if p.name == model_path.name]
-    targets = [check_target(out.parent / p.name) for p in order]
-    for target in targets:  # os.replace would fail on it half-way through the group
-        if target.is_dir():
-            raise UnsafePathError(f"{target}: is a folder; none of the export's files was published")
-    for path in order:  # on disk before any rename: a power cut cannot publish an empty file
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     new_reader = stage / reader_path(model_path).name
-    stale = [edgetpu_twin(model_path)]
-    if new_reader.is_file():
-        stale.append(edgetpu_twin(reader_path(model_path)))
-        if not (stage / float_reader_path(model_path).name).is_file():
-            stale.append(float_reader_path(model_path))
-        live = _readable_spec(sidecar)
-        if live is not None and live.reader is not None and live.reader.file == new_reader.name and \
-                live.reader.sha256 != hashlib.sha256(new_reader.read_bytes()).hexdigest():
-            live.reader = None
-            live.save(check_target(sidecar))
-    for path in stale:
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
-            log.info("removed %s: it was compiled from, or belonged to, the files being replaced", path.name)
-    for source, target in zip(order, targets):
-        os.replace(source, target)
-    fsync_dir(out.parent)
-    return targets
+
+    def before_renames() -> None:  # every target has passed its checks: nothing refuses the group now
+        stale = [edgetpu_twin(model_path)]
+        if new_reader.is_file():
+            stale.append(edgetpu_twin(reader_path(model_path)))
+            if not (stage / float_reader_path(model_path).name).is_file():
+                stale.append(float_reader_path(model_path))
+            live = _readable_spec(sidecar)
+            if live is not None and live.reader is not None and live.reader.file == new_reader.name and \
+                    live.reader.sha256 != hashlib.sha256(new_reader.read_bytes()).hexdigest():
+                live.reader = None
+                live.save(sidecar)
+        for path in stale:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                log.info("removed %s: it was compiled from, or belonged to, the files being replaced", path.name)
+
+    return publish_group([(p, out.parent / p.name) for p in order], before_renames)
 
 
 def _readable_spec(sidecar: Path) -> Optional[ModelSpec]:

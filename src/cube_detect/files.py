@@ -13,7 +13,9 @@ Every writer of the package goes through here (data sets, review, export, labels
   inside ``root``, itself resolved: a split folder that is a symlink leading out is refused
   (O_NOFOLLOW guards only the last path component);
 - :func:`create_exclusive` publishes a new file only if its name is still free (a hard link, or
-  on file systems without them an exclusive reservation then a rename).
+  on file systems without them an exclusive reservation then a rename);
+- :func:`publish_group` puts several complete files in place together, every target checked
+  before the first rename (an export's staged model, sidecar and reader).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from cube_detect.errors import CubeDetectError
 
@@ -137,6 +139,32 @@ def publish_exclusive(tmp: os.PathLike, final: os.PathLike) -> None:
         fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644)
         os.close(fd)
         os.replace(tmp, final)
+
+
+def publish_group(moves: Sequence[Tuple[os.PathLike, os.PathLike]],
+                  before_renames: Optional[Callable[[], None]] = None) -> List[Path]:
+    """Rename complete files into place as a group, in the order given (``(source, target)``, each
+    source in the target's folder): every target checked first (:func:`check_target`; and not a
+    folder, which a rename could not replace half-way through the group), every source fsynced,
+    then ``before_renames`` (once nothing can refuse the group any more), the renames, and the
+    folders fsynced. Nothing is renamed if a target is refused. Returns the targets."""
+    pairs = [(Path(source), check_target(target)) for source, target in moves]
+    for _, target in pairs:
+        if target.is_dir():
+            raise UnsafePathError(f"{target}: is a folder; none of the {len(pairs)} files was put in place")
+    for source, _ in pairs:  # on disk before any rename: a power cut cannot publish an empty file
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if before_renames is not None:
+        before_renames()
+    for source, target in pairs:
+        os.replace(source, target)
+    for folder in sorted({target.parent for _, target in pairs}):
+        fsync_dir(folder)
+    return [target for _, target in pairs]
 
 
 def create_exclusive(path: os.PathLike, data: bytes, root: Optional[os.PathLike] = None,
