@@ -231,48 +231,30 @@ def _write_model_files(model, spec: ModelSpec, int8: bytes, out: Path) -> None:
 
 
 def publish_staged(stage: Path, out: Path) -> List[Path]:
-    """Move every file of ``stage`` beside ``out`` under the same name: each target checked first
-    (none is written through a symlink or is a folder), the files on disk, then the others, the
-    sidecar and last the model (``out.tflite``). Edge TPU twins are loaded without a sha check: the model's old one
-    goes first (a new one is compiled once the model is in place), and so does its reader's when
-    the stage brings a reader, with an old float reader it has no new one for. A live sidecar that
-    names a reader being replaced by another is first rewritten without it, as ``publish_reader``
-    does, so that a kill between two renames leaves a model that loads; one between the sidecar
-    and the model leaves a pair that inference refuses with one line (``model_sha256``)."""
+    """Move every file of ``stage`` beside ``out`` under the same name (:func:`publish_group`:
+    every target checked first), the sidecar and last the model (``out.tflite``). Edge TPU twins
+    are loaded without a sha check: the model's old one goes first (a new one is compiled once the
+    model is in place), and when the stage brings a reader, the old one is retired as
+    ``publish_reader`` retires it (:func:`cube_detect.reader_train.retire_reader`), so that a kill
+    between two renames leaves a model that loads; one between the sidecar and the model leaves a
+    pair that inference refuses with one line (``model_sha256``)."""
     from cube_detect.reader import edgetpu_twin, reader_path
-    from cube_detect.reader_train import float_reader_path
+    from cube_detect.reader_train import float_reader_path, retire_reader
 
     model_path, sidecar = out.with_suffix(".tflite"), out.with_suffix(".json")
     files = sorted(p for p in stage.iterdir() if p.is_file() and not p.is_symlink())
     order = [p for p in files if p.name not in (sidecar.name, model_path.name)]
     order += [p for p in files if p.name == sidecar.name] + [p for p in files if p.name == model_path.name]
-    new_reader = stage / reader_path(model_path).name
 
     def before_renames() -> None:  # every target has passed its checks: nothing refuses the group now
-        stale = [edgetpu_twin(model_path)]
-        if new_reader.is_file():
-            stale.append(edgetpu_twin(reader_path(model_path)))
-            if not (stage / float_reader_path(model_path).name).is_file():
-                stale.append(float_reader_path(model_path))
-            live = _readable_spec(sidecar)
-            if live is not None and live.reader is not None and live.reader.file == new_reader.name and \
-                    live.reader.sha256 != hashlib.sha256(new_reader.read_bytes()).hexdigest():
-                live.reader = None
-                live.save(sidecar)
-        for path in stale:
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
-                log.info("removed %s: it was compiled from, or belonged to, the files being replaced", path.name)
+        twin = edgetpu_twin(model_path)
+        if twin.is_file() and not twin.is_symlink():
+            twin.unlink()
+            log.info("removed %s: it was compiled from the model being replaced", twin.name)
+        if (stage / reader_path(model_path).name).is_file():
+            retire_reader(model_path, keeps_float=(stage / float_reader_path(model_path).name).is_file())
 
     return publish_group([(p, out.parent / p.name) for p in order], before_renames)
-
-
-def _readable_spec(sidecar: Path) -> Optional[ModelSpec]:
-    """The sidecar's spec, or None when there is none or it cannot be read (it is replaced)."""
-    try:
-        return ModelSpec.load(sidecar) if sidecar.is_file() else None
-    except ModelError:
-        return None
 
 
 # ----------------------------------------------------------------------------- CLI

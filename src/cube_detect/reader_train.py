@@ -448,28 +448,34 @@ def publish_reader(model_path: Path, data: bytes, spec: ModelSpec, float_bytes: 
     where ``edgetpu_compiler`` is (``compile_twin``; an export that stages its files compiles it
     once they are published: :func:`compile_reader_twin`)."""
     target, sidecar = reader_path(model_path), sidecar_path(model_path)
-    float_target = float_reader_path(model_path)
-    if sidecar.is_file():
-        current = ModelSpec.load(sidecar)
-        if current.reader is not None and current.reader.file == target.name:
-            current.reader = None
-            current.save(sidecar)
-    # The Edge TPU twin is loaded without a sha check: the old one goes before the reader changes,
-    # and a new one is kept only when the compiler made it.
-    twin = edgetpu_twin(target)
-    if twin.is_file():
-        twin.unlink()
-        log.info("removed %s: it was compiled from the reader being replaced", twin.name)
+    retire_reader(model_path, keeps_float=float_bytes is not None)
     if float_bytes is not None:
-        atomic_write_bytes(float_target, float_bytes)
-    elif float_target.is_file():
-        float_target.unlink()
-        log.info("removed %s: it was the float network of another reader", float_target)
+        atomic_write_bytes(float_reader_path(model_path), float_bytes)
     atomic_write_bytes(target, data)
     spec.save(sidecar)
     if compile_twin:
         compile_reader_twin(target)
     return target
+
+
+def retire_reader(model_path: Path, keeps_float: bool) -> None:
+    """Before ``model_path``'s reader files are replaced: a sidecar that names the reader is
+    rewritten without it (a kill then leaves a model that loads), the reader's Edge TPU twin goes
+    (it is loaded without a sha check; a new one is kept only when the compiler makes it), and so
+    does its float reader unless a new one comes (``keeps_float``)."""
+    target, sidecar = reader_path(model_path), sidecar_path(model_path)
+    try:
+        current = ModelSpec.load(sidecar) if sidecar.is_file() else None
+    except CubeDetectError:  # unreadable: it is being replaced
+        current = None
+    if current is not None and current.reader is not None and current.reader.file == target.name:
+        current.reader = None
+        current.save(sidecar)
+    stale = [edgetpu_twin(target)] + ([] if keeps_float else [float_reader_path(model_path)])
+    for path in stale:
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            log.info("removed %s: it belonged to the face reader being replaced", path.name)
 
 
 def compile_reader_twin(target: Path) -> None:
