@@ -47,6 +47,22 @@ def test_letterbox_keeps_aspect_and_pads_bottom_right():
     assert scale == 0.25 and (boxed == 7).all()
 
 
+def test_letterbox_at_an_integer_ratio_averages_whole_blocks_and_leaves_other_ratios_to_opencv():
+    import cv2
+
+    frame = np.random.default_rng(3).integers(0, 256, (480, 640), dtype=np.uint8)
+    # 640x480 into 216x160: scale 1/3, 213x160 pixels, each the mean of a 3x3 block of the frame
+    # less its last column (OpenCV's fast block-average path, rounded as OpenCV rounds).
+    boxed, scale = letterbox(frame, 216, 160)
+    assert scale == pytest.approx(1 / 3) and boxed.shape == (160, 216)
+    blocks = frame[:, :639].reshape(160, 3, 213, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(boxed[:, :213].astype(np.float64) - blocks).max() <= 0.5 + 1e-9
+    assert (boxed[:, 213:] == 0).all()
+    # 224x168 (scale 0.35) and 4x integer ratios: OpenCV's INTER_AREA on the whole frame, as before.
+    assert (letterbox(frame, 224, 168)[0] == cv2.resize(frame, (224, 168), interpolation=cv2.INTER_AREA)).all()
+    assert (letterbox(frame, 160, 120)[0] == cv2.resize(frame, (160, 120), interpolation=cv2.INTER_AREA)).all()
+
+
 def _maps(peaks, rows=15, cols=20, classes=2):
     heat = np.zeros((rows, cols, classes), np.float32)
     boxes = np.zeros((rows, cols, 4), np.float32)
