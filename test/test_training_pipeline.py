@@ -139,7 +139,9 @@ def test_export_from_a_run_rebuilds_the_runs_own_validation_scenes(trained, tmp_
     assert again["threshold_source"] == sidecar["threshold_source"]
 
 
-def test_a_fine_tune_can_change_the_input_size_and_keeps_the_weights(trained, tmp_path, capsys):
+def test_a_fine_tune_can_change_the_input_size_and_keeps_the_weights(trained, tmp_path, capsys, caplog):
+    import logging
+
     from cube_detect.synth import render_indexed
 
     root, data, out = trained
@@ -161,16 +163,29 @@ def test_a_fine_tune_can_change_the_input_size_and_keeps_the_weights(trained, tm
     # leave a box loose: IoU 0.3, where a box mapped back at the old size's scale overlaps nothing).
     overlaps = [max(d.box.iou(b.bbox) for d in found) if found else 0.0 for b in boxes]
     assert len(found) == len(boxes) and min(overlaps) >= 0.3, (overlaps, found)
-    # A later fine-tune of it keeps its size without the flag (stages 6 and 7 of the shipped model).
+    caplog.set_level(logging.INFO, logger="cube_detect.train")
+    # A later fine-tune of it keeps its size without the flag (stages 6 and 7 of the shipped model),
+    # and --channels prunes it to fewer stem filters and context channels (stage 14's).
     assert main(["train", "--init", str(bigger.with_suffix(".tflite")), "--synthetic", "32", "--validation", "16",
-                 "--epochs", "1", "--workers", "1", "--no-export", "--out", str(tmp_path / "again"),
-                 "--workdir", str(tmp_path / "again_run")]) == 0
+                 "--epochs", "1", "--workers", "1", "--no-export", "--channels", "16,96", "--out",
+                 str(tmp_path / "again"), "--workdir", str(tmp_path / "again_run")]) == 0
     spec = json.loads((tmp_path / "again_run" / "state.json").read_text())["spec"]["input"]
     assert (spec["width"], spec["height"]) == (224, 168)
-    for bad in ("224x170", "big"):
+    assert "pruned to 16 stem filters (of 32) and 96 context channels (of 128)" in caplog.text
+    import keras
+
+    from cube_detect.model import channels
+    pruned = keras.models.load_model(tmp_path / "again_run" / "checkpoint.keras", compile=False)
+    assert channels(pruned) == (16, 96) and tuple(pruned.input_shape[1:3]) == (168, 224)
+    assert main(["train", "--init", str(bigger.with_suffix(".tflite")), "--synthetic", "32", "--validation", "16",
+                 "--epochs", "1", "--workers", "1", "--no-export", "--channels", "64,128", "--out",
+                 str(tmp_path / "more"), "--workdir", str(tmp_path / "more_run")]) == 2
+    assert "--channels 64,128: bigger.keras has 32,128; a fine-tune can keep fewer" in capsys.readouterr().err
+    for flag, bad in (("--input-size", "224x170"), ("--input-size", "big"), ("--channels", "32"),
+                      ("--channels", "4,64")):
         with pytest.raises(SystemExit):
-            main(["train", "--init", str(out.with_suffix(".tflite")), "--input-size", bad, "--out", str(bigger)])
-        assert "--input-size" in capsys.readouterr().err
+            main(["train", "--init", str(out.with_suffix(".tflite")), flag, bad, "--out", str(bigger)])
+        assert flag in capsys.readouterr().err
 
 
 def test_pick_threshold_takes_the_lowest_within_one_standard_error_for_digits_and_the_middle_for_f1():

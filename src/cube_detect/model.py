@@ -7,11 +7,14 @@ A small anchor-free, CenterNet-style network built only from ops the Edge TPU ma
   -> 3 depthwise-separable stages to stride 8 -> 4 residual depthwise 5x5 blocks (receptive
   field 151 px: a whole face, up to the largest close-ups at 224x168) -> two 1x1 heads:
   heatmap (sigmoid, one channel per class) and boxes (ReLU, l/t/r/b distances in cells).
+
+``train --init M --channels STEM,CONTEXT`` makes a trained network smaller and faster
+(:func:`prune_channels`: the stem filters and context channels that carry most, then a fine-tune).
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +23,7 @@ from tensorflow.keras import layers
 
 from cube_detect.modelspec import ModelSpec
 
+CONTEXT_BLOCKS = 4  # 5x5 separable residual blocks at stride 8: the detector's context
 PRIOR = 0.05  # initial heatmap score, as in focal-loss detectors (stable first steps)
 # Short CPU runs: moving statistics must follow the weights within a few hundred steps.
 BN_MOMENTUM = 0.9
@@ -38,18 +42,22 @@ def _separable(x, filters, kernel=3, strides=1, name=""):
     return _conv_bn_relu(x, filters, 1, name=f"{name}_pw")
 
 
-def build_model(spec: ModelSpec, width: int = 1) -> keras.Model:
-    """Float Keras model: input [0, 1] gray image, outputs (heatmap, boxes) at stride 8."""
+def build_model(spec: ModelSpec, width: int = 1, stem: Optional[int] = None,
+                context: Optional[int] = None) -> keras.Model:
+    """Float Keras model: input [0, 1] gray image, outputs (heatmap, boxes) at stride 8. ``width``
+    multiplies every layer's channels (16, 32, 48, 64); ``stem`` and ``context``, when given, set
+    the stem's filters and the context stream's channels (s8_expand, the four context blocks and
+    the head) instead: the network :func:`prune_channels` makes."""
     if spec.stride != 8:
         raise ValueError("this network has stride 8")
-    c = [16 * width, 32 * width, 48 * width, 64 * width]
+    c = [stem or 16 * width, 32 * width, 48 * width, context or 64 * width]
     inputs = keras.Input((spec.height, spec.width, spec.channels), batch_size=None, name="image")
     x = _conv_bn_relu(inputs, c[0], 3, strides=2, name="stem")          # /2
     x = _separable(x, c[1], strides=2, name="s4")                       # /4
     x = _separable(x, c[1], name="s4b")
     x = _separable(x, c[2], strides=2, name="s8")                       # /8
     x = _conv_bn_relu(x, c[3], 1, name="s8_expand")
-    for i in range(4):
+    for i in range(CONTEXT_BLOCKS):
         y = _separable(x, c[3], kernel=5, name=f"ctx{i}")
         x = layers.Add(name=f"ctx{i}_add")([x, y])
     x = _conv_bn_relu(x, c[3], 1, name="head")
@@ -60,9 +68,92 @@ def build_model(spec: ModelSpec, width: int = 1) -> keras.Model:
     return keras.Model(inputs, [heatmap, boxes], name="cube_detect")
 
 
-def network_width(model: keras.Model) -> int:
-    """The channel multiplier ``build_model`` built ``model`` with."""
-    return model.get_layer("stem_conv").filters // 16
+def with_input_size(model: keras.Model, spec: ModelSpec) -> keras.Model:
+    """The same network, weights included, built for ``spec``'s input size (it is fully
+    convolutional: a fine-tune can change the size)."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, spec.height, spec.width, spec.channels]
+    rebuilt = keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def channels(model: keras.Model) -> Tuple[int, int]:
+    """(stem filters, context channels) of a network :func:`build_model` built."""
+    return model.get_layer("stem_conv").filters, model.get_layer("s8_expand_conv").filters
+
+
+def prune_channels(model: keras.Model, spec: ModelSpec, images: np.ndarray, stem: int,
+                   context: int) -> Tuple[keras.Model, float, float]:
+    """A smaller, faster copy of ``model`` (built by :func:`build_model`, at ``spec``'s input
+    size) with ``stem`` of its stem filters and ``context`` of its context channels: the ones that
+    carry most on ``images`` (N x H x W x C in [0, 1]). A channel's share is the mean |activation|
+    of what reads it times the norm of the weights that read it (structured pruning by magnitude,
+    as in Li et al. 2017 and Molchanov et al. 2019, here without a gradient); the copy needs a
+    fine-tune to recover. Returns the copy and the shares kept of the stem's and the context's."""
+    had_stem, had_context = channels(model)
+    if not (0 < stem <= had_stem and 0 < context <= had_context):
+        raise ValueError(f"channels {stem},{context}: this network has {had_stem},{had_context}; "
+                         "pruning keeps at most as many")
+    ctx = [f"ctx{i}" for i in range(CONTEXT_BLOCKS)]
+    probed = ["s4_dw_relu", f"{ctx[-1]}_add", "head_relu"] + [f"{c}_dw_relu" for c in ctx]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in probed])
+    activity: dict = dict.fromkeys(probed, 0.0)
+    for start in range(0, len(images), 32):
+        for name, out in zip(probed, probe(images[start:start + 32], training=False)):
+            activity[name] = activity[name] + np.abs(np.asarray(out)).sum(axis=(0, 1, 2))
+
+    def get(name: str) -> List[np.ndarray]:
+        return model.get_layer(name).get_weights()
+
+    def reads(name: str) -> np.ndarray:  # norm of the weights a 1x1 conv reads each input channel with
+        return np.linalg.norm(get(name)[0][0, 0], axis=1)
+
+    share_stem = activity["s4_dw_relu"] * reads("s4_pw_conv")
+    share_stream = activity[f"{ctx[-1]}_add"] * reads("head_conv")
+    for c in ctx:
+        share_stream = share_stream + activity[f"{c}_dw_relu"] * reads(f"{c}_pw_conv")
+    # the head's outputs, read by both heads: the heatmap's weights count four times the boxes'
+    # (its logits decide what is found; the boxes' four distances are in cells)
+    share_head = activity["head_relu"] * np.linalg.norm(
+        np.concatenate([4 * get("heatmap")[0][0, 0], get("boxes")[0][0, 0]], axis=1), axis=1)
+    keep_stem, keep_stream, keep_head = (np.sort(np.argsort(-share)[:n]) for share, n in
+                                         ((share_stem, stem), (share_stream, context), (share_head, context)))
+    width = model.get_layer("s4_pw_conv").filters // 32
+    pruned = build_model(spec, width, stem=stem, context=context)
+
+    def put(name: str, weights: List[np.ndarray]) -> None:
+        pruned.get_layer(name).set_weights(weights)
+
+    def out_channels(name: str, keep) -> None:  # a conv's kernel by output, or a batch norm
+        put(name, [w[..., keep] if w.ndim == 4 else w[keep] for w in get(name)])
+
+    def in_channels(name: str, keep, out=slice(None)) -> None:  # a 1x1 or depthwise kernel by input
+        put(name, [w[:, :, keep, :][..., out] if w.ndim == 4 else w[out] for w in get(name)])
+
+    out_channels("stem_conv", keep_stem)
+    out_channels("stem_bn", keep_stem)
+    in_channels("s4_dw", keep_stem)
+    out_channels("s4_dw_bn", keep_stem)
+    in_channels("s4_pw_conv", keep_stem)
+    for name in ("s4_pw_bn", "s4b_dw", "s4b_dw_bn", "s4b_pw_conv", "s4b_pw_bn", "s8_dw", "s8_dw_bn",
+                 "s8_pw_conv", "s8_pw_bn"):
+        put(name, get(name))
+    out_channels("s8_expand_conv", keep_stream)
+    out_channels("s8_expand_bn", keep_stream)
+    for c in ctx:
+        in_channels(f"{c}_dw", keep_stream)
+        out_channels(f"{c}_dw_bn", keep_stream)
+        in_channels(f"{c}_pw_conv", keep_stream, keep_stream)
+        out_channels(f"{c}_pw_bn", keep_stream)
+    in_channels("head_conv", keep_stream, keep_head)
+    out_channels("head_bn", keep_head)
+    in_channels("heatmap", keep_head)
+    in_channels("boxes", keep_head)
+    return (pruned, float(share_stem[keep_stem].sum() / share_stem.sum()),
+            float(share_stream[keep_stream].sum() / share_stream.sum()))
 
 
 # ----------------------------------------------------------------------------- targets

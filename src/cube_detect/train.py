@@ -44,6 +44,8 @@ log = logging.getLogger("cube_detect.train")
 EXPORT_RESERVE_S = 30.0
 #: A run with less training time than this is refused (it would export a useless model).
 MIN_TRAIN_S = 30.0
+#: Training images --channels measures the channels of an --init network on before it prunes them.
+PRUNE_IMAGES = 256
 #: Fewest batches in an epoch: smaller data sets are repeated (see BatchMaker).
 MIN_EPOCH_BATCHES = 20
 #: Share of the rescaled training samples zoomed far out, and by how much: faces 0.45-0.75 times as
@@ -168,17 +170,21 @@ class TrainConfig:
     #: (width, height) of the network's input; None: 160x120, or the --init model's own. The network is
     #: fully convolutional, so a fine-tune can change it: the weights carry over to the new size.
     input_size: Optional[Tuple[int, int]] = None
+    #: (stem filters, context channels) of the network; None: 16 and 64 x ``width``, or the --init
+    #: model's own. With ``init``, fewer prune it (``model.prune_channels``): a faster network to fine-tune.
+    channels: Optional[Tuple[int, int]] = None
     #: With ``init``: steps tuning the model's face reader on the user's training photos after the
     #: detector (``reader_train.tune_reader``); 0 keeps the reader as it is.
     reader_steps: int = TUNE_STEPS
 
     def settings(self) -> dict:
         """What makes two runs the same run (a checkpoint is resumed only for the same settings).
-        ``input_size`` counts only when given, so a run interrupted before that flag existed resumes."""
+        ``input_size`` and ``channels`` count only when given, so a run interrupted before those flags
+        existed resumes."""
         return {k: [str(d) for d in v] if k == "data" else str(v) if isinstance(v, (Path, tuple, dict)) else v
                 for k, v in vars(self).items()
                 if k not in ("out", "workdir", "workers", "export", "reader_steps")
-                and not (k == "input_size" and v is None)}
+                and not (k in ("input_size", "channels") and v is None)}
 
 
 def _save_state(workdir: Path, model, state: dict) -> None:
@@ -228,7 +234,16 @@ def train(cfg: TrainConfig) -> dict:
     import tensorflow as tf
 
     from cube_detect.export import export_checkpoint
-    from cube_detect.model import build_model, count_macs, encode_targets, make_train_step, network_width, predict_fn
+    from cube_detect.model import (
+        build_model,
+        channels,
+        count_macs,
+        encode_targets,
+        make_train_step,
+        predict_fn,
+        prune_channels,
+        with_input_size,
+    )
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
@@ -295,15 +310,25 @@ def train(cfg: TrainConfig) -> dict:
             model = tf.keras.models.load_model(init_keras, compile=False)
             was = tuple(model.input_shape[1:3])
             if was != (spec.height, spec.width):  # same weights, a network built for the new input size
-                resized = build_model(spec, network_width(model))
-                resized.set_weights(model.get_weights())
-                model = resized
+                model = with_input_size(model, spec)
                 log.info("fine-tuning %s at input %dx%d (it was trained at %dx%d; its weights carry over)",
                          init_keras, spec.width, spec.height, was[1], was[0])
             else:
                 log.info("fine-tuning %s", init_keras)
+            if cfg.channels is not None and cfg.channels != channels(model):
+                had = channels(model)
+                if cfg.channels[0] > had[0] or cfg.channels[1] > had[1]:
+                    raise CubeDetectError(f"--channels {cfg.channels[0]},{cfg.channels[1]}: {init_keras.name} has "
+                                          f"{had[0]},{had[1]}; a fine-tune can keep fewer, not add more")
+                probe = np.stack([image for image, _ in train_samples[:PRUNE_IMAGES]]).astype(np.float32) / 255.0
+                model, kept_stem, kept_context = prune_channels(model, spec, probe.reshape(probe.shape[:3] + (-1,)),
+                                                                *cfg.channels)
+                log.info("pruned to %d stem filters (of %d) and %d context channels (of %d): the ones that carry "
+                         "%.0f %% and %.0f %% of their activity on %d training images; the fine-tune recovers the rest",
+                         cfg.channels[0], had[0], cfg.channels[1], had[1], 100 * kept_stem, 100 * kept_context,
+                         len(probe))
         else:
-            model = build_model(spec, cfg.width)
+            model = build_model(spec, cfg.width, *(cfg.channels or (None, None)))
     log.info("model: %d parameters, %.1f M multiply-adds per frame; %d train / %d validation images",
              model.count_params(), count_macs(model) / 1e6, len(train_samples), len(val_samples))
 
@@ -443,6 +468,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=parse_input_size, default=None, metavar="WxH",
                         help="network input in pixels, multiples of 8 (default 160x120, or the --init model's "
                              "own; with --init the weights carry over to the new size)")
+    parser.add_argument("--channels", type=parse_channels, default=None, metavar="STEM,CONTEXT",
+                        help="the network's stem filters and context channels (default 16 and 64 times --width); "
+                             "with --init, fewer keep the ones that carry most: a smaller, faster network to "
+                             "fine-tune (the shipped model: 32,192 of 64,256)")
     parser.add_argument("--reader-steps", type=int, default=d["reader_steps"], metavar="N",
                         help="with --init, when the model has a face reader: tune it on your training photos for "
                              f"N steps after the detector (default {d['reader_steps']}, about 40 s; 0 keeps it as "
@@ -466,6 +495,17 @@ def parse_input_size(text: str) -> Tuple[int, int]:
     if width < 32 or height < 32 or width % 8 or height % 8:
         raise argparse.ArgumentTypeError(f"{text!r}: width and height must be multiples of 8, at least 32")
     return width, height
+
+
+def parse_channels(text: str) -> Tuple[int, int]:
+    """``--channels STEM,CONTEXT`` -> (stem filters, context channels), both at least 8."""
+    try:
+        stem, context = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give STEM,CONTEXT, e.g. 32,192") from None
+    if stem < 8 or context < 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 8 stem filters and 8 context channels")
+    return stem, context
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -499,7 +539,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        width=args.width, skip_bad=args.skip_bad, workers=args.workers,
                        export=not args.no_export, init=args.init, families=families, digits=args.digits,
                        user_share=float(defaults["user_share"]), labels=labels, color=args.color, flip=args.flip,
-                       input_size=args.input_size, reader_steps=args.reader_steps)
+                       input_size=args.input_size, channels=args.channels, reader_steps=args.reader_steps)
 
 
 def run(args: argparse.Namespace) -> int:
