@@ -58,9 +58,16 @@ def test_letterbox_at_an_integer_ratio_averages_whole_blocks_and_leaves_other_ra
     blocks = frame[:, :639].reshape(160, 3, 213, 3).astype(np.float64).mean(axis=(1, 3))
     assert np.abs(boxed[:, :213].astype(np.float64) - blocks).max() <= 0.5 + 1e-9
     assert (boxed[:, 213:] == 0).all()
+    colour = np.dstack([frame, frame[::-1], frame[:, ::-1]])
+    assert (letterbox(colour, 216, 160)[0][..., 0] == boxed).all()
     # 224x168 (scale 0.35) and 4x integer ratios: OpenCV's INTER_AREA on the whole frame, as before.
     assert (letterbox(frame, 224, 168)[0] == cv2.resize(frame, (224, 168), interpolation=cv2.INTER_AREA)).all()
     assert (letterbox(frame, 160, 120)[0] == cv2.resize(frame, (160, 120), interpolation=cv2.INTER_AREA)).all()
+    # 638x482 into 216x160: 212x160 at scale 1/3.0125, not 1/3: the whole frame, OpenCV's general path.
+    odd = np.random.default_rng(4).integers(0, 256, (482, 638), dtype=np.uint8)
+    boxed, scale = letterbox(odd, 216, 160)
+    assert scale == pytest.approx(160 / 482)
+    assert (boxed[:, :212] == cv2.resize(odd, (212, 160), interpolation=cv2.INTER_AREA)).all()
 
 
 def _maps(peaks, rows=15, cols=20, classes=2):

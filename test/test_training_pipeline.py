@@ -180,7 +180,8 @@ def test_a_fine_tune_can_change_the_input_size_and_keeps_the_weights(trained, tm
     assert main(["train", "--init", str(bigger.with_suffix(".tflite")), "--synthetic", "32", "--validation", "16",
                  "--epochs", "1", "--workers", "1", "--no-export", "--channels", "64,128", "--out",
                  str(tmp_path / "more"), "--workdir", str(tmp_path / "more_run")]) == 2
-    assert "--channels 64,128: bigger.keras has 32,128; a fine-tune can keep fewer" in capsys.readouterr().err
+    assert f"--channels 64,128: {bigger.with_suffix('.tflite')} has 32,128; a fine-tune can keep fewer" in \
+        capsys.readouterr().err
     for flag, bad in (("--input-size", "224x170"), ("--input-size", "big"), ("--channels", "32"),
                       ("--channels", "4,64")):
         with pytest.raises(SystemExit):

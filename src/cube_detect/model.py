@@ -89,10 +89,13 @@ def prune_channels(model: keras.Model, spec: ModelSpec, images: np.ndarray, stem
                    context: int) -> Tuple[keras.Model, float, float]:
     """A smaller, faster copy of ``model`` (built by :func:`build_model`, at ``spec``'s input
     size) with ``stem`` of its stem filters and ``context`` of its context channels: the ones that
-    carry most on ``images`` (N x H x W x C in [0, 1]). A channel's share is the mean |activation|
-    of what reads it times the norm of the weights that read it (structured pruning by magnitude,
-    as in Li et al. 2017 and Molchanov et al. 2019, here without a gradient); the copy needs a
-    fine-tune to recover. Returns the copy and the shares kept of the stem's and the context's."""
+    carry most on ``images`` (N x H x W x C in [0, 1]). A channel's share is its summed |activation|
+    where a layer reads it (after the depthwise convolution and ReLU that follow it, for the stem
+    and each context block; the stream itself where the head reads it) times the norm of the 1x1
+    weights that read it (structured pruning by magnitude, as in Li et al. 2017 and Molchanov et
+    al. 2019, here without a gradient); the head's own outputs are chosen the same way by what the
+    heatmap and boxes read. The copy needs a fine-tune to recover. Returns the copy and the shares
+    kept of the stem's and of the context stream's."""
     had_stem, had_context = channels(model)
     if not (0 < stem <= had_stem and 0 < context <= had_context):
         raise ValueError(f"channels {stem},{context}: this network has {had_stem},{had_context}; "

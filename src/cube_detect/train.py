@@ -274,6 +274,11 @@ def train(cfg: TrainConfig) -> dict:
         if not init_keras.is_file():
             raise CubeDetectError(f"{init_keras}: --init needs the float network export writes beside "
                                   f"{Path(cfg.init).name} (NAME.keras)")
+        if cfg.channels is not None:  # before minutes of rendering: a network cannot grow channels
+            had = channels(tf.keras.models.load_model(init_keras, compile=False))
+            if cfg.channels[0] > had[0] or cfg.channels[1] > had[1]:
+                raise CubeDetectError(f"--channels {cfg.channels[0]},{cfg.channels[1]}: {cfg.init} has "
+                                      f"{had[0]},{had[1]}; a fine-tune can keep fewer, not add more")
     else:
         spec = ModelSpec(labels=labels, channels=3 if cfg.color else 1)
     if cfg.input_size is not None:  # from scratch, or a fine-tune at another size than its model's
@@ -317,9 +322,6 @@ def train(cfg: TrainConfig) -> dict:
                 log.info("fine-tuning %s", init_keras)
             if cfg.channels is not None and cfg.channels != channels(model):
                 had = channels(model)
-                if cfg.channels[0] > had[0] or cfg.channels[1] > had[1]:
-                    raise CubeDetectError(f"--channels {cfg.channels[0]},{cfg.channels[1]}: {init_keras.name} has "
-                                          f"{had[0]},{had[1]}; a fine-tune can keep fewer, not add more")
                 probe = np.stack([image for image, _ in train_samples[:PRUNE_IMAGES]]).astype(np.float32) / 255.0
                 model, kept_stem, kept_context = prune_channels(model, spec, probe.reshape(probe.shape[:3] + (-1,)),
                                                                 *cfg.channels)
