@@ -33,7 +33,7 @@ from cube_detect.labels import LABELS, LABELS_HELP, describe
 from cube_detect.metrics import summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.reader_train import TUNE_STEPS
-from cube_detect.samples import Sample, float_detections, ground_truth, load_data, reviewed_photos
+from cube_detect.samples import Sample, batch_of, float_detections, ground_truth, load_data, reviewed_photos
 from cube_detect.synth import FAMILIES, LABEL_VISIBLE, handwriting, parse_families
 
 log = logging.getLogger("cube_detect.train")
@@ -263,7 +263,7 @@ def train(cfg: TrainConfig) -> dict:
                               f"--minutes {math.ceil((reserve_s + MIN_TRAIN_S) / 30) / 2:g}"
                               + (" (or --reader-steps 0)" if "tuning" in reader_work else ""))
     labels = dict(LABELS if cfg.labels is None else cfg.labels)
-    init_keras = None
+    init_keras, init_model = None, None
     if cfg.init is not None:  # fine-tuning: the exported model's own spec and float network
         spec = ModelSpec.load(sidecar_path(cfg.init))
         spec.extra = {}
@@ -275,7 +275,8 @@ def train(cfg: TrainConfig) -> dict:
             raise CubeDetectError(f"{init_keras}: --init needs the float network export writes beside "
                                   f"{Path(cfg.init).name} (NAME.keras)")
         if cfg.channels is not None:  # before minutes of rendering: a network cannot grow channels
-            had = channels(tf.keras.models.load_model(init_keras, compile=False))
+            init_model = tf.keras.models.load_model(init_keras, compile=False)  # loaded once, used below
+            had = channels(init_model)
             if cfg.channels[0] > had[0] or cfg.channels[1] > had[1]:
                 raise CubeDetectError(f"--channels {cfg.channels[0]},{cfg.channels[1]}: {cfg.init} has "
                                       f"{had[0]},{had[1]}; a fine-tune can keep fewer, not add more")
@@ -312,7 +313,7 @@ def train(cfg: TrainConfig) -> dict:
                  "config": {
             k: str(v) if isinstance(v, (Path, tuple)) else v for k, v in vars(cfg).items() if k != "data"}}
         if init_keras is not None:
-            model = tf.keras.models.load_model(init_keras, compile=False)
+            model = init_model if init_model is not None else tf.keras.models.load_model(init_keras, compile=False)
             was = tuple(model.input_shape[1:3])
             if was != (spec.height, spec.width):  # same weights, a network built for the new input size
                 model = with_input_size(model, spec)
@@ -322,9 +323,8 @@ def train(cfg: TrainConfig) -> dict:
                 log.info("fine-tuning %s", init_keras)
             if cfg.channels is not None and cfg.channels != channels(model):
                 had = channels(model)
-                probe = np.stack([image for image, _ in train_samples[:PRUNE_IMAGES]]).astype(np.float32) / 255.0
-                model, kept_stem, kept_context = prune_channels(model, spec, probe.reshape(probe.shape[:3] + (-1,)),
-                                                                *cfg.channels)
+                probe = batch_of([image for image, _ in train_samples[:PRUNE_IMAGES]])
+                model, kept_stem, kept_context = prune_channels(model, spec, probe, *cfg.channels)
                 log.info("pruned to %d stem filters (of %d) and %d context channels (of %d): the ones that carry "
                          "%.0f %% and %.0f %% of their activity on %d training images; the fine-tune recovers the rest",
                          cfg.channels[0], had[0], cfg.channels[1], had[1], 100 * kept_stem, 100 * kept_context,
