@@ -348,10 +348,15 @@ def test_train_reader_adds_a_reader_and_a_fine_tune_tunes_it(trained, tmp_path, 
     reader_file.write_bytes(reader_file.read_bytes() + b"\0")
     with pytest.raises(Exception, match="describes another face reader"):
         load_detector(with_reader.with_suffix(".tflite"))
+    # The threshold a fine-tune picked with the reader being replaced (metrics.with_reader) goes with it.
+    planted = json.loads(with_reader.with_suffix(".json").read_text())
+    planted["metrics"]["with_reader"] = {"threshold": 0.5, "threshold_source": "the reader before"}
+    with_reader.with_suffix(".json").write_text(json.dumps(planted))
     in_place = ["--model", str(with_reader.with_suffix(".tflite")), "--out", str(with_reader)]
     assert main(args[:1] + in_place + args[5:]) == 0
     again = json.loads(with_reader.with_suffix(".json").read_text())
     assert again["reader"]["sha256"] == reader["sha256"] and again["metrics"] == sidecar["metrics"]
+    assert "with_reader" not in again["metrics"]
     assert again["reader"]["training"]["threshold_without_reader"] == sidecar["metrics"]["threshold"]
     assert load_detector(with_reader.with_suffix(".tflite")).reader is not None
 

@@ -409,6 +409,9 @@ def run(args: argparse.Namespace) -> int:
              "it %.2f)", threshold, curve[f"{threshold:.2f}"], args.threshold_scenes, alone)
 
     new = ModelSpec.from_dict(spec.to_dict(), sidecar_path(model))
+    # The threshold an export or a fine-tune picked with the reader this one replaces: no longer this
+    # model's (the new reader's curve is its ``training.exact_sequences_by_threshold``).
+    new.extra.get("metrics", {}).pop("with_reader", None)
     new.reader = dataclasses.replace(reader_spec, extra=(("training", {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": (f"train-reader --model {model} --scenes {args.scenes} --real-scenes {args.real_scenes} "
