@@ -136,6 +136,8 @@ def measure(model: Path, count: int, sheet: Optional[Path] = None, sheet_max: in
         image, boxes, names = render(i)
         detections = detector.detect(image, threshold=0.05)
         for b, hand in zip(boxes, names):
+            if b.difficult:  # its digit cannot be read: no hand's reading to count
+                continue
             scores = scores_on(b.bbox, detections)
             what = outcome(ids[b.label], scores, threshold)
             tally[hand][what] += 1

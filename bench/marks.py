@@ -90,8 +90,8 @@ def render(index: int, family: str, kinds: Sequence[str] = ()) -> Tuple[np.ndarr
 
 def _unlabelled_reads(truth, found, threshold: float) -> int:
     """Detections at ``threshold`` that lie on no labelled face (IoU < 0.5 with every one; a box
-    badly placed on a labelled face counts too). Synthetic scenes have no difficult faces."""
-    return sum(all(d.box.iou(box) < 0.5 for _, box in faces) for faces, dets in zip(truth, found)
+    badly placed on a labelled face counts too; one on a difficult face does not)."""
+    return sum(all(d.box.iou(face[1]) < 0.5 for face in faces) for faces, dets in zip(truth, found)
                for d in dets if d.score >= threshold)
 
 
@@ -99,7 +99,7 @@ def measure(model: Path, family: str, count: int) -> Dict[str, Any]:
     """The family's exact sequences as rendered, with every mark left out and with each kind left out."""
     from cube_detect.evaluate import ROBUSTNESS_SEED
     from cube_detect.inference import DecodeSettings, load_detector
-    from cube_detect.metrics import sequence_accuracy
+    from cube_detect.metrics import ground_truth_of, sequence_accuracy
 
     detector = load_detector(model, backend="cpu", decoding=DecodeSettings(max_cubes=10))  # as `robustness`
     ids = {name: i for i, name in detector.spec.labels.items()}
@@ -108,7 +108,7 @@ def measure(model: Path, family: str, count: int) -> Dict[str, Any]:
     marks: Counter = collections.Counter()
     for i in range(count):
         image, boxes, seen = render(i, family)
-        truth.append([(ids[b.label], b.bbox) for b in boxes])
+        truth.append(ground_truth_of(boxes, ids))
         found.append(detector.detect(image, threshold=0.05))
         kinds_of.append(set(seen) - {"blank"})
         marks.update(seen)

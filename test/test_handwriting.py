@@ -201,7 +201,7 @@ def test_real_share_makes_every_labelled_face_a_real_hand_with_the_same_layout()
 
 def test_the_shipped_model_with_its_reader_reads_the_held_out_hands(shipped_model):
     from cube_detect.inference import DecodeSettings, load_detector
-    from cube_detect.metrics import sequence_accuracy
+    from cube_detect.metrics import ground_truth_of, sequence_accuracy
 
     detector = load_detector(shipped_model, decoding=DecodeSettings(max_cubes=10))
     assert detector.reader is not None
@@ -209,6 +209,6 @@ def test_the_shipped_model_with_its_reader_reads_the_held_out_hands(shipped_mode
     truth, found = [], []
     for i in range(60):
         image, boxes = render_indexed(424_242, i, family=HELDOUT_FAMILY)
-        truth.append([(ids[b.label], b.bbox) for b in boxes])
+        truth.append(ground_truth_of(boxes, ids))
         found.append(detector.detect(image))
     assert sequence_accuracy(truth, found, detector.threshold) >= 0.85

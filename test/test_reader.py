@@ -13,7 +13,7 @@ import pytest
 
 from cube_detect.errors import ModelError
 from cube_detect.inference import DecodeSettings, load_detector, to_gray
-from cube_detect.metrics import sequence_accuracy
+from cube_detect.metrics import ground_truth_of, sequence_accuracy
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.reader import MIN_PROPOSAL, crop, proposal_threshold, reader_path, rescore
 from cube_detect.synth import render_indexed
@@ -141,6 +141,24 @@ def test_detect_is_the_detectors_proposals_at_the_squared_threshold_read_again(s
     assert checked > 40 and dropped > 0 and capped > 0, (checked, dropped, capped)
 
 
+def test_reader_crops_leave_a_difficult_face_out(shipped_model):
+    """A face whose digit is out of frame (VOC difficult) teaches the reader nothing: no jittered
+    crops of it, and a proposal on it is neither its digit nor "no face"."""
+    from cube_detect.reader_train import JITTERED, scene_crops
+
+    detector = load_detector(shipped_model, backend="cpu", reader=False)
+    order = {detector.spec.labels[c]: k + 1 for k, c in enumerate(detector.spec.class_ids)}
+    image, boxes = render_indexed(31, 16, family="cut")  # its rightmost face shows a sliver of its 1
+    faces = [(order[b.label], tuple(b.bbox), b.difficult) for b in boxes]
+    hard = sum(f[2] for f in faces)
+    assert hard == 1 and len(faces) == 3
+    _, counted = scene_crops(detector, image, [f[:2] for f in faces], np.random.default_rng(0))
+    _, left = scene_crops(detector, image, faces, np.random.default_rng(0))
+    digits = lambda classes: sum(1 for c in classes if c)  # noqa: E731
+    assert digits(counted) - digits(left) >= JITTERED * hard, (counted, left)
+    assert left.count(0) <= counted.count(0) and digits(left) >= JITTERED * (len(faces) - hard)
+
+
 def test_the_shipped_model_with_its_reader_reads_the_generators_scenes(shipped_model):
     detector = load_detector(shipped_model, decoding=DecodeSettings(max_cubes=10))
     ids = {v: k for k, v in detector.spec.labels.items()}
@@ -148,6 +166,6 @@ def test_the_shipped_model_with_its_reader_reads_the_generators_scenes(shipped_m
         truth, found = [], []
         for i in range(40):
             image, boxes = render_indexed(424_242, i, family=family)
-            truth.append([(ids[b.label], b.bbox) for b in boxes])
+            truth.append(ground_truth_of(boxes, ids))
             found.append(detector.detect(image))
         assert sequence_accuracy(truth, found, detector.threshold) >= floor, family

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from cube_detect.boxes import BBox
 from cube_detect.cli import main
-from cube_detect.evaluate import robustness, zoomed_out
-from cube_detect.inference import DecodeSettings, load_detector
+from cube_detect.evaluate import robustness, true_face_scores, zoomed_out
+from cube_detect.inference import DecodeSettings, Detection, load_detector
 
 
 def test_zoomed_out_centres_the_scene_on_its_median_colour_and_shifts_the_boxes():
@@ -20,10 +21,18 @@ def test_zoomed_out_centres_the_scene_on_its_median_colour_and_shifts_the_boxes(
     assert tuple(big[0, 0]) == (10, 20, 30) and tuple(big[-1, -1]) == (10, 20, 30)
     assert faces == [(1, (40, 25, 60, 35))]
     np.testing.assert_array_equal(big[25:35, 40:60], 255)  # the box still frames the same pixels
+    assert zoomed_out(image, [(2, (10, 5, 30, 15), True)], 2.0)[1] == [(2, (40, 25, 60, 35), True)]  # difficult
     gray, _ = zoomed_out(image[:, :, 0], [], 1.5)
     assert gray.shape == (60, 90)
     with pytest.raises(ValueError, match="at least 1"):
         zoomed_out(image, [], 0.5)
+
+
+def test_true_face_scores_count_every_face_but_a_difficult_one():
+    faces = [(1, (0, 0, 10, 10)), (2, (20, 0, 30, 10)), (1, (40, 0, 50, 10), True), (2, (60, 0, 70, 10), False)]
+    found = [Detection("one", 1, 0.9, BBox(0, 0, 10, 10)), Detection("one", 1, 0.8, BBox(20, 0, 30, 10)),  # a 2 as a 1
+             Detection("two", 2, 0.7, BBox(60, 0, 70, 10)), Detection("one", 1, 0.6, BBox(40, 0, 50, 10))]
+    assert true_face_scores([faces], [found]) == [0.9, 0.0, 0.7]  # the difficult face: no score at all
 
 
 def test_the_shipped_model_reads_scenes_zoomed_out_where_their_faces_moved(shipped_model):

@@ -129,6 +129,29 @@ def test_cut_box_is_the_visible_part():
     assert geometry._face_box(quad - [200, 0], 640, 480) is None
 
 
+def test_ink_visible_is_the_share_of_the_digits_ink_in_frame():
+    ink = np.zeros((100, 100), np.float32)
+    ink[:, 20:40] = 10.0  # the left part of the digit, light
+    ink[:, 60:80] = 30.0  # the right part, three times as dark
+    face = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]])
+    assert geometry._ink_visible(ink, face + [100, 100], 100, 640, 480) == 1.0
+    assert geometry._ink_visible(ink, face - [50, 0], 100, 640, 480) == pytest.approx(0.75)  # left half cut
+    assert geometry._ink_visible(ink, face + [590, 0], 100, 640, 480) == pytest.approx(0.25)  # right half cut
+    assert geometry._ink_visible(ink, face - [200, 0], 100, 640, 480) == 0.0
+    assert geometry._ink_visible(None, face - [50, 0], 100, 640, 480) == 1.0  # a blank face
+    assert geometry._ink_visible(np.zeros_like(ink), face - [50, 0], 100, 640, 480) == 1.0
+
+
+def test_a_face_whose_digit_is_mostly_out_of_frame_is_difficult(scenes):
+    """The cut-face rule's INK_VISIBLE: such a face keeps its box, marked VOC difficult (its digit
+    cannot be read: evaluation counts it neither way, training ignores it); a face in frame never is."""
+    hard = [(im, b) for im, boxes in scenes["cut"] for b in boxes if b.difficult]
+    assert len(hard) >= 2  # seed 31: scenes 16 and 32 of 40
+    assert all(_touches(b, im.shape[1], im.shape[0]) for im, b in hard)
+    assert not any(b.difficult for f in synth.FAMILIES for im, boxes in scenes[f] for b in boxes
+                   if not _touches(b, im.shape[1], im.shape[0]))
+
+
 def test_cut_scenes_have_faces_on_the_border(scenes):
     touching = [any(_touches(b, im.shape[1], im.shape[0]) for b in boxes) for im, boxes in scenes["cut"]]
     assert np.mean(touching) >= 0.9

@@ -24,7 +24,7 @@ from cube_detect.errors import CubeDetectError
 from cube_detect.files import atomic_write_text
 from cube_detect.images import median_colour, read_image
 from cube_detect.inference import DEFAULT_MODEL, DecodeSettings, Detection, Detector, load_detector
-from cube_detect.metrics import detection_f1, pr_curves, summarize
+from cube_detect.metrics import detection_f1, ground_truth_of, is_difficult, pr_curves, summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.synth import EVALUATION_FAMILIES, HELDOUT_FAMILY, handwriting, parse_families, render_indexed
 from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold, criterion_for
@@ -96,7 +96,7 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
         # A low threshold for the PR curve; the sequence and confusions use ``threshold``.
         detections = detector.detect(image, threshold=0.05)
         timings.append(detector.last_timing_ms["total"])
-        truth.append([(ids[b.label], b.bbox, b.difficult) for b in sample.annotation.boxes])
+        truth.append(ground_truth_of(sample.annotation.boxes, ids))
         found.append(detections)
         reviewed.append(sample.annotation.verified)
         if plots and k < max_annotated:
@@ -136,7 +136,7 @@ def zoomed_out(image: np.ndarray, boxes: Sequence[tuple], factor: float) -> Tupl
     """The scene as a camera ``factor`` times farther away would frame it, as issue #19 measured it
     on real photos: the image centred on a canvas ``factor`` times its size, filled with its median
     colour, so every face is 1/``factor`` as large in the network's input. ``boxes``: (class id,
-    (x1, y1, x2, y2)), returned shifted with the image."""
+    (x1, y1, x2, y2), ...), returned shifted with the image (what follows the box kept)."""
     if factor < 1.0:
         raise ValueError(f"zoom-out factor must be at least 1, got {factor}")
     h, w = image.shape[:2]
@@ -145,7 +145,7 @@ def zoomed_out(image: np.ndarray, boxes: Sequence[tuple], factor: float) -> Tupl
     canvas = np.empty((big_h, big_w) + image.shape[2:], image.dtype)
     canvas[:] = np.rint(median_colour(image)).astype(image.dtype).reshape(image.shape[2:])
     canvas[y0:y0 + h, x0:x0 + w] = image
-    return canvas, [(c, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)) for c, b in boxes]
+    return canvas, [(c, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), *rest) for c, b, *rest in boxes]
 
 
 def robustness(detector: Detector, count: int = 100, families: Sequence[str] = EVALUATION_FAMILIES,
@@ -166,14 +166,15 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
         truth, found, shown = [], [], []
         for i in tqdm(range(count), desc=family, unit="img", leave=False):
             image, boxes = render_indexed(seed, i, family=family)
-            faces = [(ids[b.label], b.bbox) for b in boxes]
+            faces = ground_truth_of(boxes, ids)
             if zoom_out != 1.0:
                 image, faces = zoomed_out(image, faces, zoom_out)
             truth.append(faces)
             found.append(detector.detect(image, threshold=0.05))
             if sheet is not None and i < per_row:
                 kept = [d for d in found[-1] if d.score >= detector.threshold]
-                shown.append(cv2.resize(draw_detections(image, kept, [(detector.spec.labels[c], b) for c, b in faces]),
+                truth_drawn = [(detector.spec.labels[c], b) for c, b, *_ in faces]
+                shown.append(cv2.resize(draw_detections(image, kept, truth_drawn),
                                         (320, 240), interpolation=cv2.INTER_AREA))
         if shown:
             rows.append(_labelled_row(family, shown, per_row))
@@ -192,10 +193,11 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
 
 def true_face_scores(truth: Sequence[Sequence[tuple]], found: Sequence[Sequence[Detection]]) -> List[float]:
     """Per true face, the best score of a detection of its class at IoU >= 0.5 (0 when none):
-    how sure the model is of the faces it should find, whatever the threshold."""
+    how sure the model is of the faces it should find, whatever the threshold. A ``difficult``
+    face (:func:`~cube_detect.metrics.is_difficult`) is not one of them."""
     scores = []
     for faces, detections in zip(truth, found):
-        for class_id, box in faces:
+        for class_id, box in (face[:2] for face in faces if not is_difficult(face)):
             scores.append(max((d.score for d in detections if d.class_id == class_id and d.box.iou(box) >= 0.5),
                               default=0.0))
     return scores

@@ -28,6 +28,12 @@ def is_difficult(face: Tuple[Any, ...]) -> bool:
     return len(face) > 2 and bool(face[2])
 
 
+def ground_truth_of(boxes: Sequence[Any], ids: Mapping[str, Any]) -> List[Tuple[Any, ...]]:
+    """One image's ground truth from its VOC boxes (``voc.LabeledBox``: ``label``, ``bbox``,
+    ``difficult``): ``(class id, box, difficult)`` per box, ``ids`` mapping label names to ids."""
+    return [(ids[b.label], b.bbox, b.difficult) for b in boxes]
+
+
 def _without_difficult(gts: GroundTruth, dets: Detections, iou: float = 0.5) -> Tuple[list, list]:
     """The faces that count, and the detections not lying on a difficult face (IoU >= ``iou``
     with one, and not closer to a face that counts): VOC's rule for the figures COCO does not give."""

@@ -44,6 +44,7 @@ from cube_detect.errors import CubeDetectError
 from cube_detect.files import atomic_write_bytes, atomic_write_text, check_target
 from cube_detect.inference import DEFAULT_MODEL, Detector, load_detector, to_gray
 from cube_detect.labels import LABELS, describe
+from cube_detect.metrics import ground_truth_of, is_difficult
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.reader import CONTEXT, NONE, RULE, SIDE, Reader, ReaderSpec, crop, edgetpu_twin, reader_path
 
@@ -64,15 +65,18 @@ DEFAULT_SEED = 5150
 _WORKER: Dict[str, Detector] = {}
 
 
-def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple[int, tuple]],
+def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple],
                 rng: np.random.Generator, jittered: int = JITTERED) -> Tuple[List[np.ndarray], List[int]]:
-    """The labelled crops of one scene (``faces``: reader class index >= 1, box), as the module
-    says, with ``jittered`` jittered crops of every labelled face."""
+    """The labelled crops of one scene (``faces``: reader class index >= 1, box[, difficult]), as
+    the module says, with ``jittered`` jittered crops of every labelled face. A ``difficult`` face
+    (its digit cannot be read) gives no crop: neither its own nor a proposal's that lies on it."""
     gray = to_gray(image)
     crops, classes = [], []
     for proposal in detector.detect(image, threshold=CROP_PROPOSAL):
-        overlaps = [proposal.box.iou(box) for _, box in faces]
+        overlaps = [proposal.box.iou(face[1]) for face in faces]
         best = int(np.argmax(overlaps)) if overlaps else -1
+        if overlaps and overlaps[best] >= NONE_IOU and is_difficult(faces[best]):
+            continue
         if overlaps and overlaps[best] >= MATCH_IOU:
             label = faces[best][0]
         elif not overlaps or overlaps[best] < NONE_IOU:
@@ -81,7 +85,7 @@ def scene_crops(detector: Detector, image: np.ndarray, faces: Sequence[Tuple[int
             continue
         crops.append(crop(gray, tuple(proposal.box)))
         classes.append(label)
-    for label, (x1, y1, x2, y2) in faces:
+    for label, (x1, y1, x2, y2) in (face[:2] for face in faces if not is_difficult(face)):
         w, h = x2 - x1, y2 - y1
         for _ in range(jittered):
             dx, dy = rng.normal(0, 0.06, 2) * (w, h)
@@ -105,7 +109,7 @@ def _crops_job(job) -> Tuple[np.ndarray, np.ndarray]:
     with handwriting.real_share(share):
         for i in range(lo, hi):
             image, boxes = render_indexed(seed, i, digits="mixed")
-            faces = [(order[b.label], tuple(b.bbox)) for b in boxes]
+            faces = [(order[b.label], tuple(b.bbox), b.difficult) for b in boxes]
             c, y = scene_crops(detector, image, faces, np.random.default_rng([seed, i, 48]))
             crops += c
             classes += y
@@ -283,7 +287,7 @@ def pick_threshold_with(detector: Detector, seed: int, scenes: int) -> Tuple[flo
     truth, found = [], []
     for i in tqdm(range(scenes), desc="threshold", unit="scene", leave=False):
         image, boxes = render_indexed(seed, i, digits="mixed")
-        truth.append([(ids[b.label], b.bbox) for b in boxes])
+        truth.append(ground_truth_of(boxes, ids))
         found.append(detector.detect(image, threshold=min(THRESHOLD_CANDIDATES)))
     return choose_threshold(truth, found)
 
@@ -565,7 +569,8 @@ def tune_reader(detector: Detector, float_path: Path, data: Sequence[Path], tuni
     crops: List[np.ndarray] = []
     classes: List[int] = []
     for image, faces in photos:
-        c, y = scene_crops(detector, image, [(order[k], tuple(box)) for k, box, _ in faces], rng, TUNE_JITTERED)
+        c, y = scene_crops(detector, image, [(order[k], tuple(box), hard) for k, box, hard in faces], rng,
+                           TUNE_JITTERED)
         crops += c
         classes += y
     if not any(classes):
@@ -577,7 +582,7 @@ def tune_reader(detector: Detector, float_path: Path, data: Sequence[Path], tuni
     for i in tqdm(range(REPLAY_SCENES), desc="reader replay", unit="scene", leave=False):
         with handwriting.real_share(1.0 if i % 2 else 0.5):
             image, boxes = render_indexed(DEFAULT_SEED + REPLAY_SEED_OFFSET, i, digits=tuning.digits)
-        c, y = scene_crops(detector, image, [(order[ids[b.label]], tuple(b.bbox)) for b in boxes],
+        c, y = scene_crops(detector, image, [(order[ids[b.label]], tuple(b.bbox), b.difficult) for b in boxes],
                            np.random.default_rng([tuning.seed, i, 50]))
         replay += c
         replay_classes += y

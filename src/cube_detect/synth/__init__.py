@@ -19,7 +19,9 @@ Families (:data:`FAMILIES`; training draws them from :data:`MIXTURE`):
 The cut-face rule (every family but topdown, which keeps ``MIN_VISIBLE``): a face at least
 ``LABEL_VISIBLE`` (35 %) in frame is labelled with the box of its visible part (what a labelImg
 user draws); a face between ``SLIVER_VISIBLE`` (12 %) and 35 % in frame is never produced;
-a sliver under 12 % stays, blank and unlabelled.
+a sliver under 12 % stays, blank and unlabelled. A labelled face with less than ``INK_VISIBLE``
+(30 %) of its digit's ink in frame is VOC ``difficult``: nobody can read its digit, so evaluation
+counts it neither as a hit nor as a miss and training ignores its region (the image is the same).
 
 Image ``i`` of seed ``s`` depends only on ``(s, i)``: ``np.random.default_rng([s, i])``, whose
 first draw picks the family (:func:`pick_family`); with a family given, on ``(s, i, family)``:
@@ -51,12 +53,12 @@ from cube_detect.synth.families import (
     render_indexed,
     render_scene,
 )
-from cube_detect.synth.geometry import LABEL_VISIBLE, MIN_VISIBLE, SLIVER_VISIBLE
+from cube_detect.synth.geometry import INK_VISIBLE, LABEL_VISIBLE, MIN_VISIBLE, SLIVER_VISIBLE
 from cube_detect.synth.handwriting import DIGIT_SOURCES
 from cube_detect.synth.writer import add_arguments, init_worker, run, write_dataset
 
 __all__ = [
-    "DIGIT_SOURCES", "EVALUATION_FAMILIES", "FAMILIES", "HELDOUT_FAMILY", "LABEL_VISIBLE", "MIN_VISIBLE", "MIXTURE",
-    "SIZES", "SLIVER_VISIBLE", "add_arguments", "init_worker", "parse_families", "pick_family", "render_indexed",
-    "render_scene", "run", "write_dataset",
+    "DIGIT_SOURCES", "EVALUATION_FAMILIES", "FAMILIES", "HELDOUT_FAMILY", "INK_VISIBLE", "LABEL_VISIBLE",
+    "MIN_VISIBLE", "MIXTURE", "SIZES", "SLIVER_VISIBLE", "add_arguments", "init_worker", "parse_families",
+    "pick_family", "render_indexed", "render_scene", "run", "write_dataset",
 ]

@@ -38,7 +38,7 @@ from cube_detect.synth.backgrounds import (
     _light_map,
     _room,
 )
-from cube_detect.synth.geometry import _Cube, _face_box, _front_layout, _layout, _render_cube
+from cube_detect.synth.geometry import INK_VISIBLE, _Cube, _face_box, _front_layout, _layout, _render_cube
 from cube_detect.synth.handwriting import digit_source
 from cube_detect.synth.noise import _LOW, _buffer
 from cube_detect.synth.realism import camera_realism
@@ -251,8 +251,8 @@ def render_scene(rng: np.random.Generator, size: Optional[Tuple[int, int]] = Non
         if cube.label is None:
             continue
         box = _face_box(cube.front, width, height)
-        if box is not None:
-            boxes.append(LabeledBox(cube.label, *box))
+        if box is not None:  # difficult: too little of its digit in frame to read (INK_VISIBLE)
+            boxes.append(LabeledBox(cube.label, *box, difficult=cube.ink_visible < INK_VISIBLE))
     boxes.sort(key=lambda b: (b.xmin, b.ymin))
     return bgr, boxes
 

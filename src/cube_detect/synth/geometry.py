@@ -22,6 +22,10 @@ LABEL_VISIBLE = 0.35
 #: ... faces between SLIVER_VISIBLE and LABEL_VISIBLE in frame are never produced, and slivers
 #: under SLIVER_VISIBLE stay, unlabelled and blank.
 SLIVER_VISIBLE = 0.12
+#: A labelled face with less of its digit's ink than this in frame is VOC ``difficult``: its
+#: digit cannot be read (a person with labelImg would not say which), so evaluation counts it
+#: neither as a hit nor as a miss and training ignores its region (see render_scene).
+INK_VISIBLE = 0.3
 
 
 def _rotation(roll: float, pitch: float, yaw: float) -> np.ndarray:
@@ -50,6 +54,7 @@ class _Cube:
         self.index = 0
         self.depth = 0.0  # table-level rows: how far behind the others (smaller, higher)
         self.blank = False  # a sliver at the border: drawn without any mark
+        self.ink_visible = 1.0  # the share of its digit's ink inside the frame, set when drawn
         self._project()
 
     def _project(self) -> None:
@@ -342,6 +347,24 @@ def _face_box(quad: np.ndarray, width: int, height: int) -> Optional[Tuple[int, 
     return xmin, ymin, xmax, ymax
 
 
+def _ink_visible(ink: Optional[np.ndarray], quad: np.ndarray, tsize: int, width: int, height: int) -> float:
+    """The share of a face texture's digit ink (``ink``: per texel, how much darker the digit
+    made it; None or no ink: 1.0) that lands inside a ``width`` x ``height`` frame when the
+    texture is drawn onto ``quad``: the cut-face rule's INK_VISIBLE reads it."""
+    if ink is None:
+        return 1.0
+    ys, xs = np.nonzero(ink)
+    total = float(ink[ys, xs].sum())
+    if total <= 0.0:
+        return 1.0
+    src = np.array([[0, 0], [tsize, 0], [tsize, tsize], [0, tsize]], np.float32)
+    hom = cv2.getPerspectiveTransform(src, quad.astype(np.float32))
+    texels = np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float32)[None]
+    at = cv2.perspectiveTransform(texels, hom)[0]
+    inside = (at[:, 0] >= 0) & (at[:, 0] < width) & (at[:, 1] >= 0) & (at[:, 1] < height)
+    return float(ink[ys[inside], xs[inside]].sum()) / total
+
+
 def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_dir: np.ndarray,
                  paper_range: Optional[Tuple[float, float]] = None) -> None:
     h, w = lum.shape
@@ -363,9 +386,10 @@ def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_d
         "edge_dark": rng.uniform(0.25, 0.8),
         "ink": rng.uniform(0.03, 0.16) if rng.random() < 0.9 else rng.uniform(0.16, 0.3),
     }
-    tex = (_face_texture(rng, cube.label, tsize, 1.0, style) if not cube.blank
-           else np.full((tsize, tsize), 255, np.uint8))
+    tex, ink = (_face_texture(rng, cube.label, tsize, 1.0, style) if not cube.blank
+                else (np.full((tsize, tsize), 255, np.uint8), None))
     quad = cube.front
+    cube.ink_visible = _ink_visible(ink, quad, tsize, w, h)
     x0, y0 = max(int(np.floor(quad[:, 0].min())) - 1, 0), max(int(np.floor(quad[:, 1].min())) - 1, 0)
     x1, y1 = min(int(np.ceil(quad[:, 0].max())) + 2, w), min(int(np.ceil(quad[:, 1].max())) + 2, h)
     if x1 <= x0 or y1 <= y0:

@@ -4,7 +4,7 @@ fonts, non-digit marks for unlabelled faces, and the face's card texture (edges,
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -201,8 +201,10 @@ def _draw_text(canvas: np.ndarray, rng: np.random.Generator, text: str, size: in
     cv2.putText(canvas, text, org, font, scale, ink, t, cv2.LINE_AA)
 
 
-def _face_texture(rng: np.random.Generator, label: Optional[str], size: int, paper: float, style: dict) -> np.ndarray:
-    """Front face albedo (uint8, size x size): card, notches/outlines, the digit."""
+def _face_texture(rng: np.random.Generator, label: Optional[str], size: int, paper: float,
+                  style: dict) -> Tuple[np.ndarray, np.ndarray]:
+    """Front face albedo (uint8, size x size): card, notches/outlines, the digit; and the digit's
+    ink (float32, size x size: how much darker the digit made each texel), for the cut-face rule."""
     p = int(round(paper * 255))
     tex = np.full((size, size), p, np.uint8)
     edge = style["edge"]
@@ -242,5 +244,6 @@ def _face_texture(rng: np.random.Generator, label: Optional[str], size: int, pap
             cv2.circle(tex, (int(x), int(y)), max(1, int(size * rng.uniform(0.01, 0.03))),
                        int(p * rng.uniform(0.3, 0.8)), -1, cv2.LINE_AA)
     ink = int(round(255 * style["ink"]))
+    card = tex.astype(np.float32)
     _draw_digit(tex, rng, label, size, ink)
-    return tex
+    return tex, np.maximum(card - tex, 0.0)
