@@ -35,6 +35,17 @@ def test_true_face_scores_count_every_face_but_a_difficult_one():
     assert true_face_scores([faces], [found]) == [0.9, 0.0, 0.7]  # the difficult face: no score at all
 
 
+def test_robustness_counts_a_face_whose_digit_is_out_of_frame_as_neither(shipped_model):
+    from cube_detect.evaluate import ROBUSTNESS_SEED
+    from cube_detect.synth import render_indexed
+
+    detector = load_detector(shipped_model, backend="cpu", decoding=DecodeSettings(max_cubes=10))
+    row = robustness(detector, 50, ["handwriting"])["handwriting"]
+    boxes = [b for i in range(50) for b in render_indexed(ROBUSTNESS_SEED, i, family="handwriting")[1]]
+    assert row["difficult"] == sum(b.difficult for b in boxes) >= 2  # scenes 34 and 49
+    assert row["faces"] + row["difficult"] == len(boxes)
+
+
 def test_the_shipped_model_reads_scenes_zoomed_out_where_their_faces_moved(shipped_model):
     detector = load_detector(shipped_model, backend="cpu", decoding=DecodeSettings(max_cubes=10))
     shapes = []

@@ -140,6 +140,10 @@ def test_ink_visible_is_the_share_of_the_digits_ink_in_frame():
     assert geometry._ink_visible(ink, face - [200, 0], 100, 640, 480) == 0.0
     assert geometry._ink_visible(None, face - [50, 0], 100, 640, 480) == 1.0  # a blank face
     assert geometry._ink_visible(np.zeros_like(ink), face - [50, 0], 100, 640, 480) == 1.0
+    edge = np.zeros((100, 100), np.float32)
+    edge[:, 49:51] = 1.0  # two columns either side of the frame's edge: texel 49 (centre 49.5) out, 50 in
+    assert geometry._ink_visible(edge, face - [50, 0], 100, 640, 480) == pytest.approx(0.5)
+    assert geometry._ink_visible(edge, face - [49.4, 0], 100, 640, 480) == pytest.approx(1.0)
 
 
 def test_a_face_whose_digit_is_mostly_out_of_frame_is_difficult(scenes):

@@ -180,7 +180,8 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
             rows.append(_labelled_row(family, shown, per_row))
         result = summarize(truth, found, detector.spec.labels, threshold=detector.threshold)
         scores = true_face_scores(truth, found)
-        table[family] = {"images": result["images"], "faces": result["faces"], "mAP50": round(result["mAP50"], 4),
+        table[family] = {"images": result["images"], "faces": result["faces"], "difficult": result["difficult"],
+                         "mAP50": round(result["mAP50"], 4),
                          "exact_sequences": round(result["sequence_accuracy"], 4),
                          "true_score_p10": round(float(np.percentile(scores, 10)), 3) if scores else None,
                          "true_score_median": round(float(np.median(scores)), 3) if scores else None,

@@ -2,7 +2,9 @@
 
 A scene source yields ``Scene(image_bgr, labels)`` where ``labels`` are the class names of the
 faces sorted along the arm's axis, i.e. what a perfect detector must report. Scenes come from
-a labelImg folder (images + VOC xml) or from the synthetic generator.
+a labelImg folder (images + VOC xml) or from the synthetic generator. Every labelled face is in
+``labels``, a ``difficult`` one too (a synthetic face with most of its digit out of frame): the
+protocol's checks compare whole lists, so such a scene expects its face to be read.
 """
 
 from __future__ import annotations
