@@ -25,3 +25,14 @@ def test_gray_images_and_truth_boxes_are_drawn_in_colour():
     out = draw_detections(gray, [], truth=[("one", (10, 10, 50, 50))])
     assert out.shape == (120, 160, 3)
     assert tuple(out[30, 10]) == TRUTH_COLOUR
+
+
+def test_a_difficult_truth_box_is_dashed():
+    gray = np.zeros((120, 160), np.uint8)
+    solid = draw_detections(gray, [], truth=[("one", (10, 10, 109, 60))])
+    dashed = draw_detections(gray, [], truth=[("one", (10, 10, 109, 60), True)])
+    edge_solid, edge_dashed = (np.all(img[10, 10:110] == TRUTH_COLOUR, axis=-1) for img in (solid, dashed))
+    assert edge_solid.all()
+    assert 0.4 <= edge_dashed.mean() <= 0.6  # dashes and gaps of 6 px along the top edge
+    assert tuple(dashed[10, 10]) == TRUTH_COLOUR and not dashed[10, 16:22].any()  # a dash, then a gap
+    assert (draw_detections(gray, [], truth=[("one", (10, 10, 109, 60), False)]) == solid).all()

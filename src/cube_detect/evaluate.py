@@ -101,7 +101,7 @@ def evaluate(model: Path, data: Path, threshold: Optional[float] = None, plots: 
         reviewed.append(sample.annotation.verified)
         if plots and k < max_annotated:
             shown = [d for d in detections if d.score >= threshold]
-            gt = [(b.label, b.bbox) for b in sample.annotation.boxes]
+            gt = [(b.label, b.bbox, b.difficult) for b in sample.annotation.boxes]
             cv2.imwrite(str(Path(plots) / "annotated" / (sample.image_path.stem + ".png")),
                         draw_detections(image, shown, gt))
     result = summarize(truth, found, labels, threshold=threshold)
@@ -173,7 +173,7 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
             found.append(detector.detect(image, threshold=0.05))
             if sheet is not None and i < per_row:
                 kept = [d for d in found[-1] if d.score >= detector.threshold]
-                truth_drawn = [(detector.spec.labels[c], b) for c, b, *_ in faces]
+                truth_drawn = [(detector.spec.labels[c], b, *rest) for c, b, *rest in faces]
                 shown.append(cv2.resize(draw_detections(image, kept, truth_drawn),
                                         (320, 240), interpolation=cv2.INTER_AREA))
         if shown:

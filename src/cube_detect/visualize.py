@@ -18,20 +18,36 @@ PALETTE = ((255, 80, 80), (200, 0, 200), (0, 220, 220), (80, 80, 255), (160, 160
 TRUTH_COLOUR = (255, 255, 0)
 
 
+def _dashed_rectangle(out: np.ndarray, corner: tuple, opposite: tuple, colour: tuple, dash: int = 6) -> None:
+    """A one-pixel rectangle of ``dash``-pixel dashes and gaps (OpenCV draws solid lines only)."""
+    (x1, y1), (x2, y2) = corner, opposite
+    for a, b in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(b[0] - a[0]), abs(b[1] - a[1]))
+        for start in range(0, length + 1, 2 * dash):
+            end = min(start + dash - 1, length)
+            p = (a[0] + (b[0] - a[0]) * start // max(length, 1), a[1] + (b[1] - a[1]) * start // max(length, 1))
+            q = (a[0] + (b[0] - a[0]) * end // max(length, 1), a[1] + (b[1] - a[1]) * end // max(length, 1))
+            cv2.line(out, p, q, colour, 1)
+
+
 def draw_detections(image: np.ndarray, detections: Sequence, truth: Optional[Sequence] = None) -> np.ndarray:
     """A copy of ``image`` (gray or BGR) with each detection's box and "N: label score".
 
     ``detections`` are objects with ``label``, ``class_id``, ``score`` and ``box`` (xmin, ymin,
     xmax, ymax in pixels), in the order the arm takes them (N). ``truth``: optional
-    (label, box) pairs drawn thin in cyan underneath, for evaluation pictures.
+    (label, box[, difficult]) drawn thin in cyan underneath, for evaluation pictures; a
+    ``difficult`` face (counted neither way) dashed, as the review page draws it.
     """
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[:, :, :3].copy()
     height, width = out.shape[:2]
     thickness = max(2, round(min(width, height) / 240))
     font_scale = max(0.5, min(width, height) / 800)
-    for _, box in truth or []:
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), TRUTH_COLOUR, 1)
+    for face in truth or []:
+        x1, y1, x2, y2 = (int(round(float(v))) for v in face[1])
+        if len(face) > 2 and face[2]:
+            _dashed_rectangle(out, (x1, y1), (x2, y2), TRUTH_COLOUR)
+        else:
+            cv2.rectangle(out, (x1, y1), (x2, y2), TRUTH_COLOUR, 1)
     for order, det in enumerate(detections, start=1):
         cid = int(det.class_id)
         colour = CLASS_COLOURS.get(cid, PALETTE[cid % len(PALETTE)])
