@@ -11,6 +11,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from cube_detect.metrics import is_difficult
+
 #: Box colour (BGR) per class id; other ids get white.
 CLASS_COLOURS = {1: (0, 200, 0), 2: (0, 140, 255)}
 #: Colours of further classes (any label map): BGR, distinct from each other and from the truth's cyan.
@@ -22,11 +24,10 @@ def _dashed_rectangle(out: np.ndarray, corner: tuple, opposite: tuple, colour: t
     """A one-pixel rectangle of ``dash``-pixel dashes and gaps (OpenCV draws solid lines only)."""
     (x1, y1), (x2, y2) = corner, opposite
     for a, b in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
-        length = max(abs(b[0] - a[0]), abs(b[1] - a[1]))
+        length = max(abs(b[0] - a[0]), abs(b[1] - a[1]), 1)
         for start in range(0, length + 1, 2 * dash):
-            end = min(start + dash - 1, length)
-            p = (a[0] + (b[0] - a[0]) * start // max(length, 1), a[1] + (b[1] - a[1]) * start // max(length, 1))
-            q = (a[0] + (b[0] - a[0]) * end // max(length, 1), a[1] + (b[1] - a[1]) * end // max(length, 1))
+            p, q = ((a[0] + (b[0] - a[0]) * t // length, a[1] + (b[1] - a[1]) * t // length)
+                    for t in (start, min(start + dash - 1, length)))
             cv2.line(out, p, q, colour, 1)
 
 
@@ -44,7 +45,7 @@ def draw_detections(image: np.ndarray, detections: Sequence, truth: Optional[Seq
     font_scale = max(0.5, min(width, height) / 800)
     for face in truth or []:
         x1, y1, x2, y2 = (int(round(float(v))) for v in face[1])
-        if len(face) > 2 and face[2]:
+        if is_difficult(face):
             _dashed_rectangle(out, (x1, y1), (x2, y2), TRUTH_COLOUR)
         else:
             cv2.rectangle(out, (x1, y1), (x2, y2), TRUTH_COLOUR, 1)

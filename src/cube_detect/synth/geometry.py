@@ -350,8 +350,9 @@ def _face_box(quad: np.ndarray, width: int, height: int) -> Optional[Tuple[int, 
 def _ink_visible(ink: Optional[np.ndarray], quad: np.ndarray, tsize: int, width: int, height: int) -> float:
     """The share of a face texture's digit ink (``ink``: per texel, how much darker the digit
     made it; None or no ink: 1.0) that lands inside a ``width`` x ``height`` frame when the
-    texture is drawn onto ``quad``: the cut-face rule's INK_VISIBLE reads it."""
-    if ink is None:
+    texture is drawn onto ``quad``: the cut-face rule's INK_VISIBLE reads it. A face wholly in
+    frame (most of them) is 1.0 without projecting anything."""
+    if ink is None or (quad.min() >= 0 and quad[:, 0].max() < width and quad[:, 1].max() < height):
         return 1.0
     ys, xs = np.nonzero(ink)
     total = float(ink[ys, xs].sum())
@@ -389,7 +390,7 @@ def _render_cube(lum: np.ndarray, rng: np.random.Generator, cube: _Cube, light_d
     tex, ink = (_face_texture(rng, cube.label, tsize, 1.0, style) if not cube.blank
                 else (np.full((tsize, tsize), 255, np.uint8), None))
     quad = cube.front
-    cube.ink_visible = _ink_visible(ink, quad, tsize, w, h)
+    cube.ink_visible = _ink_visible(ink if cube.label is not None else None, quad, tsize, w, h)  # read for labels
     x0, y0 = max(int(np.floor(quad[:, 0].min())) - 1, 0), max(int(np.floor(quad[:, 1].min())) - 1, 0)
     x1, y1 = min(int(np.ceil(quad[:, 0].max())) + 2, w), min(int(np.ceil(quad[:, 1].max())) + 2, h)
     if x1 <= x0 or y1 <= y0:
