@@ -317,6 +317,16 @@ def test_summary_counts_images_per_split_and_faces_per_class(tmp_path):
                                     "pre-annotated 0 faces (one 0, two 0) in 0 XML files")
 
 
+def test_summary_line_counts_difficult_faces(tmp_path):
+    """Faces marked difficult (synth: most of the digit out of frame) stay in their class and
+    are counted once more, so the line says how many of the faces evaluation and training skip."""
+    writer = DatasetWriter(tmp_path / "ds", test_share=0.0)
+    writer.save(frame(), [LabeledBox("one", 1, 1, 9, 9), LabeledBox("two", 20, 1, 29, 9, difficult=True)])
+    writer.save(frame(value=1), [LabeledBox("two", 1, 1, 9, 9, difficult=True)])
+    assert writer.summary.line("labelled") == ("saved 2 images (train 2, test 0); labelled 3 faces "
+                                               "(one 1, two 2; 2 of them difficult) in 2 XML files")
+
+
 def test_saved_files_respect_the_umask(tmp_path):
     old = os.umask(0o022)
     try:

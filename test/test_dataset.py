@@ -219,7 +219,7 @@ def test_image_size_from_headers(tmp_path):
 
 def build_dataset(root: Path) -> None:
     make_sample(root / "train", "i1", [LabeledBox("one", 1, 1, 20, 20), LabeledBox("two", 21, 1, 40, 20)])
-    make_sample(root / "train", "i2", [LabeledBox("two", 1, 1, 20, 20)], suffix=".jpeg")
+    make_sample(root / "train", "i2", [LabeledBox("two", 1, 1, 20, 20, difficult=True)], suffix=".jpeg")
     make_sample(root / "train", "i3", [])
     make_sample(root / "test", "t1", [LabeledBox("one", 5, 5, 25, 25)])
 
@@ -237,10 +237,11 @@ def test_stats_command(tmp_path, capsys):
     assert cli.main(["stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
-    assert rows["split"] == ["images", "faces", "one", "two"]
-    assert rows["train"] == ["3", "3", "1", "2"]
-    assert rows["test"] == ["1", "1", "1", "0"]
-    assert rows["total"] == ["4", "4", "2", "2"]
+    # a difficult face counts in its class and again in its own column (i2's two)
+    assert rows["split"] == ["images", "faces", "one", "two", "difficult"]
+    assert rows["train"] == ["3", "3", "1", "2", "1"]
+    assert rows["test"] == ["1", "1", "1", "0", "0"]
+    assert rows["total"] == ["4", "4", "2", "2", "1"]
 
 
 def test_stats_bad_file_one_line_error_then_skip_bad(tmp_path, capsys):
@@ -252,7 +253,7 @@ def test_stats_bad_file_one_line_error_then_skip_bad(tmp_path, capsys):
     assert cli.main(["stats", str(tmp_path), "--skip-bad"]) == 0
     out = capsys.readouterr().out
     assert "skipped 1 bad file" in out
-    assert next(line for line in out.splitlines() if line.startswith("test")).split()[1:] == ["0", "0", "0", "0"]
+    assert next(line for line in out.splitlines() if line.startswith("test")).split()[1:] == ["0"] * 5
 
 
 def test_stats_missing_dataset(tmp_path, capsys):

@@ -519,6 +519,9 @@ def test_load_shows_difficult_and_each_box_key(client: Any, labelimg: Path) -> N
     record = load(client, "image001.png")
     assert [(b["label"], b["difficult"], b["key"]) for b in record["boxes"]] == [("one", True, 0), ("two", False, 1)]
     assert record["verified"] and record["status"] == "reviewed"
+    total = client.get("/api/summary").json["rows"][-1]
+    # the data set holds 3 faces, one of them (this image's one) difficult: its own column, as `stats`
+    assert (total["split"], total["faces"], total["difficult"]) == ("total", 3, 1)
 
 
 def test_a_save_of_what_was_loaded_gives_back_the_same_file(client: Any, labelimg: Path) -> None:

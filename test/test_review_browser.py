@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
 
@@ -83,6 +83,15 @@ def page_ready(driver: Any, image_id: str) -> bool:
     """The image ``image_id`` is on screen: its record loaded and its pixels drawn."""
     return bool(title(driver) == image_id and driver.execute_script(
         "const c = document.getElementById('canvas'); return c.width > 10;"))
+
+
+def summary_cell(driver: Any, split: str, column: str) -> Optional[str]:
+    """The text of the data-set table's cell (row ``split``, column ``column``), None if absent."""
+    return driver.execute_script(
+        "const rows = [...document.querySelectorAll('#summary tr')].map((r) => [...r.cells].map((c) => c.textContent));"
+        "if (!rows.length) return null; const col = rows[0].indexOf(arguments[1]);"
+        "const row = rows.find((r) => r[0] === arguments[0]);"
+        "return col < 0 || !row ? null : row[col];", split, column)
 
 
 def test_review_page_in_chromium(browser: Any, tmp_path: Path) -> None:
@@ -179,6 +188,11 @@ def test_review_page_in_chromium(browser: Any, tmp_path: Path) -> None:
         assert (after.filename, after.folder, after.path) == (before.filename, before.folder, before.path)
         row = browser.find_element(By.CSS_SELECTOR, f"#list li[data-id='{target_id}'] .dot")
         wait(browser, lambda d: "reviewed" in row.get_attribute("class").split(), "the list to show it reviewed")
+        # The data-set table counts the difficult faces on disk (the two marked here, and any the
+        # generator marked) in their own column, as `stats` does.
+        on_disk = sum(b.difficult for p in dataset.glob("*/*.xml") for b in read_voc(p).boxes)
+        wait(browser, lambda d: summary_cell(d, "total", "difficult") == str(on_disk),
+             f"the data-set table to count {on_disk} difficult faces")
 
         # 5. A capture meanwhile shows up without a reload.
         subprocess.run([sys.executable, "-m", "cube_detect", "synth", "--out", str(dataset), "--count", "1",

@@ -60,6 +60,7 @@ class SaveSummary:
     labels: Dict[int, str] = field(default_factory=lambda: dict(LABELS))  # the classes, for the line
     images: Counter = field(default_factory=Counter)  # split -> images saved
     faces: Counter = field(default_factory=Counter)  # class name -> faces pre-annotated
+    difficult: int = 0  # of those faces, the ones marked difficult (synth: most of the digit out of frame)
     annotated: int = 0  # images saved with an XML
     failed: int = 0  # saves that wrote nothing (camera down, empty image, full disk, ...)
 
@@ -68,12 +69,16 @@ class SaveSummary:
         if saved.xml_path is not None:
             self.annotated += 1
             self.faces.update(box.label for box in saved.boxes)
+            self.difficult += sum(bool(box.difficult) for box in saved.boxes)
 
     def line(self, verb: str = "pre-annotated") -> str:
-        """One line, e.g. ``saved 5 images (train 4, test 1); pre-annotated 9 faces (one 5, two 4) ...``"""
+        """One line, e.g. ``saved 5 images (train 4, test 1); pre-annotated 9 faces (one 5, two 4) ...``
+        (``... (one 5, two 4; 1 of them difficult) ...`` when some are)."""
         total = sum(self.images.values())
         per_split = ", ".join(f"{s} {self.images.get(s, 0)}" for s in SPLITS)
         per_class = ", ".join(f"{n} {self.faces.get(n, 0)}" for _, n in sorted(self.labels.items()))
+        if self.difficult:
+            per_class += f"; {self.difficult} of them difficult"
         text = (f"saved {total} image{'s' if total != 1 else ''} ({per_split}); "
                 f"{verb} {sum(self.faces.values())} faces ({per_class}) in {self.annotated} XML files")
         if self.failed:

@@ -1,5 +1,7 @@
 """Command ``python -m cube_detect stats DATASET [--skip-bad]``: checks a data set and counts
-images and faces per split and class (the review page shows the same table)."""
+images and faces per split and class, and the faces marked ``difficult`` (VOC's flag: counted in
+their class too, but neither found nor missed in evaluation and not trained on). The review page
+shows the same table."""
 
 from __future__ import annotations
 
@@ -10,19 +12,24 @@ from typing import Dict, List, Tuple
 from cube_detect.dataset import SPLITS, LabeledImage, check_split, images_root, resolve_labels
 from cube_detect.labels import LABELS_HELP, describe
 
+#: The column of the faces marked difficult (of the faces, of their classes).
+DIFFICULT = "difficult"
+
 
 def count_split(samples: List[LabeledImage], labels: Dict[int, str]) -> dict:
     counts = {"images": len(samples), "faces": 0}
     counts.update(dict.fromkeys(labels.values(), 0))
+    counts[DIFFICULT] = 0
     for sample in samples:
         for box in sample.annotation.boxes:
             counts["faces"] += 1
             counts[box.label] = counts.get(box.label, 0) + 1
+            counts[DIFFICULT] += bool(box.difficult)
     return counts
 
 
 def format_stats(rows: List[Tuple[str, dict]], labels: Dict[int, str]) -> str:
-    columns = ["images", "faces"] + [name for _, name in sorted(labels.items())]
+    columns = ["images", "faces"] + [name for _, name in sorted(labels.items())] + [DIFFICULT]
     table = [["split"] + columns] + [[name] + [str(counts.get(c, 0)) for c in columns] for name, counts in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = []

@@ -186,7 +186,7 @@
     const table = $("summary");
     table.textContent = "";
     table.title = "the figures of `python -m cube_detect stats` (valid images only):\n" + summary.stats;
-    const head = ["split", "images", "faces", ...summary.labels, "reviewed"];
+    const head = ["split", "images", "faces", ...summary.labels, "difficult", "reviewed"];
     const tr = document.createElement("tr");
     for (const h of head) { const th = document.createElement("th"); th.textContent = h; tr.appendChild(th); }
     table.appendChild(tr);
@@ -195,11 +195,12 @@
       if (row.split === "total") line.className = "total";
       const share = row.listed ? Math.round((100 * row.reviewed) / row.listed) : 0;
       const cells = [row.split, row.images, row.faces, ...summary.labels.map((l) => row[l] || 0),
-        `${row.reviewed}/${row.listed}`];
+        row.difficult || 0, `${row.reviewed}/${row.listed}`];
       cells.forEach((c, i) => {
         const td = document.createElement("td");
         td.textContent = c;
         if (head[i] === "reviewed") td.title = `${share} % of the ${row.listed} images reviewed`;
+        if (head[i] === "difficult") td.title = "of the faces: marked difficult (d), neither found nor missed in evaluation";
         line.appendChild(td);
       });
       table.appendChild(line);
