@@ -53,7 +53,7 @@ def test_stats_reads_the_course_layout_with_its_label_map(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "classes: 3 cube, 5 cylinder, 7 empty" in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:] if line.strip()}
-    assert rows["split"] == ["images", "faces", "cube", "cylinder", "empty"]
+    assert rows["split"] == ["images", "faces", "cube", "cylinder", "empty", "difficult"]
     assert rows["train"][:2] == ["4", "36"] and rows["test"][:2] == ["2", "18"]  # 9 cells a board
 
 
