@@ -27,6 +27,8 @@ from cube_detect.inference import DEFAULT_MODEL, DecodeSettings, Detection, Dete
 from cube_detect.metrics import detection_f1, ground_truth_of, is_difficult, pr_curves, summarize
 from cube_detect.modelspec import ModelSpec, sidecar_path
 from cube_detect.synth import EVALUATION_FAMILIES, HELDOUT_FAMILY, handwriting, parse_families, render_indexed
+from cube_detect.synth.realism import defocus as lens_defocus
+from cube_detect.synth.realism import low_light
 from cube_detect.thresholds import MIN_REVIEWED_PHOTOS, choose_threshold, criterion_for
 from cube_detect.visualize import draw_detections
 
@@ -148,9 +150,37 @@ def zoomed_out(image: np.ndarray, boxes: Sequence[tuple], factor: float) -> Tupl
     return canvas, [(c, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), *rest) for c, b, *rest in boxes]
 
 
+#: The sensor noise of :func:`shifted_camera`'s dim room, in grey levels before the gain, and the
+#: stream of its per-scene generator (after the scene's seed and index; not the family's, so scene
+#: i of every family gets the same noise field: harmless, the scenes differ).
+DIM_NOISE, DIM_NOISE_STREAM = 2.0, 61
+#: Bounds of robustness's camera shifts: a disk blur of at most this many pixels per 640 px of width.
+MAX_DEFOCUS = 20.0
+
+
+def shifted_camera(image: np.ndarray, defocus: float = 0.0, light: float = 1.0,
+                   rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """The scene through a worse camera than the one it was rendered with: a lens out of focus
+    (a disk blur of ``defocus`` pixels per 640 px of the frame's width, at least 1 px; 0: in focus)
+    and a room with ``light`` of the light (1: as rendered), the sensor's gain bringing the frame
+    back to its full brightness with the noise that comes with it (:data:`DIM_NOISE` grey levels
+    before the gain, so ``DIM_NOISE / light`` after; drawn from ``rng``). Training's camera realism
+    (``synth.realism``) blurs and dims with the same functions, on some scenes, at random strengths
+    and with a gain that brings back 60-100 % of the brightness; here every scene alike, at a fixed
+    strength, rounded to the nearest level."""
+    if defocus == 0.0 and light == 1.0:
+        return image
+    img = image.astype(np.float32)
+    if defocus > 0.0:
+        img = lens_defocus(img, defocus * image.shape[1] / 640)
+    if light != 1.0:
+        img = low_light(img, light, 1.0 / light, DIM_NOISE, rng if rng is not None else np.random.default_rng(0))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 def robustness(detector: Detector, count: int = 100, families: Sequence[str] = EVALUATION_FAMILIES,
                seed: int = ROBUSTNESS_SEED, sheet: Optional[Path] = None, per_row: int = 4,
-               zoom_out: float = 1.0) -> Dict[str, dict]:
+               zoom_out: float = 1.0, defocus: float = 0.0, light: float = 1.0) -> Dict[str, dict]:
     """The regression table: per scene family, ``count`` fixed synthetic test scenes through the
     robot's own inference (original-size images, letterbox, LiteRT, decode); mAP@0.5 and exact
     sorted sequences at the detector's threshold, and the scores of the true faces the detector
@@ -158,7 +188,8 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
     counts as score 0). ``sheet``: a picture of the first ``per_row`` scenes of each family with
     the detections the arm would get. Family ``handwriting`` is the held-out one (hands training
     never saw, layouts of all six). ``zoom_out`` > 1: every scene as a camera that much farther away
-    sees it (:func:`zoomed_out`)."""
+    sees it (:func:`zoomed_out`); ``defocus`` > 0 or ``light`` < 1: every scene through a lens out
+    of focus or in a dim room (:func:`shifted_camera`, before any zoom-out: the photo, then framed)."""
     ids = {v: k for k, v in detector.spec.labels.items()}
     table: Dict[str, dict] = {}
     rows = []
@@ -167,6 +198,7 @@ def robustness(detector: Detector, count: int = 100, families: Sequence[str] = E
         for i in tqdm(range(count), desc=family, unit="img", leave=False):
             image, boxes = render_indexed(seed, i, family=family)
             faces = ground_truth_of(boxes, ids)
+            image = shifted_camera(image, defocus, light, np.random.default_rng([seed, i, DIM_NOISE_STREAM]))
             if zoom_out != 1.0:
                 image, faces = zoomed_out(image, faces, zoom_out)
             truth.append(faces)
@@ -236,6 +268,15 @@ def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zoom-out", type=float, default=1.0, metavar="F",
                         help="every scene as a camera F times farther away sees it: centred on a canvas F times "
                              "the frame, filled with its median colour (faces 1/F as large; default 1 = as rendered)")
+    parser.add_argument("--defocus", type=float, default=0.0, metavar="R",
+                        help="every scene through a lens out of focus: a disk blur of R pixels (1 to 20) per 640 px "
+                             "of width (training's camera realism blurs 15 %% of its scenes by 1.5-6; default 0 = "
+                             "sharp); applied to the frame before any --zoom-out")
+    parser.add_argument("--dim", type=float, default=1.0, metavar="L",
+                        help="every scene in a dim room: L of the light (0 < L <= 1), the sensor's gain bringing "
+                             "it back with noise of 2/L grey levels (training's camera realism dims 15 %% of its "
+                             "scenes to 0.2-0.5, noise 1-3 levels before a gain back to 60-100 %%; default 1 = "
+                             "as rendered); applied to the frame before any --zoom-out")
     parser.add_argument("--json", type=Path, help="write the table here")
     parser.add_argument("--sheet", type=Path, metavar="PNG",
                         help="write a picture: the first scenes of each family with their detections")
@@ -249,16 +290,28 @@ def run_robustness(args: argparse.Namespace) -> int:
         raise CubeDetectError(f"--count must be at least 1, got {args.count}")
     if not 1.0 <= args.zoom_out <= 4.0:
         raise CubeDetectError(f"--zoom-out must be from 1 to 4 (times the frame), got {args.zoom_out:g}")
+    if not (args.defocus == 0.0 or 1.0 <= args.defocus <= MAX_DEFOCUS):
+        raise CubeDetectError(f"--defocus must be 0 (sharp) or from 1 to {MAX_DEFOCUS:g} (pixels per 640 of "
+                              f"width), got {args.defocus:g}")
+    if not 0.0 < args.dim <= 1.0:
+        raise CubeDetectError(f"--dim must be above 0 and at most 1 (the share of the light), got {args.dim:g}")
     # The model's calibrated threshold unless --threshold; up to 10 faces, so mAP sees every candidate.
     detector = load_detector(args.model, backend="cpu", decoding=DecodeSettings(threshold=args.threshold, max_cubes=10))
     threshold = detector.threshold
-    table = robustness(detector, args.count, families, sheet=args.sheet, zoom_out=args.zoom_out)
+    table = robustness(detector, args.count, families, sheet=args.sheet, zoom_out=args.zoom_out,
+                       defocus=args.defocus, light=args.dim)
+    if args.defocus or args.dim != 1.0:
+        print("scenes through a shifted camera:" + (f" out of focus (disk of {args.defocus:g} px per 640)"
+                                                     if args.defocus else "")
+              + (f" in {args.dim:g} of the light (noise {DIM_NOISE / args.dim:.1f} grey levels)"
+                 if args.dim != 1.0 else ""))
     if args.zoom_out != 1.0:
         print(f"scenes zoomed out {args.zoom_out:g}x (faces 1/{args.zoom_out:g} as large)")
     print(format_robustness(table, threshold))
     if args.json:
         atomic_write_text(args.json, json.dumps({"model": str(args.model), "threshold": threshold,
                                                  "seed": ROBUSTNESS_SEED, "zoom_out": args.zoom_out,
+                                                 "defocus": args.defocus, "dim": args.dim,
                                                  "families": table}, indent=2) + "\n")
     return 0
 

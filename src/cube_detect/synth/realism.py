@@ -21,13 +21,25 @@ def _disk(radius: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
+def defocus(img: np.ndarray, radius: float) -> np.ndarray:
+    """``img`` (float32) through a lens out of focus: a disk blur of ``radius`` pixels."""
+    return cv2.filter2D(img, -1, _disk(radius))
+
+
+def low_light(img: np.ndarray, light: float, gain: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """``img`` (float32) in a dim room: ``light`` times the photons, grey sensor noise of ``noise``
+    levels (drawn from ``rng``), then the sensor's ``gain``."""
+    field = rng.normal(0.0, noise, img.shape[:2]).astype(np.float32)[..., None]
+    return (img * np.float32(light) + field) * np.float32(gain)
+
+
 def camera_realism(rng: np.random.Generator, bgr: np.ndarray) -> np.ndarray:
     """Defocus or motion blur, low light with sensor gain, a colour cast (each sometimes)."""
     width = bgr.shape[1]
     img = bgr.astype(np.float32)
     r = rng.random()
     if r < 0.15:  # out of focus: a lens's disk blur, up to ~1 % of the frame width
-        img = cv2.filter2D(img, -1, _disk(rng.uniform(1.5, 6.0) * width / 640))
+        img = defocus(img, rng.uniform(1.5, 6.0) * width / 640)
     elif r < 0.22:  # a longer hand-held or arm motion than the base camera's
         k = int(rng.integers(6, 15))
         kernel = np.zeros((k, k), np.float32)
@@ -39,8 +51,7 @@ def camera_realism(rng: np.random.Generator, bgr: np.ndarray) -> np.ndarray:
     if rng.random() < 0.15:  # a dim room: few photons, then the sensor's gain
         light = rng.uniform(0.2, 0.5)
         gain = rng.uniform(0.6, 1.0) / light
-        noise = rng.normal(0.0, rng.uniform(1.0, 3.0), img.shape[:2]).astype(np.float32)[..., None]
-        img = (img * np.float32(light) + noise) * np.float32(gain)
+        img = low_light(img, light, gain, rng.uniform(1.0, 3.0), rng)
     if rng.random() < 0.2 and not (np.array_equal(bgr[..., 0], bgr[..., 1])):  # colour cameras only
         img *= (1.0 + rng.normal(0.0, 0.08, 3)).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
