@@ -3,8 +3,10 @@
 Real photos of the cells (docs/DOMAIN.md) include out-of-focus close-ups, hand-held motion,
 dim rooms whose sensor gain amplifies noise, and colour casts from window or lamp light; the
 base camera model covers the mild cases. Applied to scenes rendered with real handwriting
-(``digits="mixed"``, what ``train`` uses), never to the evaluation families, so the robustness
-table keeps comparing with earlier rounds.
+(``digits="mixed"``, what ``train`` uses), never to the evaluation families as rendered, so the
+robustness table keeps comparing with earlier rounds. ``robustness --defocus / --dim``
+(``evaluate.shifted_camera``) reuses :func:`defocus` and :func:`low_light` on them, at a fixed
+strength, as a shifted camera.
 """
 
 from __future__ import annotations
