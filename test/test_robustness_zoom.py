@@ -97,9 +97,10 @@ def test_the_shipped_model_scores_faces_far_out_of_focus_lower(shipped_model):
     blurred = robustness(detector, 6, ["handwriting"], defocus=20.0)["handwriting"]
     dim = robustness(detector, 6, ["handwriting"], light=0.2)["handwriting"]
     assert sharp["faces"] == blurred["faces"] == dim["faces"]
-    # The shift reaches the networks: the same faces, other scores (a disk of 20 px per 640 is far
-    # beyond training's 6: README, "A blurred or dim camera").
-    assert blurred["true_score_median"] < sharp["true_score_median"] - 0.2, (sharp, blurred)
+    # The shift reaches the networks: the same faces, other scores (a disk of 20 px per 640 is past
+    # training's largest, 16: README, "A blurred or dim camera"); the low tail goes first.
+    assert blurred["true_score_p10"] < sharp["true_score_p10"] - 0.3, (sharp, blurred)
+    assert blurred["true_score_median"] < sharp["true_score_median"] - 0.05, (sharp, blurred)
     assert dim["true_score_median"] != sharp["true_score_median"], (sharp, dim)
     assert robustness(detector, 6, ["handwriting"], light=0.2)["handwriting"] == dim  # the same noise each run
 

@@ -270,8 +270,8 @@ def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
                              "the frame, filled with its median colour (faces 1/F as large; default 1 = as rendered)")
     parser.add_argument("--defocus", type=float, default=0.0, metavar="R",
                         help="every scene through a lens out of focus: a disk blur of R pixels (1 to 20) per 640 px "
-                             "of width (training's camera realism blurs 15 %% of its scenes by 1.5-6; default 0 = "
-                             "sharp); applied to the frame before any --zoom-out")
+                             "of width (training's camera realism blurs 20 %% of its scenes by 1.5-16, log-uniform; "
+                             "default 0 = sharp); applied to the frame before any --zoom-out")
     parser.add_argument("--dim", type=float, default=1.0, metavar="L",
                         help="every scene in a dim room: L of the light (0 < L <= 1), the sensor's gain bringing "
                              "it back with noise of 2/L grey levels (training's camera realism dims 15 %% of its "

@@ -40,9 +40,9 @@ def camera_realism(rng: np.random.Generator, bgr: np.ndarray) -> np.ndarray:
     width = bgr.shape[1]
     img = bgr.astype(np.float32)
     r = rng.random()
-    if r < 0.15:  # out of focus: a lens's disk blur, up to ~1 % of the frame width
-        img = defocus(img, rng.uniform(1.5, 6.0) * width / 640)
-    elif r < 0.22:  # a longer hand-held or arm motion than the base camera's
+    if r < 0.2:  # out of focus: a lens's disk blur, log-uniform up to 2.5 % of the frame width
+        img = defocus(img, float(np.exp(rng.uniform(np.log(1.5), np.log(16.0)))) * width / 640)
+    elif r < 0.27:  # a longer hand-held or arm motion than the base camera's
         k = int(rng.integers(6, 15))
         kernel = np.zeros((k, k), np.float32)
         angle = rng.uniform(0, np.pi)
